@@ -1,0 +1,1 @@
+"""The IVR server: call workers running flows, configuration, the call store and the CLI."""

@@ -1,0 +1,160 @@
+"""The ``ivr`` command.
+
+    ivr run            start the IVR (for now one call worker; see README)
+    ivr worker         start one call worker
+    ivr flow check F   validate a flow file against the schema and the prompt sets
+    ivr calls          list recent calls from the store
+    ivr call ID        show one call and its events
+    ivr config show    print the effective settings (file + environment)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, Settings, load_settings
+from .logs import setup_logging
+from .store import CallStore, StoreError
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from media.errors import MediaError
+
+    from .worker import StartupError, Worker
+
+    settings = _settings(args)
+    setup_logging(settings.log.level, settings.log.format)
+    try:
+        asyncio.run(Worker(settings).run())
+    except (StartupError, StoreError, MediaError) as exc:
+        print(f"ivr: cannot start: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_flow_check(args: argparse.Namespace) -> int:
+    from media.errors import PromptError
+
+    from .flow import FlowError, check_prompts, load_flow
+    from .prompts import load_prompt_sets
+
+    settings = _settings(args)
+    prompts_dir = Path(args.prompts) if args.prompts else settings.paths.prompts_dir
+    failed = False
+    for name in args.files:
+        try:
+            flow, smap = load_flow(Path(name))
+        except FlowError as exc:
+            for issue in exc.issues:
+                print(f"{issue}", file=sys.stderr)
+            failed = True
+            continue
+        try:
+            sets = load_prompt_sets(prompts_dir, settings.paths.var_dir / "cache" / "prompts",
+                                    settings.media.clock_rate_hz)
+        except PromptError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if flow.language not in sets:
+            print(f"{name}: language {flow.language!r} has no prompt set in {prompts_dir}",
+                  file=sys.stderr)
+            failed = True
+            continue
+        issues = check_prompts(flow, smap, set(sets[flow.language].files), flow.language)
+        for issue in issues:
+            print(f"{issue}", file=sys.stderr)
+        if issues:
+            failed = True
+        else:
+            print(f"{name}: ok (flow {flow.name!r} version {flow.version}, "
+                  f"{len(flow.nodes)} nodes, prompt set {flow.language})")
+    return 1 if failed else 0
+
+
+def _fmt_time(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = CallStore(settings.db_path)
+    calls = store.recent_calls(args.limit)
+    if args.json:
+        print(json.dumps([c.__dict__ for c in calls], indent=2))
+        return 0
+    print(f"{'arrived':19}  {'dur':>5}  {'end':14} {'by':6} {'sip':>4}  {'menu path':20} call id")
+    for c in calls:
+        dur = f"{c.ended_at - c.arrived_at:5.1f}" if c.ended_at else "  -  "
+        print(f"{_fmt_time(c.arrived_at):19}  {dur}  {c.end_reason or 'in progress':14} "
+              f"{c.hangup_by or '-':6} {c.sip_code or '-':>4}  {c.menu_path or '-':20} "
+              f"{c.call_id}")
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = CallStore(settings.db_path)
+    call = store.get_call(args.call_id) or store.find_by_sip_call_id(args.call_id)
+    if call is None:
+        print(f"ivr: no call {args.call_id!r} in {settings.db_path}", file=sys.stderr)
+        return 1
+    print(json.dumps(call.__dict__, indent=2))
+    for ev in store.events(call.call_id):
+        print(f"  {ev.at - call.arrived_at:8.3f}s  {ev.kind:14} {json.dumps(ev.data)}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    print(_settings(args).to_yaml(), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ivr", description="Contact-center IVR server")
+    p.add_argument("--config", help="settings file (YAML); default: $IVR_CONFIG or built-ins")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the IVR").set_defaults(fn=cmd_worker)
+    sub.add_parser("worker", help="start one call worker").set_defaults(fn=cmd_worker)
+    flow = sub.add_parser("flow", help="flow tools").add_subparsers(dest="flow_cmd", required=True)
+    check = flow.add_parser("check", help="validate flow files")
+    check.add_argument("files", nargs="+")
+    check.add_argument("--prompts", help="prompt sets directory (default: settings)")
+    check.set_defaults(fn=cmd_flow_check)
+    calls = sub.add_parser("calls", help="list recent calls")
+    calls.add_argument("-n", "--limit", type=int, default=20)
+    calls.add_argument("--json", action="store_true")
+    calls.set_defaults(fn=cmd_calls)
+    call = sub.add_parser("call", help="show one call with its events")
+    call.add_argument("call_id", help="our call id or the SIP Call-ID")
+    call.set_defaults(fn=cmd_call)
+    cfg = sub.add_parser("config", help="settings").add_subparsers(dest="cfg_cmd", required=True)
+    cfg.add_parser("show", help="print the effective settings").set_defaults(fn=cmd_config_show)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except ConfigError as exc:
+        print(f"ivr: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"ivr: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""Settings: typed sections validated at the door, from a YAML file and the environment.
+
+Precedence: built-in defaults < the YAML file (``--config`` or ``IVR_CONFIG``) < environment
+variables named ``IVR_<SECTION>_<FIELD>`` (``IVR_SIP_PORT=5070``, ``IVR_PATHS_VAR_DIR=/srv``).
+Every field is documented in ``docs/configuration.md``; ``ivr config show`` prints the result.
+An invalid value is refused with the file, line and field (or the variable) it came from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .yamlsrc import SourceMap, YamlError, load_yaml
+
+ENV_PREFIX = "IVR_"
+
+
+class ConfigError(Exception):
+    """Settings that cannot be used; the message says which and where."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SipSettings(_Section):
+    bind_address: str = "127.0.0.1"
+    port: int = Field(default=5060, ge=1, le=65535)
+    transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
+    public_address: str | None = None  # written into Contact/SDP when behind NAT
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        try:
+            ipaddress.ip_address(v)
+        except ValueError as exc:
+            raise ValueError(f"{v!r} is not an IP address") from exc
+        return v
+
+
+class RtpSettings(_Section):
+    port_start: int = Field(default=40000, ge=1024, le=65000)
+    port_range: int = Field(default=1000, ge=8, le=30000)
+
+
+class MediaSettings(_Section):
+    clock_rate_hz: Literal[8000, 16000] = 8000
+    codecs: list[Literal["PCMU/8000", "PCMA/8000", "G722/16000"]] = [
+        "PCMU/8000", "PCMA/8000", "G722/16000",
+    ]
+    inband_dtmf: Literal["auto", "always", "never"] = "auto"
+    pump_timeout_ms: int = Field(default=100, ge=1, le=1000)
+    pjsip_log_level: int = Field(default=1, ge=0, le=6)
+
+
+class WorkerSettings(_Section):
+    name: str = "worker-1"
+    max_calls: int = Field(default=4, ge=1, le=4)  # the pjsua2-python wheel's PJSUA limit
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
+    media_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class PathSettings(_Section):
+    var_dir: Path = Path("var")
+    flow: Path = Path("ivr/flows/default.yaml")
+    prompts_dir: Path = Path("prompts")
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class Settings(_Section):
+    sip: SipSettings = SipSettings()
+    rtp: RtpSettings = RtpSettings()
+    media: MediaSettings = MediaSettings()
+    worker: WorkerSettings = WorkerSettings()
+    paths: PathSettings = PathSettings()
+    log: LogSettings = LogSettings()
+
+    @property
+    def db_path(self) -> Path:
+        return self.paths.var_dir / "ivr.sqlite3"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+    """``IVR_SIP_PORT`` -> {"sip": {"port": "5060"}}; values are parsed as YAML scalars/lists."""
+    out: dict[str, dict[str, Any]] = {}
+    origin: dict[tuple[str, str], str] = {}
+    sections = Settings.model_fields
+    for var, raw in env.items():
+        if not var.startswith(ENV_PREFIX) or var == "IVR_CONFIG":
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        for section, finfo in sections.items():
+            if not rest.startswith(section + "_"):
+                continue
+            field_name = rest[len(section) + 1:]
+            model = finfo.annotation
+            if isinstance(model, type) and field_name in model.model_fields:
+                try:
+                    value = yaml.safe_load(raw) if raw.strip() else raw
+                except yaml.YAMLError:
+                    value = raw
+                if isinstance(value, (int, float, bool)) and field_name in {
+                    "bind_address", "public_address", "name"
+                }:
+                    value = raw
+                out.setdefault(section, {})[field_name] = value
+                origin[(section, field_name)] = var
+            break
+    return out, origin
+
+
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+    if path is None and env.get("IVR_CONFIG"):
+        path = Path(env["IVR_CONFIG"])
+    data: dict[str, Any] = {}
+    smap = SourceMap("<defaults>")
+    if path is not None:
+        try:
+            loaded, smap = load_yaml(path)
+        except YamlError as exc:
+            raise ConfigError(str(exc)) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}:1: settings are a mapping of sections (sip, rtp, ...)")
+        data = loaded
+    overrides, origin = _env_overrides(env)
+    for section, values in overrides.items():
+        base = data.get(section) or {}
+        if not isinstance(base, dict):
+            base = {}
+        data[section] = {**base, **values}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            dotted = ".".join(str(p) for p in loc)
+            key = (str(loc[0]), str(loc[1])) if len(loc) >= 2 else None
+            if key and key in origin:
+                where = f"environment variable {origin[key]}"
+            else:
+                line = smap.line_of(loc)
+                where = f"{smap.path}:{line}" if line else smap.path
+            problems.append(f"{where}: {dotted}: {err['msg']}")
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc

@@ -1,0 +1,20 @@
+"""Call flows: the YAML language (:mod:`.model`) and its interpreter (:mod:`.interpreter`)."""
+
+from .interpreter import Action, FlowRun, Hangup, Note, Play, RunState, StopPlayback
+from .model import Flow, FlowError, FlowIssue, check_prompts, load_flow, parse_flow
+
+__all__ = [
+    "Action",
+    "Flow",
+    "FlowError",
+    "FlowIssue",
+    "FlowRun",
+    "Hangup",
+    "Note",
+    "Play",
+    "RunState",
+    "StopPlayback",
+    "check_prompts",
+    "load_flow",
+    "parse_flow",
+]

@@ -1,0 +1,238 @@
+"""The call store: one row per call (the CDR) and an append-only log of its events.
+
+Embedded default: SQLite in WAL mode under ``var/``. Every event is written, in its own
+transaction, as it happens, so a crash loses at most the event in flight; a call whose end was
+never written is closed as ``failure`` by :meth:`CallStore.close_orphans` at the next start.
+The SQL is kept to what PostgreSQL also accepts, so the same interface can move there.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id      TEXT PRIMARY KEY,
+    sip_call_id  TEXT NOT NULL,
+    worker       TEXT NOT NULL,
+    from_uri     TEXT NOT NULL,
+    to_uri       TEXT NOT NULL,
+    flow         TEXT NOT NULL,
+    flow_version INTEGER NOT NULL,
+    arrived_at   REAL NOT NULL,
+    answered_at  REAL,
+    ended_at     REAL,
+    codec        TEXT,
+    dtmf_method  TEXT,
+    last_node    TEXT,
+    menu_path    TEXT NOT NULL DEFAULT '',
+    end_reason   TEXT,
+    hangup_by    TEXT,
+    sip_code     INTEGER,
+    sip_reason   TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_arrived ON calls (arrived_at);
+CREATE INDEX IF NOT EXISTS calls_open ON calls (ended_at) WHERE ended_at IS NULL;
+CREATE TABLE IF NOT EXISTS call_events (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL REFERENCES calls (call_id),
+    at      REAL NOT NULL,
+    kind    TEXT NOT NULL,
+    data    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events (call_id, id);
+"""
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message names the database file."""
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    call_id: str
+    sip_call_id: str
+    worker: str
+    from_uri: str
+    to_uri: str
+    flow: str
+    flow_version: int
+    arrived_at: float
+    answered_at: float | None
+    ended_at: float | None
+    codec: str | None
+    dtmf_method: str | None
+    last_node: str | None
+    menu_path: str
+    end_reason: str | None
+    hangup_by: str | None
+    sip_code: int | None
+    sip_reason: str | None
+
+
+@dataclass(frozen=True)
+class CallEventRecord:
+    call_id: str
+    at: float
+    kind: str
+    data: dict[str, Any]
+
+
+class CallStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: schema version {version} is newer than this program "
+                    f"({SCHEMA_VERSION}); upgrade the program"
+                )
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the call store: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def _write(self, call_id: str, at: float, kind: str, data: dict[str, Any],
+               update_sql: str | None = None, params: tuple[Any, ...] = ()) -> None:
+        try:
+            with self._tx() as db:
+                if update_sql:
+                    db.execute(update_sql, params)
+                db.execute(
+                    "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                    (call_id, at, kind, json.dumps(data, separators=(",", ":"))),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot record {kind} of call {call_id}: {exc}") from exc
+
+    # -- the life of a call ------------------------------------------------------------
+
+    def call_arrived(self, call_id: str, at: float, *, sip_call_id: str, worker: str,
+                     from_uri: str, to_uri: str, flow: str, flow_version: int) -> None:
+        self._write(
+            call_id, at, "arrived",
+            {"sip_call_id": sip_call_id, "from": from_uri, "to": to_uri, "worker": worker},
+            "INSERT INTO calls (call_id, sip_call_id, worker, from_uri, to_uri, flow,"
+            " flow_version, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (call_id, sip_call_id, worker, from_uri, to_uri, flow, flow_version, at),
+        )
+
+    def call_answered(self, call_id: str, at: float, *, codec: str, telephone_event: bool,
+                      inband_dtmf: bool) -> None:
+        self._write(
+            call_id, at, "answered",
+            {"codec": codec, "telephone_event": telephone_event, "inband_dtmf": inband_dtmf},
+            "UPDATE calls SET answered_at = ?, codec = ? WHERE call_id = ?",
+            (at, codec, call_id),
+        )
+
+    def call_dtmf(self, call_id: str, at: float, *, digit: str, method: str, node: str) -> None:
+        self._write(
+            call_id, at, "dtmf", {"digit": digit, "method": method, "node": node},
+            "UPDATE calls SET dtmf_method = ? WHERE call_id = ?", (method, call_id),
+        )
+
+    def call_node(self, call_id: str, at: float, *, node: str, node_type: str) -> None:
+        self._write(
+            call_id, at, "node", {"node": node, "type": node_type},
+            "UPDATE calls SET last_node = ? WHERE call_id = ?", (node, call_id),
+        )
+
+    def call_menu_choice(self, call_id: str, at: float, *, node: str, key: str,
+                         target: str) -> None:
+        self._write(
+            call_id, at, "menu.choice", {"node": node, "key": key, "target": target},
+            "UPDATE calls SET menu_path = CASE WHEN menu_path = '' THEN ? "
+            "ELSE menu_path || ' ' || ? END WHERE call_id = ?",
+            (f"{node}:{key}", f"{node}:{key}", call_id),
+        )
+
+    def call_event(self, call_id: str, at: float, kind: str, data: dict[str, Any]) -> None:
+        self._write(call_id, at, kind, data)
+
+    def call_ended(self, call_id: str, at: float, *, reason: str, hangup_by: str,
+                   sip_code: int | None, sip_reason: str | None) -> None:
+        self._write(
+            call_id, at, "ended",
+            {"reason": reason, "hangup_by": hangup_by, "sip_code": sip_code,
+             "sip_reason": sip_reason},
+            "UPDATE calls SET ended_at = ?, end_reason = ?, hangup_by = ?, sip_code = ?,"
+            " sip_reason = ? WHERE call_id = ? AND ended_at IS NULL",
+            (at, reason, hangup_by, sip_code, sip_reason, call_id),
+        )
+
+    def close_orphans(self, at: float, reason: str, worker: str | None = None) -> list[str]:
+        """Close calls whose end was never recorded (their process died)."""
+        sql = "SELECT call_id FROM calls WHERE ended_at IS NULL"
+        params: tuple[Any, ...] = ()
+        if worker is not None:
+            sql += " AND worker = ?"
+            params = (worker,)
+        ids = [r[0] for r in self._db.execute(sql, params).fetchall()]
+        for call_id in ids:
+            self.call_ended(call_id, at, reason=reason, hangup_by="system",
+                            sip_code=None, sip_reason=None)
+        return ids
+
+    # -- reading -----------------------------------------------------------------------
+
+    def get_call(self, call_id: str) -> CallRecord | None:
+        row = self._db.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls WHERE call_id = ?", (call_id,)
+        ).fetchone()
+        return CallRecord(*row) if row else None
+
+    def find_by_sip_call_id(self, sip_call_id: str) -> CallRecord | None:
+        row = self._db.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls WHERE sip_call_id = ? "
+            "ORDER BY arrived_at DESC LIMIT 1",
+            (sip_call_id,),
+        ).fetchone()
+        return CallRecord(*row) if row else None
+
+    def recent_calls(self, limit: int = 20) -> list[CallRecord]:
+        rows = self._db.execute(
+            f"SELECT {_CALL_COLUMNS} FROM calls ORDER BY arrived_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [CallRecord(*r) for r in rows]
+
+    def events(self, call_id: str) -> list[CallEventRecord]:
+        rows = self._db.execute(
+            "SELECT call_id, at, kind, data FROM call_events WHERE call_id = ? ORDER BY id",
+            (call_id,),
+        ).fetchall()
+        return [CallEventRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+
+_CALL_COLUMNS = ", ".join(CallRecord.__dataclass_fields__)

@@ -1,0 +1,33 @@
+"""The telephony core: PJSIP's endpoint, call legs, prompt playback and DTMF.
+
+This is the only package that imports ``pjsua2``; everything above it uses the async
+:class:`CallLeg` and the frozen events of :mod:`media.events`.
+"""
+
+from .errors import LegGoneError, MediaError, PhoneStateError, PjsipError, PromptError
+from .events import (
+    DtmfMethod,
+    DtmfReceived,
+    HangupSide,
+    LegEvent,
+    LegHungUp,
+    MediaReady,
+    PlaybackFinished,
+)
+from .leg import CallLeg
+
+__all__ = [
+    "CallLeg",
+    "DtmfMethod",
+    "DtmfReceived",
+    "HangupSide",
+    "LegEvent",
+    "LegGoneError",
+    "LegHungUp",
+    "MediaError",
+    "MediaReady",
+    "PhoneStateError",
+    "PjsipError",
+    "PlaybackFinished",
+    "PromptError",
+]

@@ -1,0 +1,61 @@
+"""Events a call leg reports, as frozen dataclasses named for what happened.
+
+They are built on PJSIP's threads from pjsua2's callback parameters and handed to the
+asyncio loop; nothing above ``media/`` ever sees a pjsua2 object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class DtmfMethod(str, Enum):
+    """How a DTMF digit reached us."""
+
+    RFC4733 = "rfc4733"  # RTP telephone-event (RFC 4733, formerly RFC 2833)
+    SIP_INFO = "sip-info"  # SIP INFO, application/dtmf-relay or application/dtmf
+    INBAND = "inband"  # tones inside the audio, found by our Goertzel detector
+
+
+class HangupSide(str, Enum):
+    """Which side ended the call."""
+
+    REMOTE = "remote"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class LegEvent:
+    leg_id: int
+
+
+@dataclass(frozen=True)
+class MediaReady(LegEvent):
+    """Audio is flowing: the negotiated codec and whether DTMF can come as RTP events."""
+
+    codec: str
+    clock_rate_hz: int
+    telephone_event: bool
+    inband_dtmf: bool
+
+
+@dataclass(frozen=True)
+class DtmfReceived(LegEvent):
+    digit: str
+    method: DtmfMethod
+
+
+@dataclass(frozen=True)
+class PlaybackFinished(LegEvent):
+    playback_id: int
+
+
+@dataclass(frozen=True)
+class LegHungUp(LegEvent):
+    """The leg is over. ``status_code``/``reason`` are the last SIP status PJSIP saw."""
+
+    side: HangupSide
+    status_code: int
+    reason: str
+    answered: bool

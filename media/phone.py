@@ -1,0 +1,674 @@
+"""The one PJSIP endpoint of a process, driven from a single pump thread.
+
+Thread model (docs/architecture.md):
+
+* PJSIP runs no SIP threads of its own (``threadCnt = 0``, ``mainThreadOnly = True``).
+* One *pump thread*, started by :meth:`Phone.start`, creates the ``pjsua2.Endpoint``, owns
+  every pjsua2 object and loops on ``libHandleEvents(pump_timeout_ms)``; pjsua2 releases the
+  GIL while it waits in ``select()``.
+* Every pjsua2 call wanted by the asyncio side is a command queued for that thread
+  (:meth:`Phone.submit`). The pump is woken at once by a CRLF keep-alive datagram (RFC 5626
+  section 4.4.1; PJSIP ignores it) sent to its own UDP transport, so a command runs within a
+  fraction of a millisecond while an idle pump sleeps in ``select()``.
+* SIP callbacks therefore run on the pump thread. They only turn pjsua2's parameters into our
+  own events and hand them to the loop with ``call_soon_threadsafe``.
+* PJMEDIA's clock thread calls the player EOF callback and the in-band tap; those only append
+  to a deque and post an event.
+* Strong references: every pjsua2 ``Call`` is held in ``Phone._calls`` until its DISCONNECTED
+  state has been handled; players and taps are destroyed on the pump thread after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pjsua2 as pj
+
+from .errors import LegGoneError, PhoneStateError, PjsipError
+from .events import DtmfMethod, DtmfReceived, HangupSide, LegHungUp, MediaReady, PlaybackFinished
+from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap
+from .leg import CallLeg
+
+log = logging.getLogger("media.phone")
+
+T = TypeVar("T")
+
+_CRLF_KEEPALIVE = b"\r\n\r\n"
+_INBAND_POLL_S = 0.06
+_ALL_CODECS_OFF = 0
+_PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
+
+
+@dataclass(frozen=True)
+class PhoneConfig:
+    """Settings of the process's SIP user agent. Units are in the names."""
+
+    bind_address: str = "127.0.0.1"
+    sip_port: int = 5060
+    transports: tuple[str, ...] = ("udp", "tcp")
+    public_address: str | None = None
+    rtp_port: int = 40000
+    rtp_port_range: int = 1000
+    max_calls: int = 4
+    clock_rate_hz: int = 8000
+    codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")
+    inband_dtmf: str = "auto"  # auto: only on legs without telephone-event | always | never
+    pump_timeout_ms: int = 100
+    user_agent: str = "callcenter-ivr"
+    pjsip_log_level: int = 1
+    local_user: str = "ivr"
+
+
+@dataclass(eq=False)
+class _LegState:
+    """Pump-thread side of one call leg: the pjsua2 objects, never touched by the loop."""
+
+    call: _PjCall | None
+    leg: CallLeg | None = None
+    audio: pj.AudioMedia | None = None
+    audio_port_id: int = -1
+    player: _Player | None = None
+    tap_port: _TapPort | None = None
+    tap: InbandTap | None = None
+    media_reported: bool = False
+    answered: bool = False
+    local_hangup: bool = False
+    disconnected: bool = False
+    old_players: list[_Player] = field(default_factory=list)
+
+
+class _PjLogWriter(pj.LogWriter):  # type: ignore[misc]
+    def write(self, entry: pj.LogEntry) -> None:
+        level = _PJ_LEVEL_TO_LOGGING.get(entry.level, logging.DEBUG)
+        log.log(level, "pjsip: %s", entry.msg.rstrip())
+
+
+class _PjAccount(pj.Account):  # type: ignore[misc]
+    def __init__(self, phone: Phone) -> None:
+        super().__init__()
+        self._phone = phone
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802
+        self._phone._on_incoming(self, prm.callId)
+
+
+class _PjCall(pj.Call):  # type: ignore[misc]
+    def __init__(self, phone: Phone, account: _PjAccount, call_id: int) -> None:
+        super().__init__(account, call_id)
+        self._phone = phone
+        self.state: _LegState | None = None
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802
+        self._phone._on_call_state(self)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:  # noqa: N802
+        self._phone._on_media_state(self)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
+        self._phone._on_dtmf(self, prm.digit, prm.method)
+
+
+class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
+    """A prompt or playlist; its EOF callback comes on PJMEDIA's clock thread."""
+
+    def __init__(self, phone: Phone, leg: CallLeg, playback_id: int) -> None:
+        super().__init__()
+        self._phone = phone
+        self.leg = leg
+        self.playback_id = playback_id
+        self.finished = False
+
+    def onEof2(self) -> None:  # noqa: N802
+        if not self.finished:
+            self.finished = True
+            self._phone._post_event(self.leg, PlaybackFinished(self.leg.leg_id, self.playback_id))
+
+
+class _TapPort(pj.AudioMediaPort):  # type: ignore[misc]
+    """Receives the caller's audio at 8 kHz for the in-band DTMF detector."""
+
+    def __init__(self, tap: InbandTap) -> None:
+        super().__init__()
+        self._tap = tap
+
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:  # noqa: N802
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+            self._tap.push(bytes(frame.buf))
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+class Phone:
+    """The SIP user agent of one process: accepts calls and runs commands on its legs.
+
+    ``on_incoming`` is called on the asyncio loop with each new :class:`CallLeg`; the callee
+    answers, plays and hangs up through the leg's async methods.
+    """
+
+    def __init__(self, config: PhoneConfig, on_incoming: Callable[[CallLeg], None]) -> None:
+        self.config = config
+        self._on_incoming_cb = on_incoming
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._commands: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._wake_pending = False
+        self._wake_sock: socket.socket | None = None
+        self._stopping = False
+        self._running = False
+        self._accepting = True
+        self._calls: dict[int, _LegState] = {}  # pjsua call id -> state; strong references
+        self._dead: list[_LegState] = []
+        self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
+        self._next_leg_id = 1
+        self._next_playback_id = 1
+        self._inband_legs: set[CallLeg] = set()
+        self._inband_wakeup: asyncio.Event | None = None
+        self._inband_task: asyncio.Task[None] | None = None
+        self._ep: pj.Endpoint | None = None
+        self._account: _PjAccount | None = None
+        self._log_writer: _PjLogWriter | None = None
+
+    # ------------------------------------------------------------------ loop side
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            raise PhoneStateError("the phone is already started")
+        self._loop = asyncio.get_running_loop()
+        started: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._pump_main, args=(started,), name="pjsip-pump", daemon=True
+        )
+        self._thread.start()
+        try:
+            await started
+        except BaseException:
+            await self._loop.run_in_executor(None, self._thread.join)
+            raise
+        if "udp" in self.config.transports:
+            self._wake_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._running = True
+        self._inband_wakeup = asyncio.Event()
+        self._inband_task = self._loop.create_task(self._inband_poller(), name="inband-dtmf")
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def active_legs(self) -> int:
+        return len(self._legs)
+
+    def set_accepting(self, accepting: bool) -> None:
+        """While not accepting, new INVITEs are answered 503 at once (a draining worker)."""
+        self._accepting = accepting
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """Hang up every leg (BYE, or 503 before answer), wait up to ``grace_s``, destroy."""
+        if not self._running or self._loop is None or self._thread is None:
+            return
+        self._accepting = False
+        try:
+            await self.submit(self._hangup_all)
+        except PhoneStateError:
+            pass
+        deadline = self._loop.time() + grace_s
+        while self._legs and self._loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        self._running = False
+        self._stopping = True
+        self._wake()
+        await self._loop.run_in_executor(None, self._thread.join)
+        if self._inband_task is not None:
+            self._inband_task.cancel()
+            try:
+                await self._inband_task
+            except asyncio.CancelledError:
+                pass
+        if self._wake_sock is not None:
+            self._wake_sock.close()
+        for leg in list(self._legs.values()):
+            leg._deliver(LegHungUp(leg.leg_id, HangupSide.LOCAL, 0, "phone stopped", False))
+        self._legs.clear()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` on the pump thread; the returned future holds its result or error."""
+        if self._loop is None or self._stopping:
+            raise PhoneStateError("the phone is not running")
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._commands.append((fn, fut))
+        self._wake()
+        return fut
+
+    def _wake(self) -> None:
+        if self._wake_pending:
+            return
+        self._wake_pending = True
+        if self._wake_sock is not None:
+            try:
+                self._wake_sock.sendto(
+                    _CRLF_KEEPALIVE, (self.config.bind_address, self.config.sip_port)
+                )
+            except OSError as exc:  # the pump still runs its commands at its timeout
+                log.warning("could not wake the pump: %s", exc)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        """From any PJSIP thread: run ``fn(*args)`` on the loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _post_event(self, leg: CallLeg, event: Any) -> None:
+        self._post(leg._deliver, event)
+
+    def _leg_created(self, leg: CallLeg) -> None:
+        self._legs[leg.leg_id] = leg
+        self._on_incoming_cb(leg)
+
+    def _leg_media_ready(self, leg: CallLeg, event: MediaReady, tap: InbandTap | None) -> None:
+        if tap is not None:
+            leg._inband = tap
+            self._inband_legs.add(leg)
+            if self._inband_wakeup is not None:
+                self._inband_wakeup.set()
+        leg._deliver(event)
+
+    def _leg_ended(self, leg: CallLeg, event: LegHungUp) -> None:
+        tap = leg._inband
+        if tap is not None:
+            self._deliver_inband(leg, tap)
+        self._inband_legs.discard(leg)
+        self._legs.pop(leg.leg_id, None)
+        leg._deliver(event)
+
+    def _deliver_inband(self, leg: CallLeg, tap: InbandTap) -> None:
+        for digit in tap.drain():
+            leg._deliver(DtmfReceived(leg.leg_id, digit, DtmfMethod.INBAND))
+
+    async def _inband_poller(self) -> None:
+        """Runs the in-band detector over queued frames, batched, only while legs need it."""
+        assert self._inband_wakeup is not None
+        while True:
+            if not self._inband_legs:
+                self._inband_wakeup.clear()
+                await self._inband_wakeup.wait()
+            await asyncio.sleep(_INBAND_POLL_S)
+            for leg in list(self._inband_legs):
+                if leg._inband is not None:
+                    try:
+                        self._deliver_inband(leg, leg._inband)
+                    except Exception:  # a detector bug must not stop the other legs
+                        log.exception("in-band DTMF detection failed on leg %d", leg.leg_id)
+
+    def new_playback_id(self) -> int:
+        pid = self._next_playback_id
+        self._next_playback_id += 1
+        return pid
+
+    # ------------------------------------------------------------------ pump thread
+
+    def _pump_main(self, started: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        try:
+            self._init_pjsua()
+        except Exception as exc:  # reported to start()'s caller
+            err = exc if isinstance(exc, PjsipError) else PjsipError(f"PJSIP start failed: {exc}")
+            self._post(_set_exception, started, err)
+            self._destroy_pjsua()
+            return
+        self._post(_set_result, started, None)
+        timeout_ms = self.config.pump_timeout_ms if self._wake_sock_possible() else 10
+        assert self._ep is not None
+        while not self._stopping:
+            self._wake_pending = False
+            self._run_commands()
+            self._reap_dead()
+            self._ep.libHandleEvents(timeout_ms)
+        self._run_commands()
+        self._shutdown_calls()
+        self._destroy_pjsua()
+
+    def _wake_sock_possible(self) -> bool:
+        return "udp" in self.config.transports
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            fn, fut = self._commands.popleft()
+            try:
+                result = fn()
+            except pj.Error as exc:
+                self._post(_set_exception, fut, PjsipError(exc.info()))
+            except Exception as exc:  # delivered to the awaiting coroutine
+                self._post(_set_exception, fut, exc)
+            else:
+                self._post(_set_result, fut, result)
+
+    def _init_pjsua(self) -> None:
+        cfg = self.config
+        ep = pj.Endpoint()
+        self._ep = ep
+        try:
+            ep.libCreate()
+            ep_cfg = pj.EpConfig()
+            ua = ep_cfg.uaConfig
+            ua.threadCnt = 0
+            ua.mainThreadOnly = True
+            ua.maxCalls = cfg.max_calls
+            ua.userAgent = cfg.user_agent
+            self._log_writer = _PjLogWriter()
+            ep_cfg.logConfig.writer = self._log_writer
+            ep_cfg.logConfig.level = cfg.pjsip_log_level
+            ep_cfg.logConfig.consoleLevel = cfg.pjsip_log_level
+            ep_cfg.logConfig.decor = 0
+            med = ep_cfg.medConfig
+            med.clockRate = cfg.clock_rate_hz
+            med.sndClockRate = cfg.clock_rate_hz
+            med.channelCount = 1
+            med.ecTailLen = 0  # no echo canceller on a server
+            med.noVad = True  # keep RTP continuous; callers' jitter buffers prefer it
+            med.sndAutoCloseTime = 0  # stop the media clock as soon as no call is up
+            med.ptime = 20
+            ep.libInit(ep_cfg)
+            for kind in cfg.transports:
+                tcfg = pj.TransportConfig()
+                tcfg.port = cfg.sip_port
+                tcfg.boundAddress = cfg.bind_address
+                if cfg.public_address:
+                    tcfg.publicAddress = cfg.public_address
+                ttype = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}[kind]
+                ep.transportCreate(ttype, tcfg)
+            ep.audDevManager().setNullDev()
+            ep.libStart()
+            self._set_codecs(ep)
+            acfg = pj.AccountConfig()
+            acfg.idUri = f"sip:{cfg.local_user}@{cfg.public_address or cfg.bind_address}"
+            acfg.idUri += f":{cfg.sip_port}"
+            mt = acfg.mediaConfig.transportConfig
+            mt.port = cfg.rtp_port
+            mt.portRange = cfg.rtp_port_range
+            mt.boundAddress = cfg.bind_address
+            if cfg.public_address:
+                mt.publicAddress = cfg.public_address
+            self._account = _PjAccount(self)
+            self._account.create(acfg, True)
+        except pj.Error as exc:
+            raise PjsipError(
+                f"PJSIP could not start on {cfg.bind_address}:{cfg.sip_port}: {exc.info()}"
+            ) from exc
+
+    def _set_codecs(self, ep: pj.Endpoint) -> None:
+        wanted = [c.upper() for c in self.config.codecs]
+        available = {ci.codecId.upper(): ci.codecId for ci in ep.codecEnum2()}
+        for key, codec_id in available.items():
+            ep.codecSetPriority(codec_id, _ALL_CODECS_OFF)
+        for rank, name in enumerate(wanted):
+            match = [cid for key, cid in available.items() if key.startswith(name)]
+            if not match:
+                raise PjsipError(f"codec {name!r} is not available in this PJSIP build")
+            for cid in match:
+                ep.codecSetPriority(cid, 250 - rank)
+
+    def _destroy_pjsua(self) -> None:
+        ep = self._ep
+        if ep is None:
+            return
+        # pjsua2 Call and player objects must die before the library does.
+        for state in [*self._calls.values(), *self._dead]:
+            self._release_media(state)
+            self._drop_call(state)
+        self._calls.clear()
+        self._dead.clear()
+        if self._account is not None:
+            try:
+                self._account.shutdown()
+            except pj.Error:
+                pass
+            self._account = None
+        try:
+            ep.libDestroy()
+        except pj.Error as exc:
+            log.warning("PJSIP destroy reported: %s", exc.info())
+        self._ep = None
+
+    def _shutdown_calls(self) -> None:
+        """Final hang-up at stop: BYE what is still up, pump until PJSIP reports them gone."""
+        assert self._ep is not None
+        self._hangup_all()
+        for _ in range(100):
+            if not any(not s.disconnected for s in self._calls.values()):
+                break
+            self._ep.libHandleEvents(20)
+        self._reap_dead()
+        for state in list(self._calls.values()):
+            self._release_media(state)
+
+    def _hangup_all(self) -> None:
+        for state in list(self._calls.values()):
+            if not state.disconnected:
+                self._hangup(state, 503 if not state.answered else None)
+
+    # -- callbacks (pump thread)
+
+    def _on_incoming(self, account: _PjAccount, call_id: int) -> None:
+        call = _PjCall(self, account, call_id)
+        state = _LegState(call=call)
+        call.state = state
+        self._calls[call_id] = state
+        info = call.getInfo()
+        if not self._accepting:
+            op = pj.CallOpParam()
+            op.statusCode = 503
+            op.reason = "Service Unavailable (draining)"
+            header = pj.SipHeader()
+            header.hName = "Retry-After"
+            header.hValue = "5"
+            op.txOption.headers.append(header)
+            state.local_hangup = True
+            call.answer(op)
+            log.info("refused a call while draining: %s", info.callIdString)
+            return
+        leg = CallLeg(
+            self,
+            self._next_leg_id,
+            sip_call_id=info.callIdString,
+            remote_uri=info.remoteUri,
+            local_uri=info.localUri,
+        )
+        self._next_leg_id += 1
+        state.leg = leg
+        leg._handle = state
+        self._post(self._leg_created, leg)
+
+    def _on_call_state(self, call: _PjCall) -> None:
+        state = call.state
+        if state is None:
+            return
+        info = call.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            state.answered = True
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not state.disconnected:
+            state.disconnected = True
+            self._dead.append(state)
+            if state.leg is not None:
+                side = HangupSide.LOCAL if state.local_hangup else HangupSide.REMOTE
+                event = LegHungUp(
+                    state.leg.leg_id, side, info.lastStatusCode, info.lastReason, state.answered
+                )
+                self._post(self._leg_ended, state.leg, event)
+
+    def _on_media_state(self, call: _PjCall) -> None:
+        state = call.state
+        if state is None or state.leg is None or state.disconnected:
+            return
+        info = call.getInfo()
+        for idx, media in enumerate(info.media):
+            if media.type != pj.PJMEDIA_TYPE_AUDIO:
+                continue
+            if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
+                continue
+            audio = call.getAudioMedia(idx)
+            port_id = audio.getPortId()
+            if port_id != state.audio_port_id:
+                state.audio = audio
+                state.audio_port_id = port_id
+                self._reconnect_media(state)
+            if state.media_reported:
+                return
+            state.media_reported = True
+            stream = call.getStreamInfo(idx)
+            telephone_event = stream.audTxEventPt > 0 or stream.audRxEventPt > 0
+            mode = self.config.inband_dtmf
+            want_inband = mode == "always" or (mode == "auto" and not telephone_event)
+            tap = self._attach_tap(state) if want_inband else None
+            event = MediaReady(
+                state.leg.leg_id,
+                stream.codecName,
+                stream.codecClockRate,
+                telephone_event,
+                tap is not None,
+            )
+            self._post(self._leg_media_ready, state.leg, event, tap)
+            return
+
+    def _reconnect_media(self, state: _LegState) -> None:
+        """After a re-INVITE the call's conference slot can change: follow it."""
+        if state.audio is None:
+            return
+        if state.player is not None and not state.player.finished:
+            state.player.startTransmit(state.audio)
+        if state.tap_port is not None:
+            state.audio.startTransmit(state.tap_port)
+
+    def _attach_tap(self, state: _LegState) -> InbandTap | None:
+        assert state.audio is not None
+        tap = InbandTap(TAP_CLOCK_RATE_HZ)
+        port = _TapPort(tap)
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, TAP_CLOCK_RATE_HZ, 1, TAP_FRAME_MS * 1000, 16)
+        port.createPort(f"dtmf-tap-{state.leg.leg_id if state.leg else 0}", fmt)
+        state.audio.startTransmit(port)
+        state.tap_port = port
+        state.tap = tap
+        return tap
+
+    def _on_dtmf(self, call: _PjCall, digit: str, method: int) -> None:
+        state = call.state
+        if state is None or state.leg is None:
+            return
+        how = DtmfMethod.SIP_INFO if method == pj.PJSUA_DTMF_METHOD_SIP_INFO else DtmfMethod.RFC4733
+        self._post_event(state.leg, DtmfReceived(state.leg.leg_id, digit.upper(), how))
+
+    # -- commands (pump thread), called through CallLeg
+
+    def _live(self, state: _LegState) -> _PjCall:
+        if state.disconnected or state.call is None:
+            raise LegGoneError("the call has ended")
+        return state.call
+
+    def _answer(self, state: _LegState, status_code: int) -> None:
+        op = pj.CallOpParam()
+        op.statusCode = status_code
+        self._live(state).answer(op)
+
+    def _play(self, state: _LegState, files: Sequence[Path], playback_id: int) -> None:
+        self._live(state)
+        if state.audio is None or state.leg is None:
+            raise LegGoneError("the call has no audio yet")
+        self._stop_player(state)
+        player = _Player(self, state.leg, playback_id)
+        if len(files) == 1:
+            player.createPlayer(str(files[0]), pj.PJMEDIA_FILE_NO_LOOP)
+        else:
+            names = pj.StringVector()
+            for f in files:
+                names.append(str(f))
+            player.createPlaylist(names, f"playlist-{playback_id}", pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(state.audio)
+        state.player = player
+
+    def _stop_player(self, state: _LegState) -> None:
+        player = state.player
+        if player is None:
+            return
+        state.player = None
+        player.finished = True
+        if state.audio is not None and not state.disconnected:
+            try:
+                player.stopTransmit(state.audio)
+            except pj.Error:
+                pass
+        # Destroyed later on this thread: its EOF callback may be running on the clock thread.
+        state.old_players.append(player)
+
+    def _stop_playback(self, state: _LegState) -> None:
+        if not state.disconnected:
+            self._stop_player(state)
+
+    def _hangup(self, state: _LegState, status_code: int | None) -> None:
+        if state.disconnected or state.call is None:
+            return
+        state.local_hangup = True
+        op = pj.CallOpParam()
+        if status_code is not None and not state.answered:
+            op.statusCode = status_code
+        state.call.hangup(op)
+
+    def _send_dtmf(self, state: _LegState, digits: str, method: DtmfMethod) -> None:
+        call = self._live(state)
+        prm = pj.CallSendDtmfParam()
+        prm.digits = digits
+        prm.method = (
+            pj.PJSUA_DTMF_METHOD_SIP_INFO
+            if method == DtmfMethod.SIP_INFO
+            else pj.PJSUA_DTMF_METHOD_RFC2833
+        )
+        call.sendDtmf(prm)
+
+    def _release_media(self, state: _LegState) -> None:
+        self._stop_player(state)
+        if state.tap_port is not None and state.audio is not None:
+            try:
+                state.audio.stopTransmit(state.tap_port)
+            except pj.Error:
+                pass
+        state.tap_port = None
+        state.old_players.clear()
+        state.audio = None
+
+    def _reap_dead(self) -> None:
+        """Drop pjsua2 objects of ended calls, after their DISCONNECTED was handled."""
+        for state in self._calls.values():
+            if state.old_players and not state.disconnected:
+                state.old_players = [p for p in state.old_players if not p.finished]
+        while self._dead:
+            state = self._dead.pop()
+            self._release_media(state)
+            for cid, s in list(self._calls.items()):
+                if s is state:
+                    del self._calls[cid]
+            self._drop_call(state)
+
+    @staticmethod
+    def _drop_call(state: _LegState) -> None:
+        """Delete the pjsua2 Call here, on the pump thread, while the library is alive
+        (the loop side's CallLeg keeps the state object, but never the Call)."""
+        call = state.call
+        if call is not None:
+            call.state = None
+            state.call = None
+            del call

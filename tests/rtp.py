@@ -1,0 +1,53 @@
+"""Build RTP captures (pcap) for sipp's play_pcap_audio: in-band DTMF as G.711 audio."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from media.g711 import ulaw_encode
+
+DTMF_FREQS_HZ = {
+    "1": (697, 1209), "2": (697, 1336), "3": (697, 1477), "A": (697, 1633),
+    "4": (770, 1209), "5": (770, 1336), "6": (770, 1477), "B": (770, 1633),
+    "7": (852, 1209), "8": (852, 1336), "9": (852, 1477), "C": (852, 1633),
+    "*": (941, 1209), "0": (941, 1336), "#": (941, 1477), "D": (941, 1633),
+}
+
+
+def dtmf_tones(digits: str, tone_ms: int = 100, gap_ms: int = 100, lead_ms: int = 200,
+               level_dbfs: float = -10.0, rate_hz: int = 8000) -> np.ndarray:
+    """Digits as a dual-tone signal (each tone at ``level_dbfs`` peak), int16."""
+    amp = 32767 * 10 ** (level_dbfs / 20)
+    parts = [np.zeros(rate_hz * lead_ms // 1000)]
+    for d in digits:
+        lo, hi = DTMF_FREQS_HZ[d]
+        t = np.arange(rate_hz * tone_ms // 1000) / rate_hz
+        parts.append(amp * (np.sin(2 * np.pi * lo * t) + np.sin(2 * np.pi * hi * t)))
+        parts.append(np.zeros(rate_hz * gap_ms // 1000))
+    return np.concatenate(parts).astype(np.int16)
+
+
+def write_rtp_pcap(path: Path, pcm: np.ndarray, payload_type: int = 0, ptime_ms: int = 20,
+                   src_port: int = 49170, dst_port: int = 10000) -> int:
+    """Write ``pcm`` (8 kHz int16) as PCMU RTP packets in a pcap; returns the packet count."""
+    samples = 8 * ptime_ms
+    n = len(pcm) // samples
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    ssrc = 0x1234ABCD
+    for i in range(n):
+        payload = ulaw_encode(pcm[i * samples:(i + 1) * samples])
+        rtp = struct.pack("!BBHII", 0x80, payload_type | (0x80 if i == 0 else 0),
+                          (1000 + i) & 0xFFFF, (160000 + i * samples) & 0xFFFFFFFF, ssrc)
+        udp_payload = rtp + payload
+        udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(udp_payload), 0) + udp_payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        usec = i * ptime_ms * 1000
+        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        out += frame
+    path.write_bytes(bytes(out))
+    return n

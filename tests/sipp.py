@@ -1,0 +1,148 @@
+"""Render and run sipp caller scenarios (``tests/sipp/caller.xml.in``) against a worker."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SIPP = shutil.which("sipp")
+TEMPLATE = Path(__file__).parent / "sipp" / "caller.xml.in"
+PCAP_DIR = Path("/usr/share/sip-tester")
+
+_ports = itertools.count(0)
+
+_IN_DIALOG_HEAD = """      {method} sip:ivr@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: "Test Caller" <sip:+15550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:ivr@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: {cseq} {method}
+      Contact: <sip:+15550100@[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70"""
+
+
+@dataclass
+class Caller:
+    """A scripted caller. Build it with the methods, then :meth:`render` or :func:`run`."""
+
+    name: str
+    codecs: list[str] = field(default_factory=lambda: ["PCMU"])
+    telephone_event: bool = True
+    media_port: int | None = None  # put this port in the SDP instead of sipp's own
+    _actions: list[str] = field(default_factory=list)
+    _ending: str = ""
+    _cseq: int = 1
+
+    def pause(self, ms: int) -> Caller:
+        self._actions.append(f'  <pause milliseconds="{ms}"/>')
+        return self
+
+    def play_pcap(self, path: Path) -> Caller:
+        self._actions.append(
+            f'  <nop><action><exec play_pcap_audio="{path}"/></action></nop>')
+        return self
+
+    def rfc2833(self, digit: str) -> Caller:
+        name = {"*": "star", "#": "pound"}.get(digit, digit)
+        return self.play_pcap(PCAP_DIR / f"dtmf_2833_{name}.pcap")
+
+    def _request(self, method: str, extra: str = "", body: str = "") -> str:
+        self._cseq += 1
+        head = _IN_DIALOG_HEAD.format(method=method, cseq=self._cseq)
+        lines = [head]
+        if extra:
+            lines.append(extra)
+        lines.append("      Content-Length: [len]\n")
+        if body:
+            lines.append(body)
+        return "  <send retrans=\"500\">\n    <![CDATA[\n" + "\n".join(lines) + "\n    ]]>\n  </send>"
+
+    def sip_info(self, digit: str, content_type: str = "application/dtmf-relay") -> Caller:
+        if content_type == "application/dtmf-relay":
+            body = f"      Signal={digit}\n      Duration=160"
+        else:
+            body = f"      {digit}"
+        self._actions.append(self._request("INFO", f"      Content-Type: {content_type}", body))
+        self._actions.append('  <recv response="200"/>')
+        return self
+
+    def caller_hangs_up(self) -> Caller:
+        self._ending = self._request("BYE") + '\n  <recv response="200" crlf="true"/>'
+        return self
+
+    def ivr_hangs_up(self, within_ms: int = 30000) -> Caller:
+        self._ending = f"""  <recv request="BYE" timeout="{within_ms}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:+15550100@[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>"""
+        return self
+
+    def render(self) -> str:
+        pts = {"PCMU": 0, "PCMA": 8, "G722": 9}
+        payloads = [str(pts[c]) for c in self.codecs]
+        rtpmaps = [
+            f"      a=rtpmap:{pts[c]} {c}/8000" for c in self.codecs
+        ]
+        if self.telephone_event:
+            payloads.append("101")
+            rtpmaps += ["      a=rtpmap:101 telephone-event/8000", "      a=fmtp:101 0-15"]
+        rtpmaps.append("      a=ptime:20")
+        text = TEMPLATE.read_text()
+        return (text.replace("__NAME__", self.name)
+                .replace("__CODECS__", "/".join(self.codecs))
+                .replace("__MEDIA_PORT__", str(self.media_port) if self.media_port
+                         else "[media_port]")
+                .replace("__PAYLOADS__", " ".join(payloads))
+                .replace("__RTPMAPS__", "\n".join(rtpmaps))
+                .replace("__ACTIONS__", "\n".join(self._actions))
+                .replace("__ENDING__", self._ending))
+
+
+@dataclass
+class SippResult:
+    returncode: int
+    output: str
+    errors: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run(caller: Caller | str, target: str, workdir: Path, *, calls: int = 1,
+        concurrent: int = 1, timeout_s: int = 60, extra: list[str] | None = None,
+        transport: str = "u1") -> SippResult:
+    """Run sipp against ``target`` (host:port) with the scenario; bounded by -timeout."""
+    assert SIPP, "sipp (Debian package sip-tester) is not installed"
+    n = next(_ports)
+    text = caller if isinstance(caller, str) else caller.render()
+    name = caller.name if isinstance(caller, Caller) else f"scenario{n}"
+    scenario = workdir / f"{name}.xml"
+    scenario.write_text(text)
+    local_port = 15000 + (n * 4) % 2000
+    media_port = 26000 + (n * 4) % 2000
+    err_file = workdir / f"{name}_errors.log"
+    cmd = [
+        SIPP, target, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(local_port),
+        "-mp", str(media_port), "-m", str(calls), "-l", str(concurrent), "-r", "50",
+        "-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin", "-trace_err",
+        "-error_file", str(err_file), "-t", transport, "-max_recv_loops", "1000",
+        *(extra or []),
+    ]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
+                          timeout=timeout_s + 15)
+    errors = err_file.read_text(errors="replace") if err_file.exists() else ""
+    return SippResult(proc.returncode, proc.stdout[-4000:] + proc.stderr[-2000:], errors)
