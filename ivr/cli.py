@@ -1,6 +1,6 @@
 """The ``ivr`` command.
 
-    ivr run            start the IVR (for now one call worker; see README)
+    ivr run            start the whole stack (Kamailio, controller, pool of workers)
     ivr worker         start one call worker
     ivr flow check F   validate a flow file against the schema and the prompt sets
     ivr calls          list recent calls from the store
@@ -39,6 +39,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"ivr: cannot start: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .controller import run_controller
+
+    settings = _settings(args)
+    setup_logging(settings.log.level, settings.log.format)
+    return run_controller(settings)
 
 
 def cmd_flow_check(args: argparse.Namespace) -> int:
@@ -125,8 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ivr", description="Contact-center IVR server")
     p.add_argument("--config", help="settings file (YAML); default: $IVR_CONFIG or built-ins")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the IVR").set_defaults(fn=cmd_worker)
-    sub.add_parser("worker", help="start one call worker").set_defaults(fn=cmd_worker)
+    sub.add_parser("run", help="start the whole stack: Kamailio, controller, worker pool"
+                   ).set_defaults(fn=cmd_run)
+    sub.add_parser("worker", help="start one call worker alone (development, <= 4 calls)"
+                   ).set_defaults(fn=cmd_worker)
     flow = sub.add_parser("flow", help="flow tools").add_subparsers(dest="flow_cmd", required=True)
     check = flow.add_parser("check", help="validate flow files")
     check.add_argument("files", nargs="+")

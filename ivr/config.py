@@ -68,6 +68,31 @@ class WorkerSettings(_Section):
     media_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 
+class PoolSettings(_Section):
+    """The pool of call workers behind the SIP front (``ivr run``)."""
+
+    workers: int = Field(default=4, ge=1, le=1000)  # started at once
+    max_workers: int = Field(default=64, ge=1, le=1000)
+    min_idle_workers: int = Field(default=1, ge=0, le=1000)  # kept with no call, ready
+    worker_address: str = "127.0.0.1"
+    worker_port_base: int = Field(default=5100, ge=1024, le=65000)  # slot i: base + i
+    rtp_ports_per_worker: int = Field(default=20, ge=8, le=1000)
+    restart_delay_s: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("worker_address")
+    @classmethod
+    def _ip(cls, v: str) -> str:
+        return SipSettings._ip(v)
+
+
+class FrontSettings(_Section):
+    """Kamailio, the one SIP address callers see (it listens on sip.bind_address:sip.port)."""
+
+    enabled: bool = True
+    probe_interval_s: int = Field(default=2, ge=1, le=60)
+    children: int = Field(default=2, ge=1, le=32)
+
+
 class PathSettings(_Section):
     var_dir: Path = Path("var")
     flow: Path = Path("ivr/flows/default.yaml")
@@ -84,6 +109,8 @@ class Settings(_Section):
     rtp: RtpSettings = RtpSettings()
     media: MediaSettings = MediaSettings()
     worker: WorkerSettings = WorkerSettings()
+    pool: PoolSettings = PoolSettings()
+    front: FrontSettings = FrontSettings()
     paths: PathSettings = PathSettings()
     log: LogSettings = LogSettings()
 
@@ -91,11 +118,17 @@ class Settings(_Section):
     def db_path(self) -> Path:
         return self.paths.var_dir / "ivr.sqlite3"
 
+    @property
+    def run_dir(self) -> Path:
+        return self.paths.var_dir / "run"
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
+def _env_overrides(
+    env: Mapping[str, str],
+) -> tuple[dict[str, dict[str, Any]], dict[tuple[str, str], str]]:
     """``IVR_SIP_PORT`` -> {"sip": {"port": "5060"}}; values are parsed as YAML scalars/lists."""
     out: dict[str, dict[str, Any]] = {}
     origin: dict[tuple[str, str], str] = {}
@@ -120,6 +153,11 @@ def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], d
                     value = raw
                 out.setdefault(section, {})[field_name] = value
                 origin[(section, field_name)] = var
+            elif isinstance(model, type):
+                known = ", ".join(model.model_fields)
+                raise ConfigError(
+                    f"environment variable {var}: section {section!r} has no setting "
+                    f"{field_name!r} (it has: {known})")
             break
     return out, origin
 
@@ -142,10 +180,11 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
         data = loaded
     overrides, origin = _env_overrides(env)
     for section, values in overrides.items():
-        base = data.get(section) or {}
-        if not isinstance(base, dict):
+        base = data.get(section)
+        if base is None:
             base = {}
-        data[section] = {**base, **values}
+        if isinstance(base, dict):  # else keep the file's bad value, so it is refused
+            data[section] = {**base, **values}
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

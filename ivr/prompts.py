@@ -79,7 +79,9 @@ def load_prompt_set(source_dir: Path, cache_dir: Path, clock_rate_hz: int) -> Pr
     return PromptSet(name, language, source_dir, files, durations)
 
 
-def load_prompt_sets(prompts_dir: Path, cache_dir: Path, clock_rate_hz: int) -> dict[str, PromptSet]:
+def load_prompt_sets(
+    prompts_dir: Path, cache_dir: Path, clock_rate_hz: int
+) -> dict[str, PromptSet]:
     """Every set under ``prompts_dir`` (a folder with a manifest.yaml), by name."""
     sets = {}
     if not prompts_dir.is_dir():

@@ -28,7 +28,7 @@ from .flow import Flow, FlowRun, Hangup, Note, Play, StopPlayback
 from .flow.interpreter import Action
 from .logs import log_event
 from .prompts import PromptSet
-from .store import CallStore, StoreError
+from .store import CallRecorder, StoreError
 
 log = logging.getLogger("ivr.session")
 
@@ -41,7 +41,7 @@ class CallSession:
         leg: CallLeg,
         flow: Flow,
         prompts: PromptSet,
-        store: CallStore,
+        store: CallRecorder,
         worker: str,
         *,
         media_timeout_s: float = 5.0,

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +50,23 @@ CREATE TABLE IF NOT EXISTS call_events (
 );
 CREATE INDEX IF NOT EXISTS call_events_call ON call_events (call_id, id);
 """
+
+
+class CallRecorder(Protocol):
+    """What a call session writes: the store itself, or its proxy in a pooled worker."""
+
+    def call_arrived(self, call_id: str, at: float, *, sip_call_id: str, worker: str,
+                     from_uri: str, to_uri: str, flow: str, flow_version: int) -> None: ...
+    def call_answered(self, call_id: str, at: float, *, codec: str, telephone_event: bool,
+                      inband_dtmf: bool) -> None: ...
+    def call_dtmf(self, call_id: str, at: float, *, digit: str, method: str,
+                  node: str) -> None: ...
+    def call_node(self, call_id: str, at: float, *, node: str, node_type: str) -> None: ...
+    def call_menu_choice(self, call_id: str, at: float, *, node: str, key: str,
+                         target: str) -> None: ...
+    def call_event(self, call_id: str, at: float, kind: str, data: dict[str, Any]) -> None: ...
+    def call_ended(self, call_id: str, at: float, *, reason: str, hangup_by: str,
+                   sip_code: int | None, sip_reason: str | None) -> None: ...
 
 
 class StoreError(Exception):
@@ -106,7 +123,7 @@ class CallStore:
                     if stmt.strip():
                         self._db.execute(stmt)
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{path}: cannot open the call store: {exc}") from exc
 
     def close(self) -> None:
@@ -124,11 +141,13 @@ class CallStore:
             self._db.execute("COMMIT")
 
     def _write(self, call_id: str, at: float, kind: str, data: dict[str, Any],
-               update_sql: str | None = None, params: tuple[Any, ...] = ()) -> None:
+               update_sql: str | None = None, params: tuple[Any, ...] = (),
+               only_if_updated: bool = False) -> None:
         try:
             with self._tx() as db:
                 if update_sql:
-                    db.execute(update_sql, params)
+                    if db.execute(update_sql, params).rowcount == 0 and only_if_updated:
+                        return
                 db.execute(
                     "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
                     (call_id, at, kind, json.dumps(data, separators=(",", ":"))),
@@ -190,6 +209,7 @@ class CallStore:
             "UPDATE calls SET ended_at = ?, end_reason = ?, hangup_by = ?, sip_code = ?,"
             " sip_reason = ? WHERE call_id = ? AND ended_at IS NULL",
             (at, reason, hangup_by, sip_code, sip_reason, call_id),
+            only_if_updated=True,  # a second end changes nothing and logs nothing
         )
 
     def close_orphans(self, at: float, reason: str, worker: str | None = None) -> list[str]:

@@ -13,24 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
-from enum import Enum
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
 
 from media import CallLeg
+from media.errors import MediaError
 from media.phone import Phone, PhoneConfig
 
 from .config import Settings
 from .flow import Flow, FlowError, check_prompts, load_flow
+from .link import ControllerLink, LinkLostError, RemoteRecorder
 from .logs import log_event
 from .prompts import PromptSet, load_prompt_sets
 from .session import CallSession
-from .store import CallStore
+from .store import CallRecorder, CallStore
 
 log = logging.getLogger("ivr.worker")
 
 
-class WorkerState(str, Enum):
+class WorkerState(StrEnum):
     STARTING = "starting"
     SERVING = "serving"
     DRAINING = "draining"
@@ -65,8 +70,8 @@ def load_flow_and_prompts(settings: Settings) -> tuple[Flow, PromptSet]:
         flow, smap = load_flow(settings.paths.flow)
     except FlowError as exc:
         raise StartupError(f"the flow cannot be used:\n{exc}") from exc
-    sets = load_prompt_sets(settings.paths.prompts_dir, settings.paths.var_dir / "cache" / "prompts",
-                            settings.media.clock_rate_hz)
+    cache = settings.paths.var_dir / "cache" / "prompts"
+    sets = load_prompt_sets(settings.paths.prompts_dir, cache, settings.media.clock_rate_hz)
     if flow.language not in sets:
         raise StartupError(
             f"{settings.paths.flow}: language {flow.language!r} has no prompt set in "
@@ -79,49 +84,108 @@ def load_flow_and_prompts(settings: Settings) -> tuple[Flow, PromptSet]:
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    """Runs calls on one PJSIP endpoint.
+
+    Standalone (``ivr worker``) it writes its own SQLite store. In a pool it is forked by the
+    zygote with the flow and prompts already loaded, and sends its call records and load to
+    the controller over ``controller_socket`` instead.
+    """
+
+    HEARTBEAT_S = 5.0
+
+    def __init__(self, settings: Settings, *, preloaded: tuple[Flow, PromptSet] | None = None,
+                 controller_socket: Path | None = None, slot: int | None = None) -> None:
         self.settings = settings
         self.state = WorkerState.STARTING
         self.sessions: dict[CallSession, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._phone: Phone | None = None
+        self._recorder: CallRecorder | None = None
         self._store: CallStore | None = None
-        self._flow: Flow | None = None
-        self._prompts: PromptSet | None = None
+        self._link: ControllerLink | None = None
+        self._controller_socket = controller_socket
+        self._slot = slot
+        self._flow: Flow | None = preloaded[0] if preloaded else None
+        self._prompts: PromptSet | None = preloaded[1] if preloaded else None
 
     def _set_state(self, new: WorkerState) -> None:
         log_event("worker.state", worker=self.settings.worker.name, old=self.state.value,
                   new=new.value)
         self.state = new
+        if self._link is not None:
+            self._link.send("state", state=new.value)
+
+    def _send_stats(self) -> None:
+        if self._link is not None:
+            self._link.send("stats", legs=len(self.sessions), state=self.state.value)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.HEARTBEAT_S)
+            self._send_stats()
+
+    def _on_controller_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "drain":
+            self.request_stop()
+        else:
+            log.warning("unexpected message from the controller: %s", msg["type"])
+
+    async def _serve_link(self, link: ControllerLink) -> None:
+        await link.serve(self._on_controller_message)
+        if self.state is WorkerState.SERVING:
+            log.error("the controller went away; draining")
+            self.request_stop()
+
+    async def _open_recorder(self) -> CallRecorder:
+        s = self.settings
+        assert self._flow is not None
+        if self._controller_socket is not None:
+            self._link = ControllerLink(self._controller_socket, {
+                "role": "worker", "worker": s.worker.name, "slot": self._slot,
+                "pid": os.getpid(), "sip": f"{s.sip.bind_address}:{s.sip.port}",
+                "max_calls": s.worker.max_calls, "flow": self._flow.name,
+                "flow_version": self._flow.version,
+            })
+            await self._link.connect()
+            return RemoteRecorder(self._link)
+        self._store = CallStore(s.db_path)
+        orphans = self._store.close_orphans(time.time(), "failure", worker=s.worker.name)
+        if orphans:
+            log_event("worker.orphans_closed", worker=s.worker.name, calls=len(orphans))
+        return self._store
 
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
         s = self.settings
-        from media.errors import MediaError
+        if self._flow is None or self._prompts is None:
+            try:
+                self._flow, self._prompts = load_flow_and_prompts(s)
+            except MediaError as exc:
+                raise StartupError(str(exc)) from exc
         try:
-            self._flow, self._prompts = load_flow_and_prompts(s)
-        except MediaError as exc:
+            self._recorder = await self._open_recorder()
+        except LinkLostError as exc:
             raise StartupError(str(exc)) from exc
-        self._store = CallStore(s.db_path)
-        orphans = self._store.close_orphans(time.time(), "failure", worker=s.worker.name)
-        if orphans:
-            log_event("worker.orphans_closed", worker=s.worker.name, calls=len(orphans))
         self._phone = Phone(phone_config(s), self._on_incoming)
         try:
             await self._phone.start()
         except MediaError as exc:
-            self._store.close()
+            await self._close_recorder()
             raise StartupError(str(exc)) from exc
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        background = [loop.create_task(self._heartbeat(), name="heartbeat")]
+        if self._link is not None:
+            background.append(loop.create_task(self._serve_link(self._link), name="link"))
         self._set_state(WorkerState.SERVING)
+        self._send_stats()
         log_event("worker.ready", worker=s.worker.name, sip=f"{s.sip.bind_address}:{s.sip.port}",
                   transports=s.sip.transports, flow=self._flow.name,
                   flow_version=self._flow.version, prompts=self._prompts.name,
-                  max_calls=s.worker.max_calls)
+                  max_calls=s.worker.max_calls, pid=os.getpid())
         try:
             await self._stop.wait()
             await self._drain()
@@ -134,8 +198,17 @@ class Worker:
                 task.cancel()
             if self.sessions:
                 await asyncio.gather(*self.sessions.values(), return_exceptions=True)
-            self._store.close()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             self._set_state(WorkerState.STOPPED)
+            await self._close_recorder()
+
+    async def _close_recorder(self) -> None:
+        if self._store is not None:
+            self._store.close()
+        if self._link is not None:
+            await self._link.close()
 
     async def _drain(self) -> None:
         assert self._phone is not None
@@ -153,11 +226,18 @@ class Worker:
             await asyncio.wait([self.sessions[s] for s in left], timeout=10.0)
 
     def _on_incoming(self, leg: CallLeg) -> None:
-        assert self._flow is not None and self._prompts is not None and self._store is not None
-        session = CallSession(leg, self._flow, self._prompts, self._store,
+        assert self._flow is not None and self._prompts is not None
+        assert self._recorder is not None
+        session = CallSession(leg, self._flow, self._prompts, self._recorder,
                               self.settings.worker.name,
                               media_timeout_s=self.settings.worker.media_timeout_s)
         task = asyncio.get_running_loop().create_task(session.run_call(),
                                                       name=f"call-{session.call_id}")
         self.sessions[session] = task
-        task.add_done_callback(lambda _t: self.sessions.pop(session, None))
+        self._send_stats()
+
+        def done(_t: asyncio.Task[None]) -> None:
+            self.sessions.pop(session, None)
+            self._send_stats()
+
+        task.add_done_callback(done)

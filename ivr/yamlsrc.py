@@ -32,7 +32,10 @@ class SourceMap:
         return None
 
 
-def _walk(node: yaml.Node, prefix: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+Loc = tuple[str | int, ...]
+
+
+def _walk(node: yaml.Node, prefix: Loc, out: dict[Loc, int]) -> None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node)

@@ -7,10 +7,10 @@ asyncio loop; nothing above ``media/`` ever sees a pjsua2 object.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class DtmfMethod(str, Enum):
+class DtmfMethod(StrEnum):
     """How a DTMF digit reached us."""
 
     RFC4733 = "rfc4733"  # RTP telephone-event (RFC 4733, formerly RFC 2833)
@@ -18,7 +18,7 @@ class DtmfMethod(str, Enum):
     INBAND = "inband"  # tones inside the audio, found by our Goertzel detector
 
 
-class HangupSide(str, Enum):
+class HangupSide(StrEnum):
     """Which side ended the call."""
 
     REMOTE = "remote"

@@ -22,7 +22,8 @@ def ulaw_encode(pcm: npt.NDArray[np.int16]) -> bytes:
     exponent = np.clip(exponent, 0, 7)
     mantissa = (mag >> (exponent + 3)) & 0x0F
     byte = ~(sign | (exponent << 4) | mantissa) & 0xFF
-    return byte.astype(np.uint8).tobytes()
+    encoded: bytes = byte.astype(np.uint8).tobytes()
+    return encoded
 
 
 def ulaw_decode(data: bytes) -> npt.NDArray[np.int16]:

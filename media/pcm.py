@@ -85,7 +85,8 @@ def resample(samples: Pcm16, from_hz: int, to_hz: int) -> Pcm16:
     valid = (idx >= 0) & (idx < x.size)
     taps = np.where(valid, x[np.clip(idx, 0, x.size - 1)], 0.0)
     y = (taps * kernel).sum(axis=1)
-    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+    out: Pcm16 = np.clip(np.round(y), -32768, 32767).astype(np.int16)
+    return out
 
 
 def convert_prompt(src: Path, dst: Path, clock_rate_hz: int) -> WavInfo:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -142,6 +144,25 @@ class _TapPort(pj.AudioMediaPort):  # type: ignore[misc]
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:  # noqa: N802
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             self._tap.push(bytes(frame.buf))
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    """Run ``fn`` with stdout pointed at /dev/null: pjlib prints its start-up banner there
+    before our log writer can be installed (that happens in libInit)."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):
+        fn()
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        fn()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
@@ -363,7 +384,7 @@ class Phone:
         ep = pj.Endpoint()
         self._ep = ep
         try:
-            ep.libCreate()
+            _quietly(ep.libCreate)
             ep_cfg = pj.EpConfig()
             ua = ep_cfg.uaConfig
             ua.threadCnt = 0
@@ -414,7 +435,7 @@ class Phone:
     def _set_codecs(self, ep: pj.Endpoint) -> None:
         wanted = [c.upper() for c in self.config.codecs]
         available = {ci.codecId.upper(): ci.codecId for ci in ep.codecEnum2()}
-        for key, codec_id in available.items():
+        for codec_id in available.values():
             ep.codecSetPriority(codec_id, _ALL_CODECS_OFF)
         for rank, name in enumerate(wanted):
             match = [cid for key, cid in available.items() if key.startswith(name)]

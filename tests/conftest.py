@@ -58,7 +58,8 @@ class WorkerProcess:
                 continue
             if text in line:
                 return line
-        raise AssertionError(f"worker never logged {text!r}; its log:\n" + "".join(self.lines[-60:]))
+        log = "".join(self.lines[-60:])
+        raise AssertionError(f"worker never logged {text!r}; its log:\n{log}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         if self.proc.poll() is None:

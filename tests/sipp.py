@@ -58,7 +58,8 @@ class Caller:
         lines.append("      Content-Length: [len]\n")
         if body:
             lines.append(body)
-        return "  <send retrans=\"500\">\n    <![CDATA[\n" + "\n".join(lines) + "\n    ]]>\n  </send>"
+        body_text = "\n".join(lines)
+        return f'  <send retrans="500">\n    <![CDATA[\n{body_text}\n    ]]>\n  </send>'
 
     def sip_info(self, digit: str, content_type: str = "application/dtmf-relay") -> Caller:
         if content_type == "application/dtmf-relay":

@@ -83,7 +83,8 @@ def test_answered_call_hears_the_welcome_prompt_as_rtp(worker: WorkerProcess,
     row = wait_ended(worker.db)
     assert row["answered_at"] is not None
     assert row["codec"] == "PCMU"
-    assert (row["end_reason"], row["hangup_by"], row["sip_code"]) == ("caller_hangup", "caller", 200)
+    ending = (row["end_reason"], row["hangup_by"], row["sip_code"])
+    assert ending == ("caller_hangup", "caller", 200)
 
 
 def _route_check(worker: WorkerProcess, tmp_path: Path, caller: sipp.Caller, method: str) -> None:
@@ -127,7 +128,8 @@ def test_inband_g711_digit_reaches_the_same_branch(worker: WorkerProcess, tmp_pa
 def test_every_rfc2833_capture_is_recognised(digit: str, tmp_path: Path) -> None:
     wp = start_worker(tmp_path, flow=FLOWS / "keypad.yaml")
     try:
-        caller = sipp.Caller(f"keypad_{'star' if digit == '*' else 'pound' if digit == '#' else digit}")
+        label = {"*": "star", "#": "pound"}.get(digit, digit)
+        caller = sipp.Caller(f"keypad_{label}")
         result = sipp.run(caller.pause(300).rfc2833(digit).ivr_hangs_up(10000), wp.target, tmp_path)
         assert result.ok, result.output + result.errors
         row = wait_ended(wp.db)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import wave
 from collections.abc import Sequence
 from pathlib import Path
@@ -284,7 +283,6 @@ def test_tones_far_below_the_operating_level_ignored() -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_40_ms_tone_detected_at_any_alignment(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    x = np.concatenate([silence(30), tone("5", 40), silence(60)])
     for digit in rng.choice(list(DTMF_DIGITS), 4, replace=False):
         x = np.concatenate([silence(30), tone(str(digit), 40), silence(60)])
         for offset in rng.integers(0, 160, 10):
@@ -335,7 +333,7 @@ def test_other_sample_rates_work_the_same() -> None:
     det = InbandDtmfDetector(fs_hz)
     found = [d for i in range(0, pcm.size, 320) for d in det.process(pcm[i : i + 320])]
     assert "".join(d.digit for d in found + det.flush()) == DTMF_DIGITS
-    assert found[1].start_sample == pytest.approx(3 * t.size, abs=fs_hz * 0.004)
+    assert found[1].start_sample == pytest.approx(2 * t.size, abs=fs_hz * 0.004)
 
 
 def test_long_tone_gives_one_digit() -> None:
@@ -515,17 +513,15 @@ def test_twisted_and_shifted_digits_detected_through_mulaw_g711() -> None:
     assert digits_of(mulaw_decode(mulaw_encode(to_int16(x)))) == DTMF_DIGITS
 
 
-# --- speed -----------------------------------------------------------------------------------
+# --- long input --------------------------------------------------------------------------
+# Speed is measured by bench/bench_dtmf.py, never asserted here.
 
 
-def test_sixty_seconds_of_audio_take_well_under_real_time() -> None:
+def test_sixty_seconds_of_mixed_audio_give_exactly_the_digits_in_it() -> None:
     rng = np.random.default_rng(3)
     x = np.tile(sequence(DTMF_DIGITS, 60, 60), 4)
     x = np.concatenate([x, rng.normal(0.0, 0.05, 60 * FS_HZ - x.size)])
     pcm = to_int16(x)
     det = InbandDtmfDetector()
-    t0 = time.perf_counter()
     found = [d for i in range(0, pcm.size, 160) for d in det.process(pcm[i : i + 160])]
-    elapsed_s = time.perf_counter() - t0
     assert "".join(d.digit for d in found) == DTMF_DIGITS * 4
-    assert elapsed_s < 6.0  # 10 % of real time: generous, CI machines vary; typical < 0.3 s

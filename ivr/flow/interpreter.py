@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .model import Flow, GotoNode, HangupNode, MenuNode, PlayNode
@@ -29,7 +29,7 @@ log = logging.getLogger("ivr.flow")
 MAX_JUMPS_WITHOUT_INPUT = 200
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     NEW = "new"
     PROMPTING = "prompting"
     WAITING = "waiting"

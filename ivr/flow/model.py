@@ -20,12 +20,14 @@ reference for designers.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..yamlsrc import SourceMap, YamlError, load_yaml, parse_yaml
@@ -146,9 +148,12 @@ class FlowIssue:
     line: int | None
     node: str | None
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         node = f" node {self.node!r}:" if self.node else ""
         return f"{where}:{node} {self.message}"
 
@@ -182,6 +187,47 @@ def _source_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     if len(loc) >= 3 and loc[0] == "nodes" and loc[2] in {"play", "menu", "goto", "hangup"}:
         return (*loc[:2], *loc[3:])
     return loc
+
+
+_NODE_MODELS: dict[str, type[BaseModel]] = {
+    "play": PlayNode, "menu": MenuNode, "goto": GotoNode, "hangup": HangupNode,
+}
+_NODE_TYPES = ", ".join(_NODE_MODELS)
+
+
+def _issue_from_pydantic(name: str, smap: SourceMap, err: Any) -> FlowIssue:
+    """Say what pydantic found in a designer's words, at the line of the offending key."""
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    kind, msg = err["type"], err["msg"]
+    src = _source_loc(loc)
+    node = _loc_node(loc)
+    text = _describe(loc, msg)
+    if kind == "union_tag_invalid" and node is not None:
+        src = ("nodes", node, "type")
+        text = (f"type: unknown node type {err['ctx']['tag']!r}; "
+                f"a node's type is one of {_NODE_TYPES}")
+    elif kind == "union_tag_not_found" and node is not None:
+        text = f"type: missing; a node's type is one of {_NODE_TYPES}"
+    elif kind == "model_attributes_type" and node is not None and len(loc) == 2:
+        text = f"a node is a mapping with a type ({_NODE_TYPES}) and its fields"
+    elif kind == "extra_forbidden":
+        model: type[BaseModel] = Flow
+        what = "a flow"
+        if node is not None and len(loc) >= 4 and str(loc[2]) in _NODE_MODELS:
+            model, what = _NODE_MODELS[str(loc[2])], f"a {loc[2]} node"
+        field_name = str(loc[-1])
+        text = f"{field_name}: unknown field of {what}"
+        close = difflib.get_close_matches(field_name, list(model.model_fields), n=1)
+        if close:
+            text += f" (did you mean {close[0]!r}?)"
+    elif kind == "value_error":
+        text = _describe(loc, msg.removeprefix("Value error, "))
+    elif kind == "string_type" and len(loc) >= 2 and loc[-1] == "[key]" and "choices" in loc:
+        key = loc[-2]
+        src = (*_source_loc(loc[:-2]), str(key))
+        text = (f"choices: key {key} must be quoted, e.g. \"{key}\": ... "
+                "(unquoted, YAML reads it as a number)")
+    return FlowIssue(name, smap.line_of(src), node, text)
 
 
 def check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
@@ -222,7 +268,9 @@ def check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
     return issues
 
 
-def check_prompts(flow: Flow, smap: SourceMap, available: set[str], set_name: str) -> list[FlowIssue]:
+def check_prompts(
+    flow: Flow, smap: SourceMap, available: set[str], set_name: str
+) -> list[FlowIssue]:
     issues = []
     for name, node in flow.nodes.items():
         for prompt in node.prompt_names():
@@ -239,19 +287,27 @@ def parse_flow(text: str, name: str = "<flow>") -> tuple[Flow, SourceMap]:
     try:
         data, smap = parse_yaml(text, name)
     except YamlError as exc:
-        raise FlowError([FlowIssue(name, None, None, str(exc).split(": ", 1)[-1])]) from exc
+        cause = exc.__cause__
+        if isinstance(cause, yaml.MarkedYAMLError) and cause.problem_mark is not None:
+            mark = cause.problem_mark
+            problem = str(cause.problem)
+            if "'\\t'" in problem:
+                problem += " (indent with spaces: YAML does not allow tabs)"
+            elif "<block" in problem:
+                problem += " (check the indentation)"
+            issue = FlowIssue(name, mark.line + 1, None, f"not valid YAML: {problem}",
+                              column=mark.column + 1)
+        else:
+            issue = FlowIssue(name, None, None, str(exc).removeprefix(f"{name}: "))
+        raise FlowError([issue]) from exc
     if not isinstance(data, dict):
-        raise FlowError([FlowIssue(name, 1, None, "a flow is a mapping with name, start, nodes")])
+        empty = "the file is empty; " if data is None else ""
+        raise FlowError([FlowIssue(name, 1, None,
+                                   f"{empty}a flow is a mapping with name, start, nodes")])
     try:
         flow = Flow.model_validate(data)
     except ValidationError as exc:
-        issues = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            issues.append(
-                FlowIssue(name, smap.line_of(_source_loc(loc)), _loc_node(loc),
-                          _describe(loc, err["msg"]))
-            )
+        issues = [_issue_from_pydantic(name, smap, err) for err in exc.errors()]
         raise FlowError(issues) from exc
     issues = check_graph(flow, smap)
     if issues:

@@ -1,0 +1,589 @@
+"""The SIP front: Kamailio's configuration, rendered from settings, and its process.
+
+Kamailio is the one SIP address callers see. Its dispatcher spreads INVITEs over the call
+workers by call load (algorithm 10, each worker's ``maxload``), probes them with OPTIONS,
+and on 408/486/5xx or silence moves the call to the next worker; it record-routes, so every
+in-dialog request (and the BYE that ends the call's load) passes through it. See
+``docs/kamailio.md`` for the routing and each setting.
+
+    KamailioConfig --render()--> {"kamailio.cfg": ..., "dispatcher.list": ...}
+
+    KamailioProcess(config)
+        .start()   write files, ``kamailio -c`` (refused: KamailioConfigError with its
+                   message), run ``kamailio -DD -E`` as a child, wait until it answers OPTIONS
+        .dispatcher_list() / .set_state() / .add_destination() / .remove_destination()
+        .reload_dispatcher()   via ``kamcmd`` on the ctl socket in ``run_dir``
+        .stop()    SIGTERM to its PID, then wait (SIGKILL to its process group if it hangs)
+
+Errors::
+
+    KamailioError
+    ├── KamailioConfigError   kamailio -c refused the config, or the settings are unusable
+    ├── KamailioStartError    it exited or did not answer in time
+    └── KamailioRpcError      kamcmd failed or Kamailio answered with a fault
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+KAMAILIO_BIN = Path("/usr/sbin/kamailio")
+KAMCMD_BIN = Path("/usr/sbin/kamcmd")
+MODULE_DIR = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+TEMPLATE = Path(__file__).with_name("kamailio.cfg.tmpl")
+
+CFG_FILE = "kamailio.cfg"
+LIST_FILE = "dispatcher.list"
+CTL_SOCKET = "kamailio.ctl"
+PID_FILE = "kamailio.pid"
+LOG_FILE = "kamailio.log"
+
+Transport = Literal["udp", "tcp"]
+LogLevel = Literal["error", "warning", "notice", "info", "debug"]
+DestinationState = Literal["active", "inactive", "trying", "disabled"]
+
+# Kamailio's debug= levels (L_ERR .. L_DBG).
+_DEBUG_LEVELS: dict[str, int] = {"error": -1, "warning": 0, "notice": 1, "info": 2, "debug": 3}
+# dispatcher.set_state codes; "p" keeps the OPTIONS probing on.
+_STATE_CODES: dict[str, str] = {"active": "ap", "inactive": "ip", "disabled": "d"}
+_STATE_LETTERS: dict[str, DestinationState] = {
+    "A": "active", "I": "inactive", "T": "trying", "D": "disabled",
+}
+_UNSAFE = re.compile(r"[\"\\\s]")  # would break a quoted cfg string or a dispatcher.list field
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path, less the NUL
+
+
+class KamailioError(Exception):
+    """Base of the errors of the SIP front."""
+
+
+class KamailioConfigError(KamailioError):
+    """The settings cannot make a working config, or ``kamailio -c`` refused it."""
+
+
+class KamailioStartError(KamailioError):
+    """Kamailio exited while starting or did not answer OPTIONS in time."""
+
+
+class KamailioRpcError(KamailioError):
+    """A control command (kamcmd over the ctl socket) failed."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One call worker in a dispatcher set: ``sip:127.0.0.1:5101``, at most ``max_load`` calls
+    (0: no limit)."""
+
+    uri: str
+    max_load: int
+    set_id: int = 1
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"sips?:[^\s\"\\#]+", self.uri):
+            raise KamailioConfigError(f"destination {self.uri!r} is not a SIP URI")
+        if self.max_load < 0:
+            raise KamailioConfigError(f"destination {self.uri}: max_load must be >= 0")
+        if self.set_id < 0:
+            raise KamailioConfigError(f"destination {self.uri}: set_id must be >= 0")
+
+    @property
+    def duid(self) -> str:
+        """The unique id call-load dispatching counts calls under (the URI, made token-safe)."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.uri.split(":", 1)[1])
+
+    def list_line(self) -> str:
+        """The ``dispatcher.list`` line: set, URI, flags 8 (probing), priority 0, attributes."""
+        return f"{self.set_id} {self.uri} 8 0 duid={self.duid};maxload={self.max_load}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class KamailioConfig:
+    """Everything the front needs; ``render`` turns it into Kamailio's files."""
+
+    listen_address: str = "127.0.0.1"
+    port: int = 5060
+    transports: tuple[Transport, ...] = ("udp", "tcp")
+    destinations: Sequence[Destination] = ()
+    run_dir: Path = Path("var/kamailio")  # cfg, dispatcher.list, ctl socket, pid, log
+    set_id: int = 1  # the dispatcher set INVITEs go to
+    probe_interval_s: int = 2  # OPTIONS to every worker this often
+    probe_threshold: int = 2  # failed probes (or silent INVITEs) before a worker is inactive
+    no_reply_timeout_ms: int = 2000  # no reply at all from a worker: try the next one
+    answer_timeout_s: int = 10  # provisional reply but no final one: try the next one
+    retry_after_s: int = 5  # Retry-After on the front's own 503
+    call_expire_s: int = 7200  # a call's load is dropped after this even without BYE
+    # pike flood control: at most pike_max_requests per pike_sampling_s from one source IP
+    # (blocking starts between 1x and 3x that for IPv4); sources in pike_exempt and the
+    # workers themselves are never counted. Loopback is exempt so that load tests and the
+    # workers on 127.0.0.1 are not throttled; give a carrier's trunk addresses here too.
+    pike_sampling_s: int = 2
+    pike_max_requests: int = 200
+    pike_remove_latency_s: int = 120
+    pike_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    max_forwards: int = 10  # Max-Forwards set when a request has none
+    log_level: LogLevel = "warning"
+    children: int = 2  # UDP receiver processes (per listen socket)
+    tcp_children: int = 2  # TCP workers
+    shm_mb: int = 64
+    pkg_mb: int = 8
+    module_dir: Path = MODULE_DIR
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "destinations", tuple(self.destinations))
+        object.__setattr__(self, "transports", tuple(dict.fromkeys(self.transports)))
+        problems = list(self._problems())
+        if problems:
+            raise KamailioConfigError("invalid Kamailio settings:\n  " + "\n  ".join(problems))
+
+    def _problems(self) -> list[str]:
+        out: list[str] = []
+        try:
+            ipaddress.ip_address(self.listen_address)
+        except ValueError:
+            out.append(f"listen_address: {self.listen_address!r} is not an IP address")
+        if not 1 <= self.port <= 65535:
+            out.append(f"port: {self.port} is not a port number")
+        if not self.transports or not set(self.transports) <= {"udp", "tcp"}:
+            out.append(f"transports: {self.transports!r}: give udp and/or tcp")
+        uris = [d.uri for d in self.destinations]
+        duids = [d.duid for d in self.destinations]
+        if len(set(uris)) != len(uris) or len(set(duids)) != len(duids):
+            out.append("destinations: the same worker is listed twice")
+        for name in ("probe_interval_s", "probe_threshold", "no_reply_timeout_ms",
+                     "answer_timeout_s", "retry_after_s", "call_expire_s", "pike_sampling_s",
+                     "pike_max_requests", "pike_remove_latency_s", "max_forwards", "children",
+                     "tcp_children", "shm_mb", "pkg_mb"):
+            if getattr(self, name) < 1:
+                out.append(f"{name}: must be at least 1")
+        if self.max_forwards > 255:
+            out.append("max_forwards: at most 255")
+        for net in self.pike_exempt:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                out.append(f"pike_exempt: {net!r} is not a network (CIDR)")
+        for name in ("run_dir", "module_dir"):
+            if _UNSAFE.search(str(getattr(self, name))):
+                out.append(f"{name}: no quotes, backslashes or spaces, please")
+        ctl = self.run_dir.resolve() / CTL_SOCKET
+        if len(os.fsencode(ctl)) > _SUN_PATH_MAX:
+            out.append(f"run_dir: {ctl} is too long for a unix socket path; use a shorter one")
+        return out
+
+    @property
+    def sip_uri(self) -> str:
+        host = self.listen_address
+        if ":" in host:
+            host = f"[{host}]"
+        return f"sip:{host}:{self.port}"
+
+
+class _CfgTemplate(string.Template):
+    delimiter = "@@"  # Kamailio owns $; a double at-sign appears nowhere in its syntax
+
+
+def render(cfg: KamailioConfig) -> dict[str, str]:
+    """File name -> content: ``kamailio.cfg`` (from ``kamailio.cfg.tmpl``) and
+    ``dispatcher.list``. Paths inside are absolute, under ``cfg.run_dir``."""
+    run_dir = cfg.run_dir.resolve()
+    host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
+    listen = "\n".join(f"listen={t}:{host}:{cfg.port}" for t in cfg.transports)
+    if "tcp" in cfg.transports:
+        tcp = (f"tcp_children={cfg.tcp_children}\ntcp_connection_lifetime=3605\n"
+               "tcp_accept_no_cl=yes")
+    else:
+        tcp = "disable_tcp=yes"
+    pike_condition = "!ds_is_from_list()"
+    if cfg.pike_exempt:
+        nets = ",".join(cfg.pike_exempt)
+        pike_condition = f'!is_in_subnet("$si", "{nets}") && {pike_condition}'
+    values: dict[str, object] = {
+        "debug": _DEBUG_LEVELS[cfg.log_level],
+        "children": cfg.children,
+        "tcp_settings": tcp,
+        "listen": listen,
+        "module_dir": cfg.module_dir,
+        "ctl_socket": run_dir / CTL_SOCKET,
+        "no_reply_timeout_ms": cfg.no_reply_timeout_ms,
+        "answer_timeout_ms": cfg.answer_timeout_s * 1000,
+        "pike_sampling_s": cfg.pike_sampling_s,
+        "pike_max_requests": cfg.pike_max_requests,
+        "pike_remove_latency_s": cfg.pike_remove_latency_s,
+        "pike_condition": pike_condition,
+        "dispatcher_list": run_dir / LIST_FILE,
+        "call_expire_s": cfg.call_expire_s,
+        # a call not answered by then has lost its way (every worker answers at once)
+        "setup_expire_s": cfg.answer_timeout_s * max(1, len(cfg.destinations)) + 60,
+        "ping_from": f"sip:front@{host}",
+        "probe_interval_s": cfg.probe_interval_s,
+        "probe_threshold": cfg.probe_threshold,
+        "max_forwards": cfg.max_forwards,
+        "set_id": cfg.set_id,
+        "retry_after_s": cfg.retry_after_s,
+    }
+    text = _CfgTemplate(TEMPLATE.read_text()).substitute(values)
+    return {CFG_FILE: text, LIST_FILE: render_dispatcher_list(cfg.destinations)}
+
+
+def render_dispatcher_list(destinations: Sequence[Destination]) -> str:
+    lines = ["# setid uri flags priority attrs -- generated by ivr/kamailio.py"]
+    lines += [d.list_line() for d in destinations]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class DestinationStatus:
+    """One row of ``dispatcher.list`` as Kamailio sees it now."""
+
+    set_id: int
+    uri: str
+    state: DestinationState
+    probing: bool
+    load: int  # calls Kamailio counts on it (algorithm 10)
+    max_load: int
+    duid: str
+    flags: str  # Kamailio's two letters, e.g. "AP"
+
+
+@dataclass
+class KamailioProcess:
+    """Kamailio as a child process of this one, with its files in ``config.run_dir``."""
+
+    config: KamailioConfig
+    binary: Path = KAMAILIO_BIN
+    kamcmd: Path = KAMCMD_BIN
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    # ---- files and paths
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir.resolve()
+
+    @property
+    def cfg_path(self) -> Path:
+        return self.run_dir / CFG_FILE
+
+    @property
+    def ctl_socket(self) -> Path:
+        return self.run_dir / CTL_SOCKET
+
+    @property
+    def log_path(self) -> Path:
+        """Kamailio's stderr (its log, with ``log_stderror=yes``)."""
+        return self.run_dir / LOG_FILE
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def write_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in render(self.config).items():
+            _write_atomic(self.run_dir / name, text)
+
+    def check_config(self) -> None:
+        """Write the files and let ``kamailio -c`` judge them."""
+        self.write_files()
+        if not self.binary.exists():
+            raise KamailioConfigError(f"{self.binary} not found: install Debian's kamailio")
+        try:
+            proc = subprocess.run(
+                [str(self.binary), "-c", "-f", str(self.cfg_path), "-L",
+                 str(self.config.module_dir), "-Y", str(self.run_dir)],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise KamailioConfigError(f"kamailio -c {self.cfg_path} took over 30 s") from exc
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines()
+                     if re.search(r"ERROR|CRITICAL|error", ln)]
+            message = "\n".join(lines[-20:]) or (proc.stderr + proc.stdout)[-2000:]
+            raise KamailioConfigError(f"kamailio refused {self.cfg_path}:\n{message}")
+
+    # ---- life cycle
+
+    def start(self, run_dir: Path | None = None, timeout_s: float = 10.0) -> None:
+        """Write the files (into ``run_dir`` if given), check them, run Kamailio in the
+        foreground as a child and return once it answers OPTIONS on its SIP address."""
+        if self.running:
+            raise KamailioStartError(f"Kamailio is already running (pid {self.pid})")
+        if run_dir is not None:
+            self.config = dataclasses.replace(self.config, run_dir=run_dir)
+        self.check_config()
+        with contextlib.suppress(FileNotFoundError):
+            self.ctl_socket.unlink()  # left by a killed run; Kamailio refuses to reuse it
+        cmd = [
+            str(self.binary), "-DD", "-E", "-f", str(self.cfg_path),
+            "-L", str(self.config.module_dir), "-Y", str(self.run_dir),
+            "-P", str(self.run_dir / PID_FILE),
+            "-m", str(self.config.shm_mb), "-M", str(self.config.pkg_mb),
+        ]
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                cwd=self.run_dir, start_new_session=True,
+            )
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        host, port = self.config.listen_address, self.config.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((host, 0))
+            sock.settimeout(0.2)
+            while True:
+                assert self._proc is not None
+                if self._proc.poll() is not None:
+                    raise KamailioStartError(
+                        f"Kamailio exited with {self._proc.returncode} while starting; "
+                        f"its log:\n{self.log_tail()}")
+                if "udp" not in self.config.transports:
+                    if _tcp_open(host, port) and self.ctl_socket.exists():
+                        return
+                else:
+                    sock.sendto(options_request(self.config, sock.getsockname()), (host, port))
+                    try:
+                        data = sock.recv(65535)
+                    except TimeoutError:
+                        data = b""
+                    if data.startswith(b"SIP/2.0 200") and self.ctl_socket.exists():
+                        return
+                if time.monotonic() > deadline:
+                    raise KamailioStartError(
+                        f"Kamailio did not answer OPTIONS on {host}:{port} within {timeout_s} s; "
+                        f"its log:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM to the Kamailio this object started, and wait; SIGKILL to its process
+        group (its own children only) if it does not exit in time. Returns its exit code."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            rc = proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the main process
+        self._proc = None
+        return rc
+
+    def __enter__(self) -> KamailioProcess:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- control (kamcmd over the ctl unix socket)
+
+    def rpc(self, method: str, *params: str | int, timeout_s: float = 5.0) -> str:
+        """Run one Kamailio RPC command with ``kamcmd``; returns its text output."""
+        if not self.kamcmd.exists():
+            raise KamailioRpcError(f"{self.kamcmd} not found: it ships in Debian's kamailio")
+        args = [p if isinstance(p, str) else str(p) for p in params]
+        cmd = [str(self.kamcmd), "-s", f"unix:{self.ctl_socket}", method, *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                                  check=False, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise KamailioRpcError(f"kamcmd {method} took over {timeout_s} s") from exc
+        out = proc.stdout
+        if proc.returncode != 0 or out.startswith("error:"):
+            detail = (out + proc.stderr).strip()
+            raise KamailioRpcError(f"kamcmd {method} {' '.join(args)}: {detail}")
+        return out
+
+    def dispatcher_list(self) -> list[DestinationStatus]:
+        """The destinations with their state and current call load."""
+        try:
+            text = self.rpc("dispatcher.list")
+        except KamailioRpcError as exc:
+            if "No Destination Sets" in str(exc):
+                return []
+            raise
+        return parse_dispatcher_list(text)
+
+    def set_state(self, uri: str, state: Literal["active", "inactive", "disabled"],
+                  set_id: int | None = None) -> None:
+        """Force a destination's state. ``inactive`` lasts until its next answered probe;
+        ``disabled`` takes it out until set ``active`` again (probes stop meanwhile) — use
+        that to drain a worker."""
+        if state not in _STATE_CODES:
+            raise ValueError(f"state must be one of {sorted(_STATE_CODES)}, not {state!r}")
+        sid = self.config.set_id if set_id is None else set_id
+        self.rpc("dispatcher.set_state", _STATE_CODES[state], sid, uri)
+
+    def add_destination(self, dest: Destination) -> None:
+        """Add a worker at run time; call loads and states of the others are kept."""
+        self._update_destinations([*self.config.destinations, dest])
+        self.rpc("dispatcher.add", dest.set_id, dest.uri, 8, 0,
+                 f"duid={dest.duid};maxload={dest.max_load}")
+
+    def remove_destination(self, uri: str, set_id: int | None = None) -> None:
+        """Remove a worker at run time; the others keep their loads and states."""
+        sid = self.config.set_id if set_id is None else set_id
+        self._update_destinations(
+            [d for d in self.config.destinations if not (d.uri == uri and d.set_id == sid)])
+        self.rpc("dispatcher.remove", sid, uri)
+
+    def reload_dispatcher(self, destinations: Sequence[Destination] | None = None) -> None:
+        """Rewrite ``dispatcher.list`` (with ``destinations`` if given) and reload it.
+        A reload rebuilds the list: call loads restart at 0 and states at active, so prefer
+        add/remove_destination while calls are up."""
+        if destinations is not None:
+            self._update_destinations(destinations)
+        self.rpc("dispatcher.reload")
+
+    def _update_destinations(self, destinations: Sequence[Destination]) -> None:
+        self.config = dataclasses.replace(self.config, destinations=tuple(destinations))
+        _write_atomic(self.run_dir / LIST_FILE, render_dispatcher_list(self.config.destinations))
+
+
+def options_request(cfg: KamailioConfig, local: tuple[Any, ...]) -> bytes:
+    """An OPTIONS to the front itself, sent from ``local`` (host, port) over UDP."""
+    lhost, lport = local[0], local[1]
+    if ":" in lhost:
+        lhost = f"[{lhost}]"
+    tag = uuid.uuid4().hex[:12]
+    return (
+        f"OPTIONS {cfg.sip_uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {lhost}:{lport};branch=z9hG4bK{tag};rport\r\n"
+        f"From: <sip:probe@{lhost}:{lport}>;tag={tag}\r\n"
+        f"To: <{cfg.sip_uri}>\r\n"
+        f"Call-ID: {tag}@{lhost}\r\n"
+        "CSeq: 1 OPTIONS\r\n"
+        "Max-Forwards: 70\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def parse_dispatcher_list(text: str) -> list[DestinationStatus]:
+    """Parse ``kamcmd dispatcher.list`` output (nested ``KEY: value`` / ``KEY: {`` blocks)."""
+    out: list[DestinationStatus] = []
+    set_id = 0
+    dest: dict[str, str] = {}
+    in_dest = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("ID:") and not in_dest:
+            set_id = int(line.split(":", 1)[1])
+        elif line == "DEST: {":
+            in_dest, dest = True, {}
+        elif in_dest and ":" in line and not line.endswith("{"):
+            key, value = line.split(":", 1)
+            dest.setdefault(key.strip(), value.strip())
+        elif in_dest and line == "}" and "URI" in dest and _dest_complete(dest, text):
+            pass
+        if in_dest and line == "}" and dest.get("_open", "0") == "0":
+            pass
+    # A second, structural pass is simpler than tracking depth above: split on DEST blocks.
+    out = []
+    for sid, block in _dest_blocks(text):
+        fields: dict[str, str] = {}
+        for raw in block.splitlines():
+            line = raw.strip()
+            if ":" in line and not line.endswith("{"):
+                key, value = line.split(":", 1)
+                fields.setdefault(key.strip(), value.strip())
+        flags = fields.get("FLAGS", "AX")
+        out.append(DestinationStatus(
+            set_id=sid,
+            uri=fields.get("URI", ""),
+            state=_STATE_LETTERS.get(flags[:1], "active"),
+            probing=flags[1:2] == "P",
+            load=int(fields.get("DLGLOAD", "0") or 0),
+            max_load=int(fields.get("MAXLOAD", "0") or 0),
+            duid=fields.get("DUID", ""),
+            flags=flags,
+        ))
+    del set_id, dest, in_dest
+    return out
+
+
+def _dest_complete(dest: dict[str, str], text: str) -> bool:
+    return True
+
+
+def _dest_blocks(text: str) -> list[tuple[int, str]]:
+    """(set id, text of one DEST block) in order, by brace depth."""
+    blocks: list[tuple[int, str]] = []
+    set_id = 0
+    depth = 0
+    dest_depth: int | None = None
+    current: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if dest_depth is None and line.startswith("ID:"):
+            set_id = int(line.split(":", 1)[1])
+        if line.endswith("{"):
+            depth += 1
+            if line == "DEST: {" and dest_depth is None:
+                dest_depth, current = depth, []
+                continue
+        elif line == "}":
+            if dest_depth is not None and depth == dest_depth:
+                blocks.append((set_id, "\n".join(current)))
+                dest_depth = None
+            depth -= 1
+            continue
+        if dest_depth is not None:
+            current.append(line)
+    return blocks
+
+
+def _tcp_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def kamailio_available() -> bool:
+    """True when Debian's kamailio and kamcmd are installed where this module looks."""
+    return KAMAILIO_BIN.exists() and KAMCMD_BIN.exists() and shutil.which("kamailio") is not None

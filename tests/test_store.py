@@ -1,0 +1,241 @@
+"""The SQLite call store (ivr.store.CallStore) on a temporary file; times are passed in."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ivr.store import SCHEMA_VERSION, CallRecord, CallStore, StoreError
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "var" / "ivr.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[CallStore]:
+    s = CallStore(db_path)
+    yield s
+    s.close()
+
+
+def row(store: CallStore, call_id: str) -> CallRecord:
+    call = store.get_call(call_id)
+    assert call is not None, f"no row for call {call_id}"
+    return call
+
+
+def arrive(store: CallStore, call_id: str, at: float = T0, worker: str = "w1") -> None:
+    store.call_arrived(call_id, at, sip_call_id=f"sip-{call_id}", worker=worker,
+                       from_uri="sip:alice@example.com", to_uri="sip:ivr@example.com",
+                       flow="default", flow_version=3)
+
+
+def end(store: CallStore, call_id: str, at: float, reason: str = "normal",
+        hangup_by: str = "ivr") -> None:
+    store.call_ended(call_id, at, reason=reason, hangup_by=hangup_by, sip_code=200,
+                     sip_reason="OK")
+
+
+def a_whole_call(store: CallStore, call_id: str = "c1") -> None:
+    arrive(store, call_id)
+    store.call_answered(call_id, T0 + 0.5, codec="PCMU/8000", telephone_event=True,
+                        inband_dtmf=False)
+    store.call_node(call_id, T0 + 0.6, node="welcome", node_type="play")
+    store.call_node(call_id, T0 + 2.0, node="main_menu", node_type="menu")
+    store.call_dtmf(call_id, T0 + 3.0, digit="2", method="rfc4733", node="main_menu")
+    store.call_menu_choice(call_id, T0 + 3.0, node="main_menu", key="2", target="support")
+    store.call_node(call_id, T0 + 3.0, node="support", node_type="play")
+    store.call_event(call_id, T0 + 4.0, "menu.repeat", {"node": "support"})
+    end(store, call_id, T0 + 9.0)
+
+
+def test_a_call_fills_its_row(store: CallStore) -> None:
+    a_whole_call(store)
+    call = store.get_call("c1")
+    assert call is not None
+    assert call.sip_call_id == "sip-c1"
+    assert (call.worker, call.from_uri, call.to_uri) == (
+        "w1", "sip:alice@example.com", "sip:ivr@example.com")
+    assert (call.flow, call.flow_version) == ("default", 3)
+    assert (call.arrived_at, call.answered_at, call.ended_at) == (T0, T0 + 0.5, T0 + 9.0)
+    assert call.codec == "PCMU/8000"
+    assert call.dtmf_method == "rfc4733"
+    assert call.last_node == "support"
+    assert call.menu_path == "main_menu:2"
+    assert (call.end_reason, call.hangup_by, call.sip_code, call.sip_reason) == (
+        "normal", "ivr", 200, "OK")
+
+
+def test_a_call_logs_its_events_in_order(store: CallStore) -> None:
+    a_whole_call(store)
+    events = store.events("c1")
+    assert [e.kind for e in events] == [
+        "arrived", "answered", "node", "node", "dtmf", "menu.choice", "node", "menu.repeat",
+        "ended",
+    ]
+    assert [e.at for e in events] == [T0, T0 + 0.5, T0 + 0.6, T0 + 2.0, T0 + 3.0, T0 + 3.0,
+                                      T0 + 3.0, T0 + 4.0, T0 + 9.0]
+    assert {e.call_id for e in events} == {"c1"}
+    assert events[0].data == {"sip_call_id": "sip-c1", "from": "sip:alice@example.com",
+                              "to": "sip:ivr@example.com", "worker": "w1"}
+    assert events[1].data == {"codec": "PCMU/8000", "telephone_event": True,
+                              "inband_dtmf": False}
+    assert events[4].data == {"digit": "2", "method": "rfc4733", "node": "main_menu"}
+    assert events[5].data == {"node": "main_menu", "key": "2", "target": "support"}
+    assert events[7].data == {"node": "support"}
+    assert events[8].data == {"reason": "normal", "hangup_by": "ivr", "sip_code": 200,
+                              "sip_reason": "OK"}
+
+
+def test_a_new_call_is_open_and_unanswered(store: CallStore) -> None:
+    arrive(store, "c1")
+    call = store.get_call("c1")
+    assert call is not None
+    assert call.answered_at is None and call.ended_at is None
+    assert call.menu_path == ""
+    assert call.last_node is None
+
+
+def test_menu_path_accumulates_choices_separated_by_spaces(store: CallStore) -> None:
+    arrive(store, "c1")
+    store.call_menu_choice("c1", T0 + 1, node="a", key="1", target="b")
+    assert row(store, "c1").menu_path == "a:1"
+    store.call_menu_choice("c1", T0 + 2, node="b", key="2", target="c")
+    store.call_menu_choice("c1", T0 + 3, node="c", key="#", target="d")
+    assert row(store, "c1").menu_path == "a:1 b:2 c:#"
+
+
+def test_call_ended_twice_keeps_the_first_end_and_logs_it_once(store: CallStore) -> None:
+    arrive(store, "c1")
+    end(store, "c1", T0 + 5, reason="caller_hangup", hangup_by="caller")
+    end(store, "c1", T0 + 6, reason="failure", hangup_by="system")
+    call = store.get_call("c1")
+    assert call is not None
+    assert (call.ended_at, call.end_reason, call.hangup_by) == (T0 + 5, "caller_hangup",
+                                                               "caller")
+    assert [e.kind for e in store.events("c1")] == ["arrived", "ended"]
+
+
+def test_close_orphans_closes_only_open_calls_of_the_worker(store: CallStore) -> None:
+    arrive(store, "open1", worker="w1")
+    arrive(store, "open2", worker="w1")
+    arrive(store, "done1", worker="w1")
+    end(store, "done1", T0 + 5)
+    arrive(store, "other", worker="w2")
+
+    closed = store.close_orphans(T0 + 100, "failure", worker="w1")
+
+    assert sorted(closed) == ["open1", "open2"]
+    for call_id in ("open1", "open2"):
+        call = store.get_call(call_id)
+        assert call is not None
+        assert (call.ended_at, call.end_reason, call.hangup_by) == (T0 + 100, "failure",
+                                                                   "system")
+        assert (call.sip_code, call.sip_reason) == (None, None)
+        assert store.events(call_id)[-1].data == {"reason": "failure", "hangup_by": "system",
+                                                  "sip_code": None, "sip_reason": None}
+    done = store.get_call("done1")
+    assert done is not None and (done.ended_at, done.end_reason) == (T0 + 5, "normal")
+    other = store.get_call("other")
+    assert other is not None and other.ended_at is None
+
+
+def test_close_orphans_without_a_worker_closes_every_open_call(store: CallStore) -> None:
+    arrive(store, "a", worker="w1")
+    arrive(store, "b", worker="w2")
+    assert sorted(store.close_orphans(T0 + 1, "failure")) == ["a", "b"]
+    assert store.close_orphans(T0 + 2, "failure") == []
+
+
+def test_reopening_the_store_keeps_its_data_in_wal_mode(db_path: Path) -> None:
+    first = CallStore(db_path)
+    a_whole_call(first)
+    first.close()
+
+    again = CallStore(db_path)
+    try:
+        call = again.get_call("c1")
+        assert call is not None and call.menu_path == "main_menu:2"
+        assert len(again.events("c1")) == 9
+        mode = again._db.execute("PRAGMA journal_mode").fetchone()[0]
+        assert mode == "wal"
+    finally:
+        again.close()
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+
+
+def test_lookups_by_sip_call_id_and_recent_calls(store: CallStore) -> None:
+    arrive(store, "old", at=T0)
+    arrive(store, "new", at=T0 + 10)
+    found = store.find_by_sip_call_id("sip-new")
+    assert found is not None and found.call_id == "new"
+    assert store.find_by_sip_call_id("sip-nope") is None
+    assert store.get_call("nope") is None
+    assert [c.call_id for c in store.recent_calls()] == ["new", "old"]
+    assert [c.call_id for c in store.recent_calls(limit=1)] == ["new"]
+
+
+def test_an_event_for_an_unknown_call_is_a_store_error(store: CallStore, db_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        store.call_dtmf("ghost", T0, digit="1", method="rfc4733", node="m")
+    assert str(info.value).startswith(f"{db_path}: cannot record dtmf of call ghost: ")
+
+
+def test_a_store_from_a_newer_schema_is_refused(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:
+        db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(StoreError) as info:
+        CallStore(db_path)
+    assert str(info.value) == (
+        f"{db_path}: schema version 99 is newer than this program ({SCHEMA_VERSION}); "
+        "upgrade the program"
+    )
+
+
+def test_a_path_below_a_regular_file_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    path = blocker / "ivr.sqlite3"
+    with pytest.raises(StoreError) as info:
+        CallStore(path)
+    assert str(info.value).startswith(f"{path}: cannot open the call store: ")
+
+
+def test_a_directory_in_place_of_the_file_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.sqlite3"
+    path.mkdir()
+    with pytest.raises(StoreError) as info:
+        CallStore(path)
+    assert str(info.value).startswith(f"{path}: cannot open the call store: ")
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "ivr.sqlite3"
+    path.write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(StoreError) as info:
+        CallStore(path)
+    assert str(info.value) == f"{path}: cannot open the call store: file is not a database"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_a_read_only_directory_is_a_store_error(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(StoreError, match="cannot open the call store"):
+            CallStore(ro / "ivr.sqlite3")
+    finally:
+        ro.chmod(0o700)
