@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any
 
 from .config import Settings
+from .front import Front
 from .logs import log_event
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
 from .store import CallStore, StoreError
@@ -64,6 +65,9 @@ class WorkerSlot:
     exit_seen: asyncio.Event = field(default_factory=asyncio.Event)
     exit_info: str = ""
 
+    def is_empty(self) -> bool:
+        return self.state is SlotState.EMPTY
+
     @property
     def uri(self) -> str:
         return f"sip:{self.address}:{self.sip_port}"
@@ -91,7 +95,7 @@ class Controller:
         self._stop = asyncio.Event()
         self._stopping = False
         self._server: asyncio.AbstractServer | None = None
-        self._front: Any = None
+        self._front: Front | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- life cycle ------------------------------------------------------------------------
@@ -138,6 +142,8 @@ class Controller:
 
     async def shutdown(self) -> None:
         """Drain every worker (calls finish up to worker.drain_timeout_s), then stop all."""
+        if self._stopping:
+            return
         self._stopping = True
         live = [x for x in self.slots if x.state is not SlotState.EMPTY]
         log_event("controller.stopping", workers=len(live),
@@ -234,6 +240,8 @@ class Controller:
         if slot.state in (SlotState.EMPTY, SlotState.DRAINING):
             return
         slot.state = SlotState.DRAINING
+        if self._front is not None and not self._stopping:
+            self._background(self._front.worker_out(slot.uri, draining=True))
         if slot.writer is not None:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 slot.writer.write(encode("drain", timeout_s=self.settings.worker.drain_timeout_s))
@@ -245,10 +253,14 @@ class Controller:
     # -- the SIP front -----------------------------------------------------------------------
 
     async def _start_front(self) -> None:
-        from .front import start_front
+        from .front import FrontError, start_front
 
-        self._front = await start_front(self.settings, [x.uri for x in self.slots],
-                                        self.settings.worker.max_calls)
+        try:
+            serving = [x.uri for x in self.slots if x.state is SlotState.SERVING]
+            self._front = await start_front(self.settings, serving,
+                                            self.settings.worker.max_calls)
+        except FrontError as exc:
+            raise ControllerError(str(exc)) from exc
 
     # -- connections -------------------------------------------------------------------------
 
@@ -274,6 +286,8 @@ class Controller:
             slot.max_calls = int(hello.get("max_calls", 4))
             if slot.state is SlotState.STARTING:
                 slot.state = SlotState.SERVING
+                if self._front is not None:
+                    self._background(self._front.worker_up(slot.uri))
             log_event("pool.worker_up", worker=slot.name, pid=slot.pid, sip=hello.get("sip"),
                       start_ms=round((time.monotonic() - slot.started_at) * 1000, 1))
             while True:
@@ -350,10 +364,12 @@ class Controller:
             return
         was_draining = slot.state is SlotState.DRAINING
         slot.writer = None
+        if self._front is not None and not self._stopping:
+            self._background(self._front.worker_out(slot.uri, draining=False))
         # The exit report tells how it died; it follows the socket's end within moments.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(slot.exit_seen.wait(), 2.0)
-        if slot.state is SlotState.EMPTY:
+        if slot.is_empty():  # handled meanwhile by the zygote's exit report
             return
         slot.state = SlotState.EMPTY
         how = slot.exit_info or "lost its controller link"
@@ -392,6 +408,11 @@ class Controller:
             if slot.state is SlotState.EMPTY:
                 self._spawn(slot)
                 idle += 1
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- figures -----------------------------------------------------------------------------
 

@@ -30,7 +30,6 @@ import dataclasses
 import ipaddress
 import os
 import re
-import shutil
 import signal
 import socket
 import string
@@ -139,7 +138,7 @@ class KamailioConfig:
     log_level: LogLevel = "warning"
     children: int = 2  # UDP receiver processes (per listen socket)
     tcp_children: int = 2  # TCP workers
-    shm_mb: int = 64
+    shm_mb: int = 128  # shared memory: ~0.17 MB per call/s of traffic (measured), see docs
     pkg_mb: int = 8
     module_dir: Path = MODULE_DIR
 
@@ -204,8 +203,7 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
     listen = "\n".join(f"listen={t}:{host}:{cfg.port}" for t in cfg.transports)
     if "tcp" in cfg.transports:
-        tcp = (f"tcp_children={cfg.tcp_children}\ntcp_connection_lifetime=3605\n"
-               "tcp_accept_no_cl=yes")
+        tcp = f"tcp_children={cfg.tcp_children}\ntcp_connection_lifetime=3605"
     else:
         tcp = "disable_tcp=yes"
     pike_condition = "!ds_is_from_list()"
@@ -228,7 +226,7 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         "dispatcher_list": run_dir / LIST_FILE,
         "call_expire_s": cfg.call_expire_s,
         # a call not answered by then has lost its way (every worker answers at once)
-        "setup_expire_s": cfg.answer_timeout_s * max(1, len(cfg.destinations)) + 60,
+        "setup_expire_s": max(120, 2 * cfg.answer_timeout_s),
         "ping_from": f"sip:front@{host}",
         "probe_interval_s": cfg.probe_interval_s,
         "probe_threshold": cfg.probe_threshold,
@@ -315,9 +313,12 @@ class KamailioProcess:
         except subprocess.TimeoutExpired as exc:
             raise KamailioConfigError(f"kamailio -c {self.cfg_path} took over 30 s") from exc
         if proc.returncode != 0:
-            lines = [ln for ln in (proc.stderr + proc.stdout).splitlines()
+            # the first errors name the cause; the rest often follow from it
+            lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines()
                      if re.search(r"ERROR|CRITICAL|error", ln)]
-            message = "\n".join(lines[-20:]) or (proc.stderr + proc.stdout)[-2000:]
+            if len(lines) > 13:
+                lines = [*lines[:12], "...", lines[-1]]
+            message = "\n".join(lines) or (proc.stderr + proc.stdout)[-2000:]
             raise KamailioConfigError(f"kamailio refused {self.cfg_path}:\n{message}")
 
     # ---- life cycle
@@ -393,8 +394,6 @@ class KamailioProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             rc = proc.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the main process
         self._proc = None
         return rc
 
@@ -455,15 +454,15 @@ class KamailioProcess:
     def add_destination(self, dest: Destination) -> None:
         """Add a worker at run time; call loads and states of the others are kept."""
         self._update_destinations([*self.config.destinations, dest])
-        self.rpc("dispatcher.add", dest.set_id, dest.uri, 8, 0,
-                 f"duid={dest.duid};maxload={dest.max_load}")
+        self._rebuild("dispatcher.add", dest.set_id, dest.uri, 8, 0,
+                      f"duid={dest.duid};maxload={dest.max_load}")
 
     def remove_destination(self, uri: str, set_id: int | None = None) -> None:
         """Remove a worker at run time; the others keep their loads and states."""
         sid = self.config.set_id if set_id is None else set_id
         self._update_destinations(
             [d for d in self.config.destinations if not (d.uri == uri and d.set_id == sid)])
-        self.rpc("dispatcher.remove", sid, uri)
+        self._rebuild("dispatcher.remove", sid, uri)
 
     def reload_dispatcher(self, destinations: Sequence[Destination] | None = None) -> None:
         """Rewrite ``dispatcher.list`` (with ``destinations`` if given) and reload it.
@@ -471,7 +470,20 @@ class KamailioProcess:
         add/remove_destination while calls are up."""
         if destinations is not None:
             self._update_destinations(destinations)
-        self.rpc("dispatcher.reload")
+        self._rebuild("dispatcher.reload")
+
+    def _rebuild(self, method: str, *params: str | int, timeout_s: float = 5.0) -> None:
+        # dispatcher.add/remove/reload all rebuild the list and share one rate limit
+        # (reload_delta, 1 s here): within the same second Kamailio answers "Ongoing reload".
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.rpc(method, *params)
+                return
+            except KamailioRpcError as exc:
+                if "Ongoing reload" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def _update_destinations(self, destinations: Sequence[Destination]) -> None:
         self.config = dataclasses.replace(self.config, destinations=tuple(destinations))
@@ -499,53 +511,29 @@ def options_request(cfg: KamailioConfig, local: tuple[Any, ...]) -> bytes:
 def parse_dispatcher_list(text: str) -> list[DestinationStatus]:
     """Parse ``kamcmd dispatcher.list`` output (nested ``KEY: value`` / ``KEY: {`` blocks)."""
     out: list[DestinationStatus] = []
-    set_id = 0
-    dest: dict[str, str] = {}
-    in_dest = False
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith("ID:") and not in_dest:
-            set_id = int(line.split(":", 1)[1])
-        elif line == "DEST: {":
-            in_dest, dest = True, {}
-        elif in_dest and ":" in line and not line.endswith("{"):
-            key, value = line.split(":", 1)
-            dest.setdefault(key.strip(), value.strip())
-        elif in_dest and line == "}" and "URI" in dest and _dest_complete(dest, text):
-            pass
-        if in_dest and line == "}" and dest.get("_open", "0") == "0":
-            pass
-    # A second, structural pass is simpler than tracking depth above: split on DEST blocks.
-    out = []
-    for sid, block in _dest_blocks(text):
+    for set_id, block in _dest_blocks(text):
         fields: dict[str, str] = {}
-        for raw in block.splitlines():
-            line = raw.strip()
-            if ":" in line and not line.endswith("{"):
-                key, value = line.split(":", 1)
+        for line in block:
+            key, sep, value = line.partition(":")
+            if sep and not value.endswith("{"):
                 fields.setdefault(key.strip(), value.strip())
         flags = fields.get("FLAGS", "AX")
         out.append(DestinationStatus(
-            set_id=sid,
+            set_id=set_id,
             uri=fields.get("URI", ""),
             state=_STATE_LETTERS.get(flags[:1], "active"),
             probing=flags[1:2] == "P",
-            load=int(fields.get("DLGLOAD", "0") or 0),
-            max_load=int(fields.get("MAXLOAD", "0") or 0),
+            load=int(fields.get("DLGLOAD") or 0),
+            max_load=int(fields.get("MAXLOAD") or 0),
             duid=fields.get("DUID", ""),
             flags=flags,
         ))
-    del set_id, dest, in_dest
     return out
 
 
-def _dest_complete(dest: dict[str, str], text: str) -> bool:
-    return True
-
-
-def _dest_blocks(text: str) -> list[tuple[int, str]]:
-    """(set id, text of one DEST block) in order, by brace depth."""
-    blocks: list[tuple[int, str]] = []
+def _dest_blocks(text: str) -> list[tuple[int, list[str]]]:
+    """(set id, lines of one DEST block) in order, by brace depth."""
+    blocks: list[tuple[int, list[str]]] = []
     set_id = 0
     depth = 0
     dest_depth: int | None = None
@@ -561,7 +549,7 @@ def _dest_blocks(text: str) -> list[tuple[int, str]]:
                 continue
         elif line == "}":
             if dest_depth is not None and depth == dest_depth:
-                blocks.append((set_id, "\n".join(current)))
+                blocks.append((set_id, current))
                 dest_depth = None
             depth -= 1
             continue
@@ -586,4 +574,4 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def kamailio_available() -> bool:
     """True when Debian's kamailio and kamcmd are installed where this module looks."""
-    return KAMAILIO_BIN.exists() and KAMCMD_BIN.exists() and shutil.which("kamailio") is not None
+    return KAMAILIO_BIN.exists() and KAMCMD_BIN.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import queue
 import signal
@@ -23,8 +24,12 @@ _port_numbers = itertools.count(0)
 
 
 def free_sip_port() -> int:
-    # Distinct per test and per xdist-free run; tests run in their own network namespace.
-    return 5200 + 10 * next(_port_numbers)
+    """A SIP port distinct per worker/stack of a test session (tests run one at a time, in
+    their own network namespace). Port plan, all below the ephemeral range (32768):
+    SIP 5200-6000 (workers, Kamailio), 6000-7000 (pooled workers), RTP 10000-14000
+    (standalone workers), 14000-15999 (pools), sipp 16000-17999 and 26000-28999,
+    baresip 18000+ and 22000+."""
+    return 5200 + 10 * (next(_port_numbers) % 80)
 
 
 @dataclass
@@ -81,7 +86,7 @@ def start_worker(tmp_path: Path, flow: Path | None = None, env: dict[str, str] |
         **os.environ,
         "IVR_SIP_PORT": str(port),
         "IVR_SIP_BIND_ADDRESS": "127.0.0.1",
-        "IVR_RTP_PORT_START": str(30000 + 40 * (port - 5200)),
+        "IVR_RTP_PORT_START": str(10000 + 40 * (((port - 5200) // 10) % 100)),
         "IVR_RTP_PORT_RANGE": "40",
         "IVR_PATHS_VAR_DIR": str(var_dir),
         "IVR_PATHS_PROMPTS_DIR": str(ROOT / "prompts"),
@@ -98,6 +103,63 @@ def start_worker(tmp_path: Path, flow: Path | None = None, env: dict[str, str] |
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     wp = WorkerProcess(proc, port, var_dir)
+    _read_lines(wp)
+    wp.wait_for('"worker.ready"')
+    return wp
+
+
+@dataclass
+class StackProcess(WorkerProcess):
+    """``ivr run``: Kamailio on ``port``, the controller, the zygote and the workers."""
+
+    worker_port_base: int = 0
+
+    def worker_pids(self) -> dict[str, int]:
+        """Live workers by name, from the controller's log (latest start wins)."""
+        pids: dict[str, int] = {}
+        for line in self.lines:
+            if '"pool.worker_up"' in line:
+                msg = json.loads(line)
+                pids[msg["worker"]] = msg["pid"]
+        return pids
+
+
+def start_stack(tmp_path: Path, workers: int = 3, env: dict[str, str] | None = None,
+                flow: Path | None = None) -> StackProcess:
+    port = free_sip_port()
+    var_dir = tmp_path / "var"
+    index = (port - 5200) // 10
+    base = 6000 + 10 * index  # the workers' SIP ports: base + slot
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("IVR_")},
+        "IVR_SIP_PORT": str(port),
+        "IVR_SIP_BIND_ADDRESS": "127.0.0.1",
+        "IVR_POOL_WORKERS": str(workers),
+        "IVR_POOL_MAX_WORKERS": str(workers + 2),
+        "IVR_POOL_MIN_IDLE_WORKERS": "0",
+        "IVR_POOL_WORKER_PORT_BASE": str(base),
+        "IVR_POOL_RESTART_DELAY_S": "0.2",
+        "IVR_RTP_PORT_START": str(14000 + 200 * (index % 10)),
+        "IVR_FRONT_PROBE_INTERVAL_S": "1",
+        "IVR_PATHS_VAR_DIR": str(var_dir),
+        "IVR_PATHS_PROMPTS_DIR": str(ROOT / "prompts"),
+        "IVR_PATHS_FLOW": str(flow or ROOT / "ivr" / "flows" / "default.yaml"),
+        "IVR_LOG_FORMAT": "json",
+        "IVR_WORKER_DRAIN_TIMEOUT_S": "5",
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ivr.cli", "run"], cwd=ROOT, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    sp = StackProcess(proc, port, var_dir, worker_port_base=base)
+    _read_lines(sp)
+    sp.wait_for('"controller.ready"', timeout_s=60)
+    return sp
+
+
+def _read_lines(wp: WorkerProcess) -> None:
+    proc = wp.proc
 
     def pump() -> None:
         assert proc.stdout is not None
@@ -108,8 +170,6 @@ def start_worker(tmp_path: Path, flow: Path | None = None, env: dict[str, str] |
 
     wp._reader = threading.Thread(target=pump, daemon=True)
     wp._reader.start()
-    wp.wait_for('"worker.ready"')
-    return wp
 
 
 @pytest.fixture

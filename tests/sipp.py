@@ -14,8 +14,9 @@ PCAP_DIR = Path("/usr/share/sip-tester")
 
 _ports = itertools.count(0)
 
-_IN_DIALOG_HEAD = """      {method} sip:ivr@[remote_ip]:[remote_port] SIP/2.0
+_IN_DIALOG_HEAD = """      {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
       From: "Test Caller" <sip:+15550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:ivr@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
@@ -133,7 +134,7 @@ def run(caller: Caller | str, target: str, workdir: Path, *, calls: int = 1,
     name = caller.name if isinstance(caller, Caller) else f"scenario{n}"
     scenario = workdir / f"{name}.xml"
     scenario.write_text(text)
-    local_port = 15000 + (n * 4) % 2000
+    local_port = 16000 + (n * 4) % 1000
     media_port = 26000 + (n * 4) % 2000
     err_file = workdir / f"{name}_errors.log"
     cmd = [

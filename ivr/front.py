@@ -1,0 +1,77 @@
+"""The SIP front as the controller sees it: Kamailio over the pool's worker slots."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from .config import Settings
+from .kamailio import Destination, KamailioConfig, KamailioError, KamailioProcess
+from .logs import log_event
+
+log = logging.getLogger("ivr.front")
+
+
+class FrontError(Exception):
+    pass
+
+
+class Front:
+    """Kamailio's dispatcher set follows the pool: a worker is added when it says hello,
+    disabled while it drains, marked inactive when it dies (probing would notice only after
+    a few seconds), and active again when its replacement is up."""
+
+    def __init__(self, process: KamailioProcess, members: set[str], max_load: int) -> None:
+        self.process = process
+        self.members = members
+        self.max_load = max_load
+        self._lock = asyncio.Lock()
+
+    async def worker_up(self, uri: str) -> None:
+        async with self._lock:
+            try:
+                if uri in self.members:
+                    await asyncio.to_thread(self.process.set_state, uri, "active")
+                else:
+                    await asyncio.to_thread(self.process.add_destination,
+                                            Destination(uri, self.max_load))
+                    self.members.add(uri)
+            except KamailioError as exc:
+                log.error("could not add %s to the front: %s", uri, exc)
+
+    async def worker_out(self, uri: str, draining: bool) -> None:
+        if uri not in self.members:
+            return
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self.process.set_state, uri,
+                                        "disabled" if draining else "inactive")
+            except KamailioError as exc:
+                log.error("could not take %s out of the front: %s", uri, exc)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.process.stop)
+        log_event("front.stopped")
+
+
+async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int) -> Front:
+    """Start Kamailio on sip.bind_address:sip.port, dispatching to every worker slot."""
+    cfg = KamailioConfig(
+        listen_address=settings.sip.bind_address,
+        port=settings.sip.port,
+        transports=tuple(settings.sip.transports),
+        destinations=[Destination(uri, max_load) for uri in worker_uris],
+        run_dir=settings.run_dir / "kamailio",
+        probe_interval_s=settings.front.probe_interval_s,
+        children=settings.front.children,
+        log_level="notice",
+    )
+    process = KamailioProcess(cfg)
+    try:
+        await asyncio.to_thread(process.start)
+    except KamailioError as exc:
+        raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
+    log_event("front.ready", sip=cfg.sip_uri, destinations=len(cfg.destinations),
+              pid=process.pid, log=str(process.log_path))
+    return Front(process, set(worker_uris), max_load)
