@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -66,6 +67,15 @@ def finish(proc: subprocess.Popen[str], timeout_s: float = 40) -> tuple[int, str
 def test_calls_through_kamailio_spread_over_several_workers(tmp_path: Path) -> None:
     stack = start_stack(tmp_path, workers=3)
     try:
+        # Junk on the controller's socket is refused and logged; the stack keeps serving.
+        for junk in (b"garbage\n", b'{"type": "hello", "role": "worker", "protocol": 99}\n',
+                     b'{"type": "hello", "role": "worker", "protocol": 1, "slot": 999}\n'):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.connect(str(stack.var_dir / "run" / "controller.sock"))
+                s.sendall(junk)
+                s.settimeout(5)
+                assert s.recv(100) == b""  # the controller closed it
+        stack.wait_for("broke the protocol")
         bg = hold_calls(stack, tmp_path, "spread", 6,
                         sipp.Caller("spread").pause(3000).caller_hangs_up(), 17200)
         rc, out = finish(bg)
