@@ -51,3 +51,63 @@ def write_rtp_pcap(path: Path, pcm: np.ndarray, payload_type: int = 0, ptime_ms:
         out += frame
     path.write_bytes(bytes(out))
     return n
+
+
+def telephone_event_packets(digit: str, duration_ms: int = 120,
+                            ptime_ms: int = 20, volume: int = 10,
+                            end_repeats: int = 3) -> list[tuple[bool, bytes]]:
+    """RFC 4733 payloads for one key press: ``(marker, payload)`` per ``ptime_ms`` slot.
+
+    The first packet has the marker bit; every packet of the event goes out with the RTP
+    timestamp of its start (the caller writes the header); durations grow by one packet time,
+    and the last ``end_repeats`` packets have the E bit and the final duration."""
+    events = "0123456789*#ABCD"
+    code = events.index(digit.upper())
+    step = 8 * ptime_ms
+    n = max(1, duration_ms // ptime_ms)
+    out: list[tuple[bool, bytes]] = []
+    for i in range(n):
+        out.append((i == 0, struct.pack("!BBH", code, volume & 0x3F, step * (i + 1))))
+    for _ in range(end_repeats):
+        out.append((False, struct.pack("!BBH", code, 0x80 | (volume & 0x3F), step * n)))
+    return out
+
+
+def write_rtp_pcap_with_dtmf(path: Path, pcm: np.ndarray, digits: list[tuple[float, str]],
+                             payload_type: int = 0, event_payload_type: int = 101,
+                             ptime_ms: int = 20, digit_ms: int = 120, src_port: int = 49170,
+                             dst_port: int = 10000) -> tuple[int, int]:
+    """Write ``pcm`` (8 kHz int16) as one continuous PCMU RTP stream in a pcap, with RFC 4733
+    telephone-events for ``digits`` (``(start_s, digit)``) taking the place of the audio
+    packets of their slots (same SSRC and sequence space, one packet every ``ptime_ms``).
+    Returns (packets, event packets)."""
+    samples = 8 * ptime_ms
+    n = len(pcm) // samples
+    slots: dict[int, tuple[int, bool, bytes]] = {}  # slot -> (timestamp slot, marker, payload)
+    for start_s, digit in digits:
+        first = int(round(start_s * 1000 / ptime_ms))
+        for k, (marker, payload) in enumerate(telephone_event_packets(digit, digit_ms, ptime_ms)):
+            if 0 <= first + k < n:
+                slots[first + k] = (first, marker, payload)
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    ssrc = 0x1234ABCE
+    for i in range(n):
+        if i in slots:
+            ts_slot, marker, payload = slots[i]
+            pt = event_payload_type | (0x80 if marker else 0)
+            ts = 160000 + ts_slot * samples
+        else:
+            payload = ulaw_encode(pcm[i * samples:(i + 1) * samples])
+            pt = payload_type | (0x80 if i == 0 else 0)
+            ts = 160000 + i * samples
+        rtp = struct.pack("!BBHII", 0x80, pt, (1000 + i) & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
+        udp_payload = rtp + payload
+        udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(udp_payload), 0) + udp_payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        usec = i * ptime_ms * 1000
+        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        out += frame
+    path.write_bytes(bytes(out))
+    return n, len(slots)

@@ -87,6 +87,17 @@ def test_answered_call_hears_the_welcome_prompt_as_rtp(worker: WorkerProcess,
     assert ending == ("caller_hangup", "caller", 200)
 
 
+@pytest.mark.parametrize("codec", ["PCMA", "G722"])
+def test_pcma_and_g722_callers_are_answered_in_their_codec(codec: str, worker: WorkerProcess,
+                                                          tmp_path: Path) -> None:
+    caller = sipp.Caller(f"codec_{codec}", codecs=[codec]).pause(1500).caller_hangs_up()
+    result = sipp.run(caller, worker.target, tmp_path)
+    assert result.ok, result.output + result.errors
+    row = wait_ended(worker.db)
+    assert row["codec"] == codec
+    assert row["end_reason"] == "caller_hangup"
+
+
 def _route_check(worker: WorkerProcess, tmp_path: Path, caller: sipp.Caller, method: str) -> None:
     result = sipp.run(caller, worker.target, tmp_path)
     assert result.ok, result.output + result.errors
