@@ -8,10 +8,14 @@ store and the structured log as it happens.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 from media import (
     CallLeg,
@@ -22,10 +26,18 @@ from media import (
     MediaError,
     MediaReady,
     PlaybackFinished,
+    PromptError,
 )
 
-from .flow import Flow, FlowRun, Hangup, Note, Play, StopPlayback
-from .flow.interpreter import Action
+from .flow import Flow, FlowRun, Hangup, Note, Play, RunState, StopPlayback
+from .flow.interpreter import (
+    Action,
+    Lookup,
+    QueueCall,
+    StartRecording,
+    StopRecording,
+    Transfer,
+)
 from .logs import log_event
 from .prompts import PromptSet
 from .store import CallRecorder, StoreError
@@ -33,6 +45,24 @@ from .store import CallRecorder, StoreError
 log = logging.getLogger("ivr.session")
 
 HANGUP_CONFIRM_S = 5.0
+SILENCE_POLL_S = 0.25
+_SIP_USER = re.compile(r"sips?:([^@;>]+)@")
+_DISPLAY = re.compile(r'^\s*"([^"]*)"')
+
+
+def call_variables(leg: CallLeg, call_id: str) -> dict[str, str]:
+    """What a flow knows of a call from its SIP headers."""
+    caller = _SIP_USER.search(leg.remote_uri)
+    called = _SIP_USER.search(leg.local_uri)
+    name = _DISPLAY.match(leg.remote_uri)
+    return {
+        "caller": caller.group(1) if caller else "",
+        "caller_name": name.group(1) if name else "",
+        "caller_uri": leg.remote_uri,
+        "called": called.group(1) if called else "",
+        "call_id": call_id,
+        "sip_call_id": leg.sip_call_id,
+    }
 
 
 class CallSession:
@@ -40,11 +70,12 @@ class CallSession:
         self,
         leg: CallLeg,
         flow: Flow,
-        prompts: PromptSet,
+        prompts: Mapping[str, PromptSet],
         store: CallRecorder,
         worker: str,
         *,
         media_timeout_s: float = 5.0,
+        recordings_dir: Path = Path("var/recordings"),
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.leg = leg
@@ -53,9 +84,14 @@ class CallSession:
         self.store = store
         self.worker = worker
         self.media_timeout_s = media_timeout_s
+        self.recordings_dir = recordings_dir
         self.call_id = uuid.uuid4().hex
-        self.run = FlowRun(flow)
+        self.run = FlowRun(flow, call_variables(leg, self.call_id),
+                           wall=lambda: dt.datetime.fromtimestamp(wall_clock(), dt.UTC))
         self._wall = wall_clock
+        self._pending: asyncio.Task[Any] | None = None
+        self._recording: Path | None = None
+        self._recordings = 0
         self._mono = asyncio.get_running_loop().time
         self._terminate_reason: str | None = None
         self._flow_hangup_reason: str | None = None
@@ -135,15 +171,36 @@ class CallSession:
                   clock_rate_hz=media.clock_rate_hz, telephone_event=media.telephone_event,
                   inband_dtmf=media.inband_dtmf)
         await self._apply(self.run.start(self._mono()))
-        while not self.ended:
-            deadline = self.run.deadline
-            timeout = None if deadline is None else max(0.0, deadline - self._mono())
-            try:
-                event = await asyncio.wait_for(leg.next_event(), timeout)
-            except TimeoutError:
-                await self._apply(self.run.on_timer(self._mono()))
-                continue
-            await self._on_event(event)
+        next_event: asyncio.Task[Any] | None = None
+        try:
+            while not self.ended:
+                deadline = self.run.deadline
+                timeout = None if deadline is None else max(0.0, deadline - self._mono())
+                if self.run.state is RunState.RECORDING:
+                    timeout = SILENCE_POLL_S if timeout is None else min(timeout, SILENCE_POLL_S)
+                if next_event is None:
+                    next_event = asyncio.ensure_future(leg.next_event())
+                waiting: set[asyncio.Task[Any]] = {next_event}
+                if self._pending is not None:
+                    waiting.add(self._pending)
+                done, _ = await asyncio.wait(waiting, timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if self._pending is not None and self._pending in done:
+                    finished, self._pending = self._pending, None
+                    await self._apply(finished.result())
+                if next_event in done:
+                    event, next_event = next_event.result(), None
+                    await self._on_event(event)
+                elif not done:
+                    now = self._mono()
+                    if self.run.state is RunState.RECORDING and self._silence_over():
+                        await self._apply(self.run.on_silence(now))
+                    await self._apply(self.run.on_timer(now))
+        finally:
+            if next_event is not None:
+                next_event.cancel()
+            if self._pending is not None:
+                self._pending.cancel()
 
     async def _wait_media(self) -> MediaReady | None:
         leg = self.leg
@@ -164,8 +221,20 @@ class CallSession:
                 self._on_leg_hung_up(event)
                 return None
 
+    def _silence_over(self) -> bool:
+        node = self.flow.nodes[self.run.node_name]
+        limit = getattr(node, "silence_end_s", 0.0)
+        leg: Any = self.leg
+        return bool(limit and leg.heard_voice and leg.trailing_silence_s >= limit)
+
     async def _on_event(self, event: object) -> None:
         now = self._mono()
+        if type(event).__name__ == "TransferResult":
+            ev: Any = event
+            if ev.final:
+                ok = bool(ev.accepted and 200 <= ev.status_code < 300)
+                await self._apply(self.run.on_transfer_result(now, ok, ev.status_code))
+            return
         if isinstance(event, DtmfReceived):
             node = self.run.node_name
             at = self._wall()
@@ -216,7 +285,7 @@ class CallSession:
                 self._note(action)
             elif isinstance(action, Play):
                 try:
-                    await self.leg.play(self.prompts.paths(action.prompts))
+                    await self.leg.play(self._prompt_paths(action.prompts))
                 except LegGoneError:
                     return
                 except MediaError as exc:
@@ -229,6 +298,75 @@ class CallSession:
             elif isinstance(action, Hangup):
                 self._flow_hangup_reason = action.reason
                 await self._hangup()
+            elif isinstance(action, StartRecording):
+                await self._start_recording()
+            elif isinstance(action, StopRecording):
+                await self._stop_recording()
+            elif isinstance(action, Lookup):
+                self._pending = asyncio.ensure_future(self._lookup(action))
+            elif isinstance(action, QueueCall):
+                # The ACD arrives with its own issue; until then no queue can take a call.
+                self._note(Note("queue.requested", {"queue": action.queue,
+                                                    "skills": list(action.skills),
+                                                    "priority": action.priority}))
+                await self._apply(self.run.on_queue_result(self._mono(), False,
+                                                           "no ACD in this version"))
+            elif isinstance(action, Transfer):
+                try:
+                    await self.leg.transfer(action.uri)  # type: ignore[attr-defined]
+                except MediaError as exc:
+                    await self._apply(self.run.on_transfer_result(self._mono(), False, 0))
+                    log.warning("call %s: transfer to %s failed: %s", self.call_id,
+                                action.uri, exc)
+
+    def _prompt_paths(self, prompts: tuple[str, ...]) -> list[Path]:
+        out = []
+        for prompt in prompts:
+            set_name, _, bare = prompt.rpartition(":")
+            prompt_set = self.prompts.get(set_name or self.run.language)
+            if prompt_set is None:
+                raise PromptError(f"no prompt set {set_name or self.run.language!r}")
+            out.append(prompt_set.path(bare))
+        return out
+
+    async def _start_recording(self) -> None:
+        self._recordings += 1
+        day = dt.datetime.fromtimestamp(self._wall(), dt.UTC).strftime("%Y-%m-%d")
+        path = self.recordings_dir / day / f"{self.call_id}-{self._recordings}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        leg: Any = self.leg
+        try:
+            await leg.start_recording(path)
+        except MediaError as exc:
+            log.error("call %s: cannot record: %s", self.call_id, exc)
+            await self._apply(self.run.on_recording_done(self._mono(), "", 0.0, False))
+            return
+        self._recording = path
+
+    async def _stop_recording(self) -> None:
+        path, self._recording = self._recording, None
+        if path is None:
+            return
+        leg: Any = self.leg
+        try:
+            duration_s = float(await leg.stop_recording())
+        except MediaError as exc:
+            log.error("call %s: recording failed: %s", self.call_id, exc)
+            duration_s = 0.0
+        heard = bool(leg.heard_voice)
+        at = self._wall()
+        self._record("recording", lambda: self.store.call_event(
+            self.call_id, at, "recording", {"path": str(path), "duration_s": duration_s,
+                                            "heard_voice": heard}))
+        await self._apply(self.run.on_recording_done(self._mono(), str(path), duration_s,
+                                                     heard))
+
+    async def _lookup(self, action: Lookup) -> list[Action]:
+        from .services import http_lookup
+
+        ok, data, error = await http_lookup(action.url, action.method, action.body,
+                                            action.timeout_s)
+        return self.run.on_lookup_result(self._mono(), ok, data, error)
 
     async def _hangup(self) -> None:
         try:

@@ -25,7 +25,7 @@ from media.errors import MediaError
 from media.phone import Phone, PhoneConfig
 
 from .config import Settings
-from .flow import Flow, FlowError, check_prompts, load_flow
+from .flow import Flow, FlowError, check_flow_prompts, load_flow
 from .link import ControllerLink, LinkLostError, RemoteRecorder
 from .logs import log_event
 from .prompts import PromptSet, load_prompt_sets
@@ -65,22 +65,19 @@ def phone_config(settings: Settings) -> PhoneConfig:
     )
 
 
-def load_flow_and_prompts(settings: Settings) -> tuple[Flow, PromptSet]:
+def load_flow_and_prompts(settings: Settings) -> tuple[Flow, dict[str, PromptSet]]:
+    """The flow and every prompt set, checked against each other (the flow's languages)."""
     try:
         flow, smap = load_flow(settings.paths.flow)
     except FlowError as exc:
         raise StartupError(f"the flow cannot be used:\n{exc}") from exc
     cache = settings.paths.var_dir / "cache" / "prompts"
-    sets = load_prompt_sets(settings.paths.prompts_dir, cache, settings.media.clock_rate_hz)
-    if flow.language not in sets:
-        raise StartupError(
-            f"{settings.paths.flow}: language {flow.language!r} has no prompt set in "
-            f"{settings.paths.prompts_dir} (have: {', '.join(sorted(sets))})")
-    prompt_set = sets[flow.language]
-    issues = check_prompts(flow, smap, set(prompt_set.files), prompt_set.name)
+    sets = load_prompt_sets(settings.paths.prompts_dir, cache, settings.media.clock_rate_hz,
+                            store_root=settings.paths.var_dir / "prompts")  # ivr prompts load
+    issues = check_flow_prompts(flow, smap, {name: set(ps.files) for name, ps in sets.items()})
     if issues:
         raise StartupError("the flow cannot be used:\n" + str(FlowError(issues)))
-    return flow, prompt_set
+    return flow, sets
 
 
 class Worker:
@@ -93,7 +90,8 @@ class Worker:
 
     HEARTBEAT_S = 5.0
 
-    def __init__(self, settings: Settings, *, preloaded: tuple[Flow, PromptSet] | None = None,
+    def __init__(self, settings: Settings, *,
+                 preloaded: tuple[Flow, dict[str, PromptSet]] | None = None,
                  controller_socket: Path | None = None, slot: int | None = None) -> None:
         self.settings = settings
         self.state = WorkerState.STARTING
@@ -106,7 +104,7 @@ class Worker:
         self._controller_socket = controller_socket
         self._slot = slot
         self._flow: Flow | None = preloaded[0] if preloaded else None
-        self._prompts: PromptSet | None = preloaded[1] if preloaded else None
+        self._prompts: dict[str, PromptSet] | None = preloaded[1] if preloaded else None
 
     def _set_state(self, new: WorkerState) -> None:
         log_event("worker.state", worker=self.settings.worker.name, old=self.state.value,
@@ -184,7 +182,7 @@ class Worker:
         self._send_stats()
         log_event("worker.ready", worker=s.worker.name, sip=f"{s.sip.bind_address}:{s.sip.port}",
                   transports=s.sip.transports, flow=self._flow.name,
-                  flow_version=self._flow.version, prompts=self._prompts.name,
+                  flow_version=self._flow.version, prompts=sorted(self._prompts),
                   max_calls=s.worker.max_calls, pid=os.getpid())
         try:
             await self._stop.wait()
@@ -230,7 +228,8 @@ class Worker:
         assert self._recorder is not None
         session = CallSession(leg, self._flow, self._prompts, self._recorder,
                               self.settings.worker.name,
-                              media_timeout_s=self.settings.worker.media_timeout_s)
+                              media_timeout_s=self.settings.worker.media_timeout_s,
+                              recordings_dir=self.settings.paths.var_dir / "recordings")
         task = asyncio.get_running_loop().create_task(session.run_call(),
                                                       name=f"call-{session.call_id}")
         self.sessions[session] = task

@@ -47,7 +47,10 @@ def worker_settings(base: Settings, name: str, sip_port: int, rtp_port_start: in
     })
 
 
-def _run_child(sock: socket.socket, settings: Settings, preloaded: tuple[Flow, PromptSet],
+Preloaded = tuple[Flow, dict[str, PromptSet]]
+
+
+def _run_child(sock: socket.socket, settings: Settings, preloaded: Preloaded,
                socket_path: Path, cmd: dict[str, Any]) -> None:
     """In the forked child: become a worker. Never returns."""
     code = 0
@@ -83,7 +86,7 @@ def serve(settings: Settings, socket_path: Path) -> int:
     buf = b""
     gc.collect()
     gc.freeze()
-    log_event("zygote.ready", pid=os.getpid(), flow=flow.name, prompts=prompts.name)
+    log_event("zygote.ready", pid=os.getpid(), flow=flow.name, prompts=sorted(prompts))
     quitting = False
     while True:
         readable, _, _ = select.select([sock], [], [], 0.2)

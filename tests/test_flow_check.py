@@ -27,6 +27,9 @@ nodes:
     prompts: [main_menu]
 """
 
+NODE_TYPES = ("play, menu, goto, hangup, collect, say, set, branch, lookup, queue, transfer, "
+              "survey, language, record")
+
 # (id, flow text, the exact error lines, in order)
 BROKEN: list[tuple[str, str, list[str]]] = [
     ("unknown_node_type", """\
@@ -37,19 +40,19 @@ nodes:
     type: dance
     next: b
 """, ["t.yaml:5: node 'a': type: unknown node type 'dance'; "
-      "a node's type is one of play, menu, goto, hangup"]),
+      "a node's type is one of " + NODE_TYPES]),
     ("node_without_type", """\
 name: t
 start: a
 nodes:
   a: {prompts: [welcome], next: a}
-""", ["t.yaml:4: node 'a': type: missing; a node's type is one of play, menu, goto, hangup"]),
+""", ["t.yaml:4: node 'a': type: missing; a node's type is one of " + NODE_TYPES]),
     ("node_not_a_mapping", """\
 name: t
 start: a
 nodes:
   a: hangup
-""", ["t.yaml:4: node 'a': a node is a mapping with a type (play, menu, goto, hangup) "
+""", ["t.yaml:4: node 'a': a node is a mapping with a type (" + NODE_TYPES + ") "
       "and its fields"]),
     ("missing_start", """\
 name: t

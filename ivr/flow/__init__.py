@@ -1,7 +1,16 @@
 """Call flows: the YAML language (:mod:`.model`) and its interpreter (:mod:`.interpreter`)."""
 
 from .interpreter import Action, FlowRun, Hangup, Note, Play, RunState, StopPlayback
-from .model import Flow, FlowError, FlowIssue, check_prompts, load_flow, parse_flow
+from .model import (
+    Flow,
+    FlowError,
+    FlowIssue,
+    check_flow_prompts,
+    check_prompts,
+    flow_languages,
+    load_flow,
+    parse_flow,
+)
 
 __all__ = [
     "Action",
@@ -14,7 +23,9 @@ __all__ = [
     "Play",
     "RunState",
     "StopPlayback",
+    "check_flow_prompts",
     "check_prompts",
+    "flow_languages",
     "load_flow",
     "parse_flow",
 ]

@@ -13,16 +13,50 @@ States of a run::
                         +--- key (barge-in) -------> (next node)
     any --Hangup action--> ENDED        any --caller hung up--> ENDED
     hangup node: PROMPTING --done--> PAUSING --timer--> ENDED
+    collect:     PROMPTING --key/done--> COLLECTING --#, max digits, inter-digit timer-->
+                 (valid: confirm PROMPTING/WAITING or next) (invalid: retry PROMPTING)
+    record:      PROMPTING(+beep) --done--> RECORDING --#, silence, max_s--> BUSY
+                 --recording done--> (review WAITING or next)
+    lookup, queue, transfer: BUSY --result (or timer)--> (next node or its fallback)
+
+Nodes that need the outside world emit an action (``Lookup``, ``QueueCall``, ``Transfer``,
+``StartRecording``) and wait in BUSY/RECORDING for its result, fed back with ``on_*_result``.
+Variables (``vars``) start with what the session knows of the call (``caller``, ``called``,
+``call_id``, ``language``) and are filled by ``collect``, ``set``, ``lookup`` and ``record``;
+``{name}`` in a template is replaced by the variable's value.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from .model import Flow, GotoNode, HangupNode, MenuNode, PlayNode
+from ..hours import is_open
+from .model import (
+    BranchCase,
+    BranchNode,
+    CollectNode,
+    Flow,
+    GotoNode,
+    HangupNode,
+    LanguageNode,
+    LookupNode,
+    MenuNode,
+    Node,
+    PlayNode,
+    QueueNode,
+    RecordNode,
+    SayNode,
+    SetNode,
+    SurveyNode,
+    TransferNode,
+)
 
 log = logging.getLogger("ivr.flow")
 
@@ -34,6 +68,9 @@ class RunState(StrEnum):
     PROMPTING = "prompting"
     WAITING = "waiting"
     PAUSING = "pausing"
+    COLLECTING = "collecting"
+    RECORDING = "recording"
+    BUSY = "busy"
     ENDED = "ended"
 
 
@@ -62,6 +99,37 @@ class Hangup(Action):
 
 
 @dataclass(frozen=True)
+class StartRecording(Action):
+    max_s: int
+    silence_end_s: float
+
+
+@dataclass(frozen=True)
+class StopRecording(Action):
+    pass
+
+
+@dataclass(frozen=True)
+class Lookup(Action):
+    url: str
+    method: str
+    body: dict[str, str]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class QueueCall(Action):
+    queue: str
+    skills: tuple[str, ...]
+    priority: int
+
+
+@dataclass(frozen=True)
+class Transfer(Action):
+    uri: str
+
+
+@dataclass(frozen=True)
 class Note(Action):
     """Something the call record should keep (``kind`` is its event name)."""
 
@@ -69,16 +137,66 @@ class Note(Action):
     data: dict[str, Any] = field(default_factory=dict)
 
 
+_TEMPLATE_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def render(template: str, variables: Mapping[str, str]) -> str:
+    """Replace each ``{name}`` by the variable's value (an unknown variable is empty)."""
+    return _TEMPLATE_REF.sub(lambda m: variables.get(m.group(1), ""), template)
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn (mod 10) checksum of card and account numbers (ISO/IEC 7812-1)."""
+    if not digits.isdigit():
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _case_holds(case: BranchCase, value: str) -> bool:
+    if case.equals is not None and value != case.equals:
+        return False
+    if case.one_of is not None and value not in case.one_of:
+        return False
+    if case.prefix is not None and not value.startswith(case.prefix):
+        return False
+    if case.matches is not None and re.fullmatch(case.matches, value) is None:
+        return False
+    return case.empty is None or (value == "") == case.empty
+
+
+def _json_path(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            return None
+    return data
+
+
 class FlowRun:
-    def __init__(self, flow: Flow) -> None:
+    def __init__(self, flow: Flow, variables: Mapping[str, str] | None = None,
+                 wall: Callable[[], dt.datetime] | None = None) -> None:
         self.flow = flow
         self.state = RunState.NEW
         self.node_name = flow.start
         self.deadline: float | None = None
         self.typeahead: list[str] = []
         self.path: list[str] = []  # menu choices taken, "node:key"
+        self.language = flow.language
+        self.vars: dict[str, str] = {"language": flow.language, **(variables or {})}
+        self._wall = wall or (lambda: dt.datetime.now(dt.UTC))
         self._invalid = 0
         self._no_input = 0
+        self._phase = ""
+        self._digits: list[str] = []
         self._out: list[Action] = []
 
     # -- public --------------------------------------------------------------------
@@ -111,6 +229,27 @@ class FlowRun:
                 self.deadline = now + node.pause_ms / 1000
             else:
                 self._end(node.reason)
+        elif isinstance(node, SayNode):
+            self._goto(node.next, now)
+        elif isinstance(node, CollectNode):
+            self._collect_prompt_done(node, now)
+        elif isinstance(node, SurveyNode):
+            if self._phase == "thanks":
+                self._goto(node.next, now)
+            else:
+                self._wait_key(node.timeout_ms, now)
+        elif isinstance(node, RecordNode):
+            if self._phase == "review":
+                self._wait_key(5000, now)
+            else:
+                self._set_state(RunState.RECORDING)
+                self._phase = "recording"
+                self.deadline = now + node.max_s
+                self._emit(StartRecording(node.max_s, node.silence_end_s))
+        elif isinstance(node, QueueNode):
+            self._start_queue(node)
+        elif isinstance(node, TransferNode):
+            self._start_transfer(node, now)
         return self._flush()
 
     def on_digit(self, digit: str, now: float) -> list[Action]:
@@ -131,6 +270,21 @@ class FlowRun:
                 if self.state is RunState.PROMPTING:
                     self._emit(StopPlayback())
                 self._menu_key(node, digit, now)
+        elif isinstance(node, CollectNode):
+            self._collect_key(node, digit, now)
+        elif isinstance(node, SurveyNode):
+            if self._phase == "thanks":
+                return self._flush()
+            if self.state is RunState.PROMPTING:
+                self._emit(StopPlayback())
+            self._survey_key(node, digit, now)
+        elif isinstance(node, RecordNode):
+            if self.state is RunState.RECORDING and digit == node.terminator:
+                self._stop_recording()
+            elif self.state in (RunState.WAITING, RunState.PROMPTING) and self._phase == "review":
+                if self.state is RunState.PROMPTING:
+                    self._emit(StopPlayback())
+                self._review_key(node, digit, now)
         return self._flush()
 
     def on_timer(self, now: float) -> list[Action]:
@@ -142,6 +296,85 @@ class FlowRun:
             self._menu_no_input(node, now)
         elif self.state is RunState.PAUSING and isinstance(node, HangupNode):
             self._end(node.reason)
+        elif isinstance(node, CollectNode):
+            self._collect_timer(node, now)
+        elif self.state is RunState.WAITING and isinstance(node, SurveyNode):
+            self._survey_retry(node, now, why="no_input")
+        elif isinstance(node, RecordNode):
+            if self.state is RunState.RECORDING:
+                self._stop_recording()
+            elif self.state is RunState.WAITING:  # no answer to "keep or re-record": keep
+                self._goto(node.next, now)
+        elif self.state is RunState.BUSY and isinstance(node, TransferNode):
+            self._note("transfer.failed", node=self.node_name, why="no answer to REFER")
+            self._goto(node.on_failure, now)
+        return self._flush()
+
+    def on_silence(self, now: float) -> list[Action]:
+        """The caller has been silent for the record node's ``silence_end_s``."""
+        if self.state is RunState.RECORDING:
+            self._stop_recording()
+        return self._flush()
+
+    def on_recording_done(self, now: float, path: str, duration_s: float,
+                          heard_voice: bool) -> list[Action]:
+        node = self._node
+        if not isinstance(node, RecordNode) or self.state not in (RunState.BUSY,
+                                                                     RunState.RECORDING):
+            return []
+        self._note("record.done", node=self.node_name, path=path,
+                   duration_s=round(duration_s, 2), heard_voice=heard_voice)
+        if not heard_voice:
+            self._goto(node.on_failure, now)
+        else:
+            self.vars[node.var] = path
+            if node.review:
+                self._phase = "review"
+                self._prompt(node.review_prompts)
+            else:
+                self._goto(node.next, now)
+        return self._flush()
+
+    def on_lookup_result(self, now: float, ok: bool, data: Any, error: str = "") -> list[Action]:
+        node = self._node
+        if self.state is not RunState.BUSY or not isinstance(node, LookupNode):
+            return []
+        if not ok:
+            self._note("lookup.failed", node=self.node_name, error=error)
+            self._goto(node.on_failure, now)
+            return self._flush()
+        found = {}
+        for var, path in node.result.items():
+            value = _json_path(data, path)
+            self.vars[var] = "" if value is None else str(value)
+            found[var] = self.vars[var]
+        self._note("lookup.done", node=self.node_name, vars=found)
+        self._goto(node.next, now)
+        return self._flush()
+
+    def on_queue_result(self, now: float, accepted: bool, reason: str = "") -> list[Action]:
+        node = self._node
+        if self.state is not RunState.BUSY or not isinstance(node, QueueNode):
+            return []
+        if accepted:
+            self._note("queue.accepted", node=self.node_name, queue=node.queue)
+            self._set_state(RunState.WAITING)  # the ACD has the call now
+            self.deadline = None
+        else:
+            self._note("queue.unavailable", node=self.node_name, queue=node.queue, why=reason)
+            self._goto(node.on_unavailable, now)
+        return self._flush()
+
+    def on_transfer_result(self, now: float, accepted: bool, status_code: int) -> list[Action]:
+        node = self._node
+        if self.state is not RunState.BUSY or not isinstance(node, TransferNode):
+            return []
+        if accepted:
+            self._note("transfer.done", node=self.node_name, status_code=status_code)
+            self._end("transferred")
+        else:
+            self._note("transfer.failed", node=self.node_name, status_code=status_code)
+            self._goto(node.on_failure, now)
         return self._flush()
 
     def on_caller_hangup(self, now: float) -> list[Action]:
@@ -154,7 +387,7 @@ class FlowRun:
     # -- internals -------------------------------------------------------------------
 
     @property
-    def _node(self) -> PlayNode | MenuNode | GotoNode | HangupNode:
+    def _node(self) -> Node:
         return self.flow.nodes[self.node_name]
 
     def _emit(self, action: Action) -> None:
@@ -186,10 +419,15 @@ class FlowRun:
                 return
             self.node_name = name
             self.deadline = None
+            self._phase = ""
             node = self._node
             self._note("node", node=name, type=node.type)
             if isinstance(node, GotoNode):
                 name = node.next
+                continue
+            jump = self._jump_target(node)
+            if jump is not None:
+                name = jump
                 continue
             if isinstance(node, PlayNode):
                 self._prompt(node.prompts)
@@ -214,7 +452,256 @@ class FlowRun:
                     self.deadline = now + node.pause_ms / 1000
                 else:
                     self._end(node.reason)
+            elif isinstance(node, SayNode):
+                names = self._say(node)
+                if names is None:
+                    name = node.next
+                    continue
+                self._prompt([*node.prompts, *names])
+            elif isinstance(node, CollectNode):
+                self._invalid = 0
+                self._no_input = 0
+                self._collect_begin(node, now)
+            elif isinstance(node, SurveyNode):
+                self._no_input = 0
+                self.typeahead.clear()
+                self._prompt(node.prompts)
+            elif isinstance(node, RecordNode):
+                self.typeahead.clear()
+                prompts = [*node.prompts, *(["beep"] if node.beep else [])]
+                if prompts:
+                    self._prompt(prompts)
+                else:
+                    self._set_state(RunState.RECORDING)
+                    self._phase = "recording"
+                    self.deadline = now + node.max_s
+                    self._emit(StartRecording(node.max_s, node.silence_end_s))
+            elif isinstance(node, LookupNode):
+                self._set_state(RunState.BUSY)
+                body = {k: render(v, self.vars) for k, v in node.body.items()}
+                self._emit(Lookup(render(node.url, self.vars), node.method, body,
+                                  node.timeout_ms / 1000))
+            elif isinstance(node, QueueNode):
+                if node.prompts:
+                    self._prompt(node.prompts)
+                else:
+                    self._start_queue(node)
+            elif isinstance(node, TransferNode):
+                if node.prompts:
+                    self._prompt(node.prompts)
+                else:
+                    self._start_transfer(node, now)
             return
+
+    def _jump_target(self, node: Node) -> str | None:
+        """Nodes that decide at once, without the caller: set, branch, language."""
+        if isinstance(node, SetNode):
+            for var, template in node.vars.items():
+                self.vars[var] = render(template, self.vars)
+            self._note("vars.set", node=self.node_name, vars={k: self.vars[k] for k in node.vars})
+            return node.next
+        if isinstance(node, LanguageNode):
+            self.language = node.language
+            self.vars["language"] = node.language
+            self._note("language", node=self.node_name, language=node.language)
+            return node.next
+        if isinstance(node, BranchNode):
+            for case in node.cases:
+                if _case_holds(case, self.vars.get(case.var, "")):
+                    self._note("branch", node=self.node_name, var=case.var, target=case.goto)
+                    return case.goto
+            if node.hours is not None:
+                h = node.hours
+                open_now = is_open(h.hours, h.timezone, h.holidays, self._wall())
+                target = node.open if open_now else node.closed
+                if target is not None:
+                    self._note("branch", node=self.node_name, hours="open" if open_now
+                               else "closed", target=target)
+                    return target
+            if node.default is None:
+                self._note("flow.error", node=self.node_name, error="no case held, no default")
+                return None
+            self._note("branch", node=self.node_name, target=node.default)
+            return node.default
+        return None
+
+    def _say(self, node: SayNode) -> list[str] | None:
+        from ..say import SayError, say
+
+        raw = render(node.value, self.vars)
+        try:
+            value: Any
+            if node.kind in ("number", "queue_position", "wait_time"):
+                value = int(raw)
+            elif node.kind == "money":
+                value = Decimal(raw)
+            elif node.kind == "date":
+                value = dt.date.fromisoformat(raw)
+            elif node.kind == "time":
+                value = dt.time.fromisoformat(raw)
+            elif node.kind == "datetime":
+                value = dt.datetime.fromisoformat(raw)
+            else:
+                value = raw
+            return list(say(node.kind, value, self.language))
+        except (ValueError, InvalidOperation, SayError) as exc:
+            self._note("say.error", node=self.node_name, value=raw, error=str(exc))
+            return None
+
+    def _wait_key(self, timeout_ms: int, now: float) -> None:
+        self._set_state(RunState.WAITING)
+        self.deadline = now + timeout_ms / 1000
+
+    # -- collect ---------------------------------------------------------------------
+
+    def _collect_begin(self, node: CollectNode, now: float) -> None:
+        self._digits = []
+        self._phase = "digits"
+        typed = [d for d in self.typeahead]
+        self.typeahead.clear()
+        if typed:
+            self._set_state(RunState.COLLECTING)
+            for d in typed:
+                self._collect_key(node, d, now)
+                if self._phase != "digits" or self._node is not node:
+                    return
+        else:
+            self._prompt(node.prompts)
+
+    def _collect_prompt_done(self, node: CollectNode, now: float) -> None:
+        if self._phase == "confirm":
+            assert node.confirm is not None
+            self._wait_key(node.confirm.timeout_ms, now)
+            return
+        self._set_state(RunState.COLLECTING)
+        timeout = node.inter_digit_timeout_ms if self._digits else node.first_digit_timeout_ms
+        self.deadline = now + timeout / 1000
+
+    def _collect_key(self, node: CollectNode, digit: str, now: float) -> None:
+        if self._phase == "confirm":
+            if self.state is RunState.PROMPTING:
+                self._emit(StopPlayback())
+            assert node.confirm is not None
+            if digit == node.confirm.yes_key:
+                self._collect_accept(node, now)
+            elif digit == node.confirm.no_key:
+                self._note("collect.rejected", node=self.node_name)
+                self._collect_retry(node, now, why="not_confirmed", prompts=[])
+            return
+        if self.state is RunState.PROMPTING:
+            if not node.barge_in:
+                self.typeahead.append(digit)
+                return
+            self._emit(StopPlayback())
+            self._set_state(RunState.COLLECTING)
+        if digit == node.terminator:
+            self._collect_finish(node, now)
+            return
+        self._digits.append(digit)
+        if len(self._digits) >= node.max_digits:
+            self._collect_finish(node, now)
+        else:
+            self._set_state(RunState.COLLECTING)
+            self.deadline = now + node.inter_digit_timeout_ms / 1000
+
+    def _collect_timer(self, node: CollectNode, now: float) -> None:
+        if self.state is RunState.WAITING and self._phase == "confirm":
+            self._collect_retry(node, now, why="no_input", prompts=node.no_input_prompts)
+        elif self.state is RunState.COLLECTING:
+            if self._digits:
+                self._collect_finish(node, now)
+            else:
+                self._collect_retry(node, now, why="no_input", prompts=node.no_input_prompts)
+
+    def _collect_finish(self, node: CollectNode, now: float) -> None:
+        digits = "".join(self._digits)
+        self.deadline = None
+        problem = None
+        if len(digits) < node.min_digits:
+            problem = f"{len(digits)} digits, at least {node.min_digits} wanted"
+        elif node.validate_digits is not None:
+            v = node.validate_digits
+            if v.regex is not None and re.fullmatch(v.regex, digits) is None:
+                problem = "does not match the pattern"
+            elif v.luhn and not luhn_ok(digits):
+                problem = "fails the Luhn check"
+        if problem is not None:
+            self._note("collect.invalid", node=self.node_name, digits=digits, why=problem)
+            self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts)
+            return
+        if node.confirm is not None:
+            self._phase = "confirm"
+            spoken = [f"digit_{d}" if d.isdigit() else {"*": "star", "#": "pound"}.get(d, d)
+                      for d in digits]
+            self._prompt([*node.confirm.prompts, *spoken, *node.confirm.after_prompts])
+            return
+        self._collect_accept(node, now)
+
+    def _collect_accept(self, node: CollectNode, now: float) -> None:
+        digits = "".join(self._digits)
+        self.vars[node.var] = digits
+        self._note("collect.done", node=self.node_name, var=node.var, digits=digits)
+        self._goto(node.next, now)
+
+    def _collect_retry(self, node: CollectNode, now: float, why: str,
+                       prompts: list[str]) -> None:
+        if why == "no_input":
+            self._no_input += 1
+            count = self._no_input
+        else:
+            self._invalid += 1
+            count = self._invalid
+        self._note(f"collect.{why}", node=self.node_name, count=count)
+        self._digits = []
+        self._phase = "digits"
+        if count > node.max_retries:
+            self._note("collect.failed", node=self.node_name, why=why)
+            self._goto(node.on_failure, now)
+        else:
+            self._prompt([*prompts, *node.prompts])
+
+    # -- survey, record, queue, transfer ----------------------------------------------
+
+    def _survey_key(self, node: SurveyNode, digit: str, now: float) -> None:
+        if digit in "12345" and len(digit) == 1:
+            self._note("survey", node=self.node_name, question=node.question, score=int(digit))
+            self._phase = "thanks"
+            if node.thanks_prompts:
+                self._prompt(node.thanks_prompts)
+            else:
+                self._goto(node.next, now)
+        else:
+            self._survey_retry(node, now, why="invalid")
+
+    def _survey_retry(self, node: SurveyNode, now: float, why: str) -> None:
+        self._no_input += 1
+        if self._no_input > node.max_retries:
+            self._note("survey.no_answer", node=self.node_name, question=node.question,
+                       why=why)
+            self._goto(node.next, now)
+        else:
+            self._prompt(node.prompts)
+
+    def _review_key(self, node: RecordNode, digit: str, now: float) -> None:
+        if digit == "1":
+            self._goto(node.next, now)
+        elif digit == "2":
+            self._note("record.again", node=self.node_name)
+            self._enter(self.node_name, now)
+
+    def _stop_recording(self) -> None:
+        self._set_state(RunState.BUSY)
+        self.deadline = None
+        self._emit(StopRecording())
+
+    def _start_queue(self, node: QueueNode) -> None:
+        self._set_state(RunState.BUSY)
+        self._emit(QueueCall(node.queue, tuple(node.skills), node.priority))
+
+    def _start_transfer(self, node: TransferNode, now: float) -> None:
+        self._set_state(RunState.BUSY)
+        self.deadline = now + node.timeout_ms / 1000
+        self._emit(Transfer(render(node.to, self.vars)))
 
     def _prompt(self, prompts: list[str]) -> None:
         self._set_state(RunState.PROMPTING)

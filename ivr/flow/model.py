@@ -124,7 +124,342 @@ class HangupNode(_Node):
         return self.prompts
 
 
-Node = Annotated[PlayNode | MenuNode | GotoNode | HangupNode, Field(discriminator="type")]
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TEMPLATE_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _check_var(v: str) -> str:
+    if not _VAR_NAME.match(v):
+        raise ValueError(f"{v!r} is not a variable name (letters, digits, '_')")
+    return v
+
+
+def _check_regex(v: str | None) -> str | None:
+    if v is not None:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"regular expression {v!r} does not compile: {exc}") from exc
+    return v
+
+
+class _Sub(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Validation(_Sub):
+    """Checks on collected digits: a regular expression and/or the Luhn checksum."""
+
+    regex: str | None = None
+    luhn: bool = False
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        return _check_regex(v)
+
+
+class Confirmation(_Sub):
+    """"You entered 1 2 3 4. If this is correct, press 1. To try again, press 2." """
+
+    prompts: list[str] = ["you_entered"]
+    after_prompts: list[str] = ["confirm_correct"]
+    yes_key: str = "1"
+    no_key: str = "2"
+    timeout_ms: int = Field(default=5000, ge=500, le=60000)
+
+
+class CollectNode(_Node):
+    """Collect a string of digits into a variable."""
+
+    type: Literal["collect"]
+    prompts: list[str] = Field(min_length=1)
+    var: str
+    min_digits: int = Field(default=1, ge=1, le=64)
+    max_digits: int = Field(default=16, ge=1, le=64)
+    terminator: str | None = "#"
+    first_digit_timeout_ms: int = Field(default=5000, ge=500, le=60000)
+    inter_digit_timeout_ms: int = Field(default=3000, ge=200, le=30000)
+    validate_digits: Validation | None = Field(default=None, alias="validate")
+    invalid_prompts: list[str] = []
+    no_input_prompts: list[str] = []
+    max_retries: int = Field(default=3, ge=0, le=10)
+    barge_in: bool = True
+    confirm: Confirmation | None = None
+    next: str
+    on_failure: str
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("var")
+    @classmethod
+    def _var_name(cls, v: str) -> str:
+        return _check_var(v)
+
+    @field_validator("terminator")
+    @classmethod
+    def _terminator_key(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 1 or v not in "*#"):
+            raise ValueError(f"terminator {v!r} must be '#' or '*' (or null for none)")
+        return v
+
+    def targets(self) -> Iterable[str]:
+        return (self.next, self.on_failure)
+
+    def prompt_names(self) -> Iterable[str]:
+        yield from self.prompts
+        yield from self.invalid_prompts
+        yield from self.no_input_prompts
+        if self.confirm is not None:
+            yield from self.confirm.prompts
+            yield from self.confirm.after_prompts
+
+
+SAY_KINDS = ("number", "digits", "money", "date", "time", "datetime", "queue_position",
+             "wait_time")
+
+
+class SayNode(_Node):
+    """Speak a value (a literal or a {variable}) from recorded fragments."""
+
+    type: Literal["say"]
+    kind: Literal["number", "digits", "money", "date", "time", "datetime", "queue_position",
+                  "wait_time"]
+    value: str
+    prompts: list[str] = []  # played before the value, e.g. [you_entered]
+    next: str
+
+    def targets(self) -> Iterable[str]:
+        return (self.next,)
+
+    def prompt_names(self) -> Iterable[str]:
+        return self.prompts
+
+
+class SetNode(_Node):
+    """Set variables from templates: ``{name: "text with {other_var}"}``."""
+
+    type: Literal["set"]
+    vars: dict[str, str] = Field(min_length=1)
+    next: str
+
+    @field_validator("vars")
+    @classmethod
+    def _names(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            _check_var(name)
+        return v
+
+    def targets(self) -> Iterable[str]:
+        return (self.next,)
+
+
+class BranchCase(_Sub):
+    """One test on a variable; the first case that holds wins."""
+
+    var: str
+    equals: str | None = None
+    one_of: list[str] | None = None
+    prefix: str | None = None
+    matches: str | None = None
+    empty: bool | None = None
+    goto: str
+
+    @field_validator("matches")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        return _check_regex(v)
+
+    @field_validator("var")
+    @classmethod
+    def _var_name(cls, v: str) -> str:
+        return _check_var(v)
+
+
+class BusinessHours(_Sub):
+    """Opening hours in one time zone, e.g. ``{mon-fri: "09:00-18:00", sat: "10:00-14:00"}``;
+    ``holidays`` are whole days closed."""
+
+    timezone: str = "UTC"
+    hours: dict[str, str] = Field(min_length=1)
+    holidays: list[str] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name)") from exc
+        return v
+
+    @field_validator("hours")
+    @classmethod
+    def _spans(cls, v: dict[str, str]) -> dict[str, str]:
+        from ..hours import parse_day_spec, parse_span
+
+        for days, span in v.items():
+            parse_day_spec(days)
+            for part in span.split(","):
+                parse_span(part)
+        return v
+
+    @field_validator("holidays")
+    @classmethod
+    def _dates(cls, v: list[str]) -> list[str]:
+        import datetime as dt
+
+        for day in v:
+            try:
+                dt.date.fromisoformat(day)
+            except ValueError as exc:
+                raise ValueError(f"holiday {day!r} is not a date YYYY-MM-DD") from exc
+        return v
+
+
+class BranchNode(_Node):
+    """Route on variables (the caller's number is ``caller``) and/or business hours."""
+
+    type: Literal["branch"]
+    cases: list[BranchCase] = []
+    hours: BusinessHours | None = None
+    open: str | None = None
+    closed: str | None = None
+    default: str | None = None
+
+    def targets(self) -> Iterable[str]:
+        yield from (c.goto for c in self.cases)
+        for t in (self.open, self.closed, self.default):
+            if t is not None:
+                yield t
+
+
+class LookupNode(_Node):
+    """Ask a customer system over HTTP; put fields of its JSON answer into variables."""
+
+    type: Literal["lookup"]
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    body: dict[str, str] = {}  # POST: JSON object of templates
+    timeout_ms: int = Field(default=3000, ge=100, le=30000)
+    result: dict[str, str] = {}  # variable -> dotted path in the JSON answer
+    next: str
+    on_failure: str
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"url {v!r} must start with http:// or https://")
+        return v
+
+    def targets(self) -> Iterable[str]:
+        return (self.next, self.on_failure)
+
+
+class QueueNode(_Node):
+    """Hand the call to the ACD with a queue, skills and a priority."""
+
+    type: Literal["queue"]
+    queue: str
+    skills: list[str] = []
+    priority: int = Field(default=0, ge=0, le=100)
+    prompts: list[str] = []
+    on_unavailable: str  # no ACD or no agent can take it
+
+    def targets(self) -> Iterable[str]:
+        return (self.on_unavailable,)
+
+    def prompt_names(self) -> Iterable[str]:
+        return self.prompts
+
+
+class TransferNode(_Node):
+    """Blind transfer (SIP REFER) to a SIP URI; the IVR leaves the call once it is accepted."""
+
+    type: Literal["transfer"]
+    to: str
+    prompts: list[str] = []
+    timeout_ms: int = Field(default=10000, ge=1000, le=60000)
+    on_failure: str
+
+    @field_validator("to")
+    @classmethod
+    def _sip(cls, v: str) -> str:
+        if not v.startswith(("sip:", "sips:", "{")):
+            raise ValueError(f"to {v!r} must be a sip: or sips: URI")
+        return v
+
+    def targets(self) -> Iterable[str]:
+        return (self.on_failure,)
+
+    def prompt_names(self) -> Iterable[str]:
+        return self.prompts
+
+
+class SurveyNode(_Node):
+    """Ask for a score from 1 to 5 and record it."""
+
+    type: Literal["survey"]
+    prompts: list[str] = ["survey_question"]
+    thanks_prompts: list[str] = ["survey_thanks"]
+    question: str = "satisfaction"
+    timeout_ms: int = Field(default=5000, ge=500, le=60000)
+    max_retries: int = Field(default=1, ge=0, le=5)
+    next: str
+
+    def targets(self) -> Iterable[str]:
+        return (self.next,)
+
+    def prompt_names(self) -> Iterable[str]:
+        yield from self.prompts
+        yield from self.thanks_prompts
+
+
+class LanguageNode(_Node):
+    """From here on, prompts and ``say`` come from this language's prompt set."""
+
+    type: Literal["language"]
+    language: str
+    next: str
+
+    def targets(self) -> Iterable[str]:
+        return (self.next,)
+
+
+class RecordNode(_Node):
+    """Record the caller (voicemail or a message) after an optional beep."""
+
+    type: Literal["record"]
+    prompts: list[str] = []
+    beep: bool = True
+    max_s: int = Field(default=120, ge=1, le=3600)
+    silence_end_s: float = Field(default=4.0, ge=0, le=60)  # 0: no end on silence
+    terminator: str | None = "#"
+    review: bool = False  # "press 1 to keep, 2 to record again"
+    review_prompts: list[str] = ["record_review"]
+    var: str = "recording"
+    next: str
+    on_failure: str  # nothing was recorded (silence only, or the caller left)
+
+    def targets(self) -> Iterable[str]:
+        return (self.next, self.on_failure)
+
+    def prompt_names(self) -> Iterable[str]:
+        yield from self.prompts
+        if self.beep:
+            yield "beep"
+        if self.review:
+            yield from self.review_prompts
+
+
+Node = Annotated[
+    PlayNode | MenuNode | GotoNode | HangupNode | CollectNode | SayNode | SetNode | BranchNode
+    | LookupNode | QueueNode | TransferNode | SurveyNode | LanguageNode | RecordNode,
+    Field(discriminator="type"),
+]
 
 
 class Flow(BaseModel):
@@ -177,20 +512,23 @@ def _describe(loc: tuple[str | int, ...], msg: str) -> str:
     parts = [str(p) for p in loc]
     if len(parts) >= 3 and parts[0] == "nodes":
         parts = parts[2:]
-        if parts and parts[0] in {"play", "menu", "goto", "hangup"}:
+        if parts and parts[0] in _NODE_MODELS:
             parts = parts[1:]
     field_name = ".".join(parts)
     return f"{field_name}: {msg}" if field_name else msg
 
 
 def _source_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    if len(loc) >= 3 and loc[0] == "nodes" and loc[2] in {"play", "menu", "goto", "hangup"}:
+    if len(loc) >= 3 and loc[0] == "nodes" and loc[2] in _NODE_MODELS:
         return (*loc[:2], *loc[3:])
     return loc
 
 
 _NODE_MODELS: dict[str, type[BaseModel]] = {
     "play": PlayNode, "menu": MenuNode, "goto": GotoNode, "hangup": HangupNode,
+    "collect": CollectNode, "say": SayNode, "set": SetNode, "branch": BranchNode,
+    "lookup": LookupNode, "queue": QueueNode, "transfer": TransferNode, "survey": SurveyNode,
+    "language": LanguageNode, "record": RecordNode,
 }
 _NODE_TYPES = ", ".join(_NODE_MODELS)
 
@@ -271,14 +609,44 @@ def check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
 def check_prompts(
     flow: Flow, smap: SourceMap, available: set[str], set_name: str
 ) -> list[FlowIssue]:
+    """Prompts of a one-language flow missing from its prompt set."""
+    return check_flow_prompts(flow, smap, {set_name: available}, default=set_name)
+
+
+def flow_languages(flow: Flow) -> list[str]:
+    """The flow's own language, then every language a ``language`` node switches to."""
+    out = [flow.language]
+    for node in flow.nodes.values():
+        if isinstance(node, LanguageNode) and node.language not in out:
+            out.append(node.language)
+    return out
+
+
+def check_flow_prompts(flow: Flow, smap: SourceMap, sets: dict[str, set[str]],
+                       default: str | None = None) -> list[FlowIssue]:
+    """Every prompt a call can play must exist: ``set:name`` in that set, a plain name in
+    each language the flow can be speaking (its own and any a ``language`` node selects)."""
     issues = []
+    languages = [default] if default is not None else flow_languages(flow)
+    for lang in languages:
+        if lang not in sets:
+            issues.append(FlowIssue(smap.path, smap.line_of(("language",)), None,
+                                    f"language {lang!r} has no prompt set"))
     for name, node in flow.nodes.items():
         for prompt in node.prompt_names():
-            if prompt not in available:
-                issues.append(
-                    FlowIssue(smap.path, smap.line_of(("nodes", name)), name,
-                              f"prompt {prompt!r} is not in prompt set {set_name!r}")
-                )
+            if ":" in prompt:
+                set_name, bare = prompt.split(":", 1)
+                wanted = [(set_name, bare)]
+            else:
+                wanted = [(lang, prompt) for lang in languages if lang in sets]
+            for set_name, bare in wanted:
+                if set_name not in sets:
+                    msg = f"prompt {prompt!r}: there is no prompt set {set_name!r}"
+                elif bare not in sets[set_name]:
+                    msg = f"prompt {bare!r} is not in prompt set {set_name!r}"
+                else:
+                    continue
+                issues.append(FlowIssue(smap.path, smap.line_of(("nodes", name)), name, msg))
     return issues
 
 
