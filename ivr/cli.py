@@ -3,9 +3,12 @@
     ivr run            start the whole stack (Kamailio, controller, pool of workers)
     ivr worker         start one call worker
     ivr flow check F   validate a flow file against the schema and the prompt sets
+    ivr reload         swap the flow and prompt sets in the running stack (checked first)
     ivr calls          list recent calls from the store
     ivr call ID        show one call and its events
     ivr config show    print the effective settings (file + environment)
+    ivr prompts load P --set NAME   check, convert and activate an uploaded prompt set
+                       (also: prompts list, prompts activate NAME V, prompts rollback NAME)
 """
 
 from __future__ import annotations
@@ -52,11 +55,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_flow_check(args: argparse.Namespace) -> int:
     from media.errors import PromptError
 
-    from .flow import FlowError, check_prompts, load_flow
+    from .flow import FlowError, check_flow_prompts, load_flow
     from .prompts import load_prompt_sets
 
     settings = _settings(args)
     prompts_dir = Path(args.prompts) if args.prompts else settings.paths.prompts_dir
+    try:
+        sets = load_prompt_sets(prompts_dir, settings.paths.var_dir / "cache" / "prompts",
+                                settings.media.clock_rate_hz,
+                                store_root=settings.paths.var_dir / "prompts")
+    except PromptError as exc:
+        print(f"ivr: {exc}", file=sys.stderr)
+        return 1
+    available = {name: set(ps.files) for name, ps in sets.items()}
     failed = False
     for name in args.files:
         try:
@@ -66,19 +77,7 @@ def cmd_flow_check(args: argparse.Namespace) -> int:
                 print(f"{issue}", file=sys.stderr)
             failed = True
             continue
-        try:
-            sets = load_prompt_sets(prompts_dir, settings.paths.var_dir / "cache" / "prompts",
-                                    settings.media.clock_rate_hz)
-        except PromptError as exc:
-            print(f"{name}: {exc}", file=sys.stderr)
-            failed = True
-            continue
-        if flow.language not in sets:
-            print(f"{name}: language {flow.language!r} has no prompt set in {prompts_dir}",
-                  file=sys.stderr)
-            failed = True
-            continue
-        issues = check_prompts(flow, smap, set(sets[flow.language].files), flow.language)
+        issues = check_flow_prompts(flow, smap, available)
         for issue in issues:
             print(f"{issue}", file=sys.stderr)
         if issues:
@@ -124,6 +123,32 @@ def cmd_call(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    """Check the flow and prompt sets, then ask the running stack to take them."""
+    import os
+    import signal
+
+    from .flowset import FlowSetError, load_flow_and_prompts
+
+    settings = _settings(args)
+    try:
+        flow, sets = load_flow_and_prompts(settings)
+    except FlowSetError as exc:
+        print(f"ivr: reload refused, nothing changed:\n{exc}", file=sys.stderr)
+        return 1
+    pid_file = settings.run_dir / "controller.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as exc:
+        print(f"ivr: no running stack found ({pid_file}: {exc})", file=sys.stderr)
+        return 1
+    print(f"flow {flow.name!r} version {flow.version} with prompt sets "
+          f"{', '.join(sorted(sets))} sent to the stack (controller {pid}); new calls take it, "
+          "calls in progress finish on the version they began with")
+    return 0
+
+
 def cmd_config_show(args: argparse.Namespace) -> int:
     print(_settings(args).to_yaml(), end="")
     return 0
@@ -142,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+")
     check.add_argument("--prompts", help="prompt sets directory (default: settings)")
     check.set_defaults(fn=cmd_flow_check)
+    sub.add_parser("reload", help="check the flow and prompt sets, then swap them in the "
+                   "running stack (calls in progress keep theirs)").set_defaults(fn=cmd_reload)
     calls = sub.add_parser("calls", help="list recent calls")
     calls.add_argument("-n", "--limit", type=int, default=20)
     calls.add_argument("--json", action="store_true")
@@ -151,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     call.set_defaults(fn=cmd_call)
     cfg = sub.add_parser("config", help="settings").add_subparsers(dest="cfg_cmd", required=True)
     cfg.add_parser("show", help="print the effective settings").set_defaults(fn=cmd_config_show)
+    from .prompt_cli import add_prompts_parser
+
+    add_prompts_parser(sub)  # ivr prompts load|list|activate|rollback
     return p
 
 

@@ -93,6 +93,13 @@ class FrontSettings(_Section):
     children: int = Field(default=2, ge=1, le=32)
 
 
+class FlowSettings(_Section):
+    """Deployment values for flows: they override the flow file's own ``vars``
+    (``IVR_FLOWS_VARS='{crm_url: "http://crm.internal:8080"}'``)."""
+
+    vars: dict[str, str] = {}
+
+
 class PathSettings(_Section):
     var_dir: Path = Path("var")
     flow: Path = Path("ivr/flows/default.yaml")
@@ -111,6 +118,7 @@ class Settings(_Section):
     worker: WorkerSettings = WorkerSettings()
     pool: PoolSettings = PoolSettings()
     front: FrontSettings = FrontSettings()
+    flows: FlowSettings = FlowSettings()
     paths: PathSettings = PathSettings()
     log: LogSettings = LogSettings()
 

@@ -88,6 +88,7 @@ class Controller:
             for i in range(pool.max_workers)
         ]
         self.socket_path = settings.run_dir / "controller.sock"
+        self.pid_path = settings.run_dir / "controller.pid"
         self.store: CallStore | None = None
         self._zygote: asyncio.subprocess.Process | None = None
         self._zygote_writer: asyncio.StreamWriter | None = None
@@ -132,13 +133,39 @@ class Controller:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._background(self.reload()))
         try:
             await self.start()
+            self.pid_path.write_text(f"{os.getpid()}\n")
             await self._stop.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            with contextlib.suppress(FileNotFoundError):
+                self.pid_path.unlink()
             await self.shutdown()
+
+    async def reload(self) -> bool:
+        """Vet the flow and prompt sets; if all is well, have the zygote and every worker
+        take them for new calls (running calls finish on what they began with)."""
+        from .flowset import FlowSetError, load_flow_and_prompts
+
+        try:
+            flow, sets = await asyncio.to_thread(load_flow_and_prompts, self.settings)
+        except FlowSetError as exc:
+            log_event("flow.reload_refused", error=str(exc))
+            return False
+        if self._zygote_writer is not None:
+            self._zygote_writer.write(encode("reload"))
+        workers = 0
+        for slot in self.slots:
+            if slot.writer is not None and slot.state is SlotState.SERVING:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    slot.writer.write(encode("reload"))
+                    workers += 1
+        log_event("flow.reload", flow=flow.name, flow_version=flow.version,
+                  prompts=sorted(sets), workers=workers)
+        return True
 
     async def shutdown(self) -> None:
         """Drain every worker (calls finish up to worker.drain_timeout_s), then stop all."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from media.errors import PromptError
-from media.pcm import convert_prompt
+from media.pcm import convert_prompt, wav_info
 
+from .prompt_store import PromptStoreError, active_sets, stored_files
 from .yamlsrc import YamlError, load_yaml
 
 log = logging.getLogger("ivr.prompts")
@@ -79,16 +80,45 @@ def load_prompt_set(source_dir: Path, cache_dir: Path, clock_rate_hz: int) -> Pr
     return PromptSet(name, language, source_dir, files, durations)
 
 
+def load_stored_prompt_set(name: str, version_dir: Path, clock_rate_hz: int) -> PromptSet:
+    """A version loaded by ``ivr prompts load`` (``ivr.prompt_store``): its files were
+    converted at load, so they are used as they are, after a look at each header."""
+    try:
+        language, files = stored_files(version_dir, clock_rate_hz)
+    except PromptStoreError as exc:
+        raise PromptError(str(exc)) from exc
+    durations: dict[str, float] = {}
+    for prompt, path in files.items():
+        info = wav_info(path)
+        if (info.sample_rate_hz, info.channels, info.sample_width_bytes) != (clock_rate_hz, 1, 2):
+            raise PromptError(f"{path}: not mono 16-bit PCM at {clock_rate_hz} Hz")
+        durations[prompt] = info.duration_s
+    log.info("prompt set %s (%s): %d prompts ready at %d Hz from %s", name, language,
+             len(files), clock_rate_hz, version_dir)
+    return PromptSet(name, language, version_dir, files, durations)
+
+
 def load_prompt_sets(
-    prompts_dir: Path, cache_dir: Path, clock_rate_hz: int
+    prompts_dir: Path, cache_dir: Path, clock_rate_hz: int, store_root: Path | None = None
 ) -> dict[str, PromptSet]:
-    """Every set under ``prompts_dir`` (a folder with a manifest.yaml), by name."""
+    """Every set under ``prompts_dir`` (a folder with a manifest.yaml), by name.
+
+    With ``store_root`` (``var/prompts``), a set with an active version loaded by
+    ``ivr prompts load`` comes from there instead of ``prompts_dir``.
+    """
     sets = {}
-    if not prompts_dir.is_dir():
+    try:
+        active = active_sets(store_root) if store_root is not None else {}
+    except PromptStoreError as exc:
+        raise PromptError(str(exc)) from exc
+    if not prompts_dir.is_dir() and not active:
         raise PromptError(f"{prompts_dir}: no such prompts directory")
-    for d in sorted(prompts_dir.iterdir()):
-        if (d / "manifest.yaml").is_file():
+    for d in sorted(prompts_dir.iterdir()) if prompts_dir.is_dir() else []:
+        if d.name not in active and (d / "manifest.yaml").is_file():
             sets[d.name] = load_prompt_set(d, cache_dir, clock_rate_hz)
+    for name, version_dir in active.items():
+        sets[name] = load_stored_prompt_set(name, version_dir, clock_rate_hz)
+    sets = dict(sorted(sets.items()))
     if not sets:
         raise PromptError(f"{prompts_dir}: holds no prompt set (a folder with manifest.yaml)")
     return sets

@@ -23,6 +23,9 @@ Controller -> zygote::
 Controller -> worker::
 
     drain   {timeout_s}                  stop taking calls, finish, exit (as SIGTERM does)
+    reload  {}                           load the flow and prompt sets again for new calls
+
+Controller -> zygote also ``reload``: later forks get the new flow and prompts.
 
 Later issues add ACD messages (``queue``, ``connect_agent`` ...) without changing these.
 """

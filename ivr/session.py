@@ -76,6 +76,7 @@ class CallSession:
         *,
         media_timeout_s: float = 5.0,
         recordings_dir: Path = Path("var/recordings"),
+        flow_vars: Mapping[str, str] | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.leg = leg
@@ -86,7 +87,8 @@ class CallSession:
         self.media_timeout_s = media_timeout_s
         self.recordings_dir = recordings_dir
         self.call_id = uuid.uuid4().hex
-        self.run = FlowRun(flow, call_variables(leg, self.call_id),
+        variables = {**flow.vars, **(flow_vars or {}), **call_variables(leg, self.call_id)}
+        self.run = FlowRun(flow, variables,
                            wall=lambda: dt.datetime.fromtimestamp(wall_clock(), dt.UTC))
         self._wall = wall_clock
         self._pending: asyncio.Task[Any] | None = None
@@ -284,6 +286,8 @@ class CallSession:
             if isinstance(action, Note):
                 self._note(action)
             elif isinstance(action, Play):
+                names = [p if ":" in p else f"{self.run.language}:{p}" for p in action.prompts]
+                self._record_play(names)
                 try:
                     await self.leg.play(self._prompt_paths(action.prompts))
                 except LegGoneError:
@@ -313,11 +317,16 @@ class CallSession:
                                                            "no ACD in this version"))
             elif isinstance(action, Transfer):
                 try:
-                    await self.leg.transfer(action.uri)  # type: ignore[attr-defined]
+                    await self.leg.transfer(action.uri)
                 except MediaError as exc:
                     await self._apply(self.run.on_transfer_result(self._mono(), False, 0))
                     log.warning("call %s: transfer to %s failed: %s", self.call_id,
                                 action.uri, exc)
+
+    def _record_play(self, names: list[str]) -> None:
+        at = self._wall()
+        data = {"prompts": names, "node": self.run.node_name}
+        self._record("play", lambda: self.store.call_event(self.call_id, at, "play", data))
 
     def _prompt_paths(self, prompts: tuple[str, ...]) -> list[Path]:
         out = []

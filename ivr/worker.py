@@ -25,10 +25,11 @@ from media.errors import MediaError
 from media.phone import Phone, PhoneConfig
 
 from .config import Settings
-from .flow import Flow, FlowError, check_flow_prompts, load_flow
+from .flow import Flow
+from .flowset import FlowSetError, load_flow_and_prompts
 from .link import ControllerLink, LinkLostError, RemoteRecorder
 from .logs import log_event
-from .prompts import PromptSet, load_prompt_sets
+from .prompts import PromptSet
 from .session import CallSession
 from .store import CallRecorder, CallStore
 
@@ -63,21 +64,6 @@ def phone_config(settings: Settings) -> PhoneConfig:
         pump_timeout_ms=s.media.pump_timeout_ms,
         pjsip_log_level=s.media.pjsip_log_level,
     )
-
-
-def load_flow_and_prompts(settings: Settings) -> tuple[Flow, dict[str, PromptSet]]:
-    """The flow and every prompt set, checked against each other (the flow's languages)."""
-    try:
-        flow, smap = load_flow(settings.paths.flow)
-    except FlowError as exc:
-        raise StartupError(f"the flow cannot be used:\n{exc}") from exc
-    cache = settings.paths.var_dir / "cache" / "prompts"
-    sets = load_prompt_sets(settings.paths.prompts_dir, cache, settings.media.clock_rate_hz,
-                            store_root=settings.paths.var_dir / "prompts")  # ivr prompts load
-    issues = check_flow_prompts(flow, smap, {name: set(ps.files) for name, ps in sets.items()})
-    if issues:
-        raise StartupError("the flow cannot be used:\n" + str(FlowError(issues)))
-    return flow, sets
 
 
 class Worker:
@@ -125,8 +111,25 @@ class Worker:
     def _on_controller_message(self, msg: dict[str, Any]) -> None:
         if msg["type"] == "drain":
             self.request_stop()
+        elif msg["type"] == "reload":
+            asyncio.get_running_loop().create_task(self.reload())
         else:
             log.warning("unexpected message from the controller: %s", msg["type"])
+
+    async def reload(self) -> bool:
+        """Load the flow and prompt sets again; new calls take them, running calls keep
+        theirs. A bad flow or set is refused whole and nothing changes."""
+        old = self._flow
+        try:
+            flow, prompts = await asyncio.to_thread(load_flow_and_prompts, self.settings)
+        except FlowSetError as exc:
+            log_event("worker.reload_refused", worker=self.settings.worker.name, error=str(exc))
+            return False
+        self._flow, self._prompts = flow, prompts
+        log_event("worker.reloaded", worker=self.settings.worker.name, flow=flow.name,
+                  flow_version=flow.version, previous=old.version if old else None,
+                  prompts=sorted(prompts), calls_on_previous=len(self.sessions))
+        return True
 
     async def _serve_link(self, link: ControllerLink) -> None:
         await link.serve(self._on_controller_message)
@@ -160,7 +163,7 @@ class Worker:
         if self._flow is None or self._prompts is None:
             try:
                 self._flow, self._prompts = load_flow_and_prompts(s)
-            except MediaError as exc:
+            except FlowSetError as exc:
                 raise StartupError(str(exc)) from exc
         try:
             self._recorder = await self._open_recorder()
@@ -175,6 +178,9 @@ class Worker:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        if self._link is None:  # a lone worker reloads on SIGHUP; a pooled one on command
+            loop.add_signal_handler(signal.SIGHUP,
+                                    lambda: loop.create_task(self.reload()))
         background = [loop.create_task(self._heartbeat(), name="heartbeat")]
         if self._link is not None:
             background.append(loop.create_task(self._serve_link(self._link), name="link"))
@@ -188,7 +194,7 @@ class Worker:
             await self._stop.wait()
             await self._drain()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self._set_state(WorkerState.STOPPING)
             await self._phone.stop()
@@ -229,7 +235,8 @@ class Worker:
         session = CallSession(leg, self._flow, self._prompts, self._recorder,
                               self.settings.worker.name,
                               media_timeout_s=self.settings.worker.media_timeout_s,
-                              recordings_dir=self.settings.paths.var_dir / "recordings")
+                              recordings_dir=self.settings.paths.var_dir / "recordings",
+                              flow_vars=self.settings.flows.vars)
         task = asyncio.get_running_loop().create_task(session.run_call(),
                                                       name=f"call-{session.call_id}")
         self.sessions[session] = task

@@ -29,10 +29,11 @@ import media.phone  # noqa: F401  (imported for the children: pjsua2 is loaded o
 
 from .config import Settings, load_settings
 from .flow import Flow
+from .flowset import FlowSetError, load_flow_and_prompts
 from .logs import log_event, setup_logging
 from .prompts import PromptSet
 from .protocol import PROTOCOL_VERSION, decode, encode
-from .worker import StartupError, Worker, load_flow_and_prompts
+from .worker import StartupError, Worker
 
 log = logging.getLogger("ivr.zygote")
 
@@ -77,8 +78,11 @@ def _run_child(sock: socket.socket, settings: Settings, preloaded: Preloaded,
 
 
 def serve(settings: Settings, socket_path: Path) -> int:
-    flow, prompts = load_flow_and_prompts(settings)
-    preloaded = (flow, prompts)
+    try:
+        flow, prompts = load_flow_and_prompts(settings)
+    except FlowSetError as exc:
+        raise StartupError(str(exc)) from exc
+    preloaded: Preloaded = (flow, prompts)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(socket_path))
     sock.sendall(encode("hello", role="zygote", protocol=PROTOCOL_VERSION, pid=os.getpid()))
@@ -104,6 +108,16 @@ def serve(settings: Settings, socket_path: Path) -> int:
                         _run_child(sock, settings, preloaded, socket_path, msg)
                     children[pid] = int(msg["slot"])
                     sock.sendall(encode("spawned", slot=msg["slot"], pid=pid))
+                elif msg["type"] == "reload":
+                    try:
+                        preloaded = load_flow_and_prompts(settings)
+                    except FlowSetError as exc:
+                        log_event("zygote.reload_refused", error=str(exc))
+                    else:
+                        gc.collect()
+                        gc.freeze()
+                        log_event("zygote.reloaded", flow=preloaded[0].name,
+                                  flow_version=preloaded[0].version)
                 elif msg["type"] == "quit":
                     quitting = True
         while children:

@@ -1,4 +1,5 @@
-"""The telephony core: PJSIP's endpoint, call legs, prompt playback and DTMF.
+"""The telephony core: PJSIP's endpoint, call legs, prompt playback, DTMF, recording, voice
+level and blind transfer.
 
 This is the only package that imports ``pjsua2``; everything above it uses the async
 :class:`CallLeg` and the frozen events of :mod:`media.events`.
@@ -13,14 +14,16 @@ from .events import (
     LegHungUp,
     MediaReady,
     PlaybackFinished,
+    TransferResult,
 )
-from .leg import CallLeg
+from .leg import CallLeg, LegBusyError
 
 __all__ = [
     "CallLeg",
     "DtmfMethod",
     "DtmfReceived",
     "HangupSide",
+    "LegBusyError",
     "LegEvent",
     "LegGoneError",
     "LegHungUp",
@@ -30,4 +33,5 @@ __all__ = [
     "PjsipError",
     "PlaybackFinished",
     "PromptError",
+    "TransferResult",
 ]

@@ -59,3 +59,22 @@ class LegHungUp(LegEvent):
     status_code: int
     reason: str
     answered: bool
+
+
+@dataclass(frozen=True)
+class TransferResult(LegEvent):
+    """Progress of a blind transfer (``CallLeg.transfer``): one per report PJSIP makes.
+
+    ``accepted`` says whether the far end accepted the REFER. An accepted REFER is reported
+    first as 100 "Accepted" (or 200 "Accepted", final, when the far end suppressed the
+    subscription with ``Refer-Sub: false``), then once per NOTIFY with the status line of its
+    ``message/sipfrag`` body; ``final`` is set on the last (``Subscription-State:
+    terminated``). A refused REFER (403, 405, 501...) or one never answered (reported as 500
+    by PJSIP) gives one event with ``accepted=False, final=True`` and the response's status.
+    What to do next (a blind transfer that reached 2xx: hang up) is the caller's decision.
+    """
+
+    accepted: bool
+    final: bool
+    status_code: int
+    reason: str

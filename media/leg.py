@@ -8,21 +8,41 @@ States::
     RINGING --answer()--> ANSWERED --MediaReady--> (media up)
        |                     |
        +-------- LegHungUp (either side) --------> ENDED
+
+Once media is up the leg can record the caller (``start_recording``/``stop_recording``, one
+recording at a time), measure the caller's voice level (``heard_voice``,
+``trailing_silence_s``: while recording, or after ``watch_level(True)``) and be transferred
+blind (``transfer``; progress comes as :class:`~media.events.TransferResult` events).
 """
 
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LegGoneError
+from .errors import LegGoneError, MediaError
 from .events import DtmfMethod, LegEvent, LegHungUp, MediaReady
 
 if TYPE_CHECKING:
     from .inband import InbandTap
     from .phone import Phone
+
+
+# How long stop_recording waits for PJMEDIA to close the WAV (normally one 20 ms clock tick).
+RECORDING_CLOSE_TIMEOUT_S = 2.0
+
+
+class LegBusyError(MediaError):
+    """The leg already runs an operation of this kind (one recording at a time)."""
+
+
+def wav_duration_s(path: Path) -> float:
+    """Duration of a PCM WAV file, from its header."""
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / w.getframerate()
 
 
 class CallLeg:
@@ -40,6 +60,12 @@ class CallLeg:
         self._inband: InbandTap | None = None
         self._events: asyncio.Queue[LegEvent] = asyncio.Queue()
         self._playback_id = 0
+        self._recording: Path | None = None
+        self._level_requested = False
+        # The caller's voice level, kept by the phone's poller while it is watched (see
+        # media.inband.LevelMeter for the threshold); frozen when watching stops.
+        self.heard_voice = False
+        self.trailing_silence_s = 0.0
 
     def __repr__(self) -> str:
         return f"<CallLeg {self.leg_id} {self.remote_uri} {self.sip_call_id}>"
@@ -109,3 +135,78 @@ class CallLeg:
         self._check()
         handle = self._handle
         await self._phone.submit(lambda: self._phone._send_dtmf(handle, digits, method))
+
+    # recording, voice level, transfer ------------------------------------------------
+
+    @property
+    def recording(self) -> Path | None:
+        """The WAV being recorded, if any."""
+        return self._recording
+
+    async def start_recording(self, path: Path) -> None:
+        """Record what the caller says (not the prompts) to ``path``, a WAV file: mono
+        16-bit PCM at the bridge's clock rate. Also starts a voice-level measurement
+        (``heard_voice``, ``trailing_silence_s``). One recording at a time per leg."""
+        self._check()
+        if path.suffix.lower() != ".wav":
+            raise ValueError(f"a recording is written as WAV: {path} does not end in .wav")
+        if self._recording is not None:
+            raise LegBusyError(f"leg {self.leg_id} is already recording to {self._recording}")
+        self._recording = path
+        handle = self._handle
+        try:
+            await self._phone.submit(lambda: self._phone._start_recording(handle, path))
+        except BaseException:
+            self._recording = None
+            raise
+        try:
+            await self._phone._watch_level(self)
+        except LegGoneError:
+            pass  # the call ended at once; stop_recording still gives what was written
+
+    async def stop_recording(self) -> float:
+        """Stop the recording and return its duration in seconds, read from the WAV once
+        PJMEDIA has closed it. On a leg that ended mid-recording (the recorder was released
+        then) it returns the duration of what was written."""
+        path = self._recording
+        if path is None:
+            raise MediaError(f"leg {self.leg_id} is not recording")
+        self._recording = None
+        if self.ended is None:
+            handle = self._handle
+            try:
+                await self._phone.submit(lambda: self._phone._stop_recording(handle))
+            finally:
+                if not self._level_requested:
+                    await self._phone._unwatch_level(self)
+        elif not self._level_requested:
+            await self._phone._unwatch_level(self)
+        await self._phone._wav_closed(path, RECORDING_CLOSE_TIMEOUT_S)
+        return wav_duration_s(path)
+
+    async def watch_level(self, on: bool = True) -> None:
+        """Measure the caller's voice level (``heard_voice``, ``trailing_silence_s``) even
+        without recording. ``watch_level(True)`` starts a new measurement; ``False`` stops
+        it unless a recording still needs it."""
+        if on:
+            self._check()
+            self._level_requested = True
+            try:
+                await self._phone._watch_level(self)
+            except BaseException:
+                self._level_requested = False
+                raise
+        else:
+            self._level_requested = False
+            if self._recording is None:
+                await self._phone._unwatch_level(self)
+
+    async def transfer(self, uri: str) -> None:
+        """Blind transfer: send REFER with ``Refer-To: uri``. Returns once it is sent; the
+        outcome arrives as :class:`~media.events.TransferResult` events. Hanging up after a
+        successful transfer is left to the caller."""
+        self._check()
+        if not uri:
+            raise ValueError("transfer() needs a target URI")
+        handle = self._handle
+        await self._phone.submit(lambda: self._phone._transfer(handle, uri))

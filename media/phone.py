@@ -16,6 +16,11 @@ Thread model (docs/architecture.md):
   to a deque and post an event.
 * Strong references: every pjsua2 ``Call`` is held in ``Phone._calls`` until its DISCONNECTED
   state has been handled; players and taps are destroyed on the pump thread after that.
+* Recorders (``AudioMediaRecorder``) are destroyed on the pump thread too, but in PJSIP 2.15
+  the conference bridge removes a port on its next clock tick, and only then does the WAV
+  writer close the file and write the header's lengths. So a recorder is released as early
+  as possible (before a local hang-up, in the DISCONNECTED callback of a remote one: while
+  the bridge clock still runs) and the loop waits for the header before reading the WAV.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,9 +41,17 @@ from typing import Any, TypeVar
 import pjsua2 as pj
 
 from .errors import LegGoneError, PhoneStateError, PjsipError
-from .events import DtmfMethod, DtmfReceived, HangupSide, LegHungUp, MediaReady, PlaybackFinished
-from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap
-from .leg import CallLeg
+from .events import (
+    DtmfMethod,
+    DtmfReceived,
+    HangupSide,
+    LegHungUp,
+    MediaReady,
+    PlaybackFinished,
+    TransferResult,
+)
+from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
+from .leg import CallLeg, LegBusyError
 
 log = logging.getLogger("media.phone")
 
@@ -45,6 +59,13 @@ T = TypeVar("T")
 
 _CRLF_KEEPALIVE = b"\r\n\r\n"
 _INBAND_POLL_S = 0.06
+_RECORDER_CLOSE_POLL_S = 0.01
+# The bridge removes a released recorder on its next 20 ms tick; if the WAV is still open
+# after _RECORDER_KICK_S, its clock has stopped (see _check_recordings_closed).
+_RECORDER_KICK_S = 0.1
+_RECORDER_KICKS = 3
+_RECORDER_CHECK_MS = 20
+_WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
 
@@ -69,6 +90,15 @@ class PhoneConfig:
     local_user: str = "ivr"
 
 
+@dataclass
+class _ClosingRecording:
+    """A released recorder whose WAV the bridge has not closed yet (pump thread)."""
+
+    path: Path
+    due_s: float  # time.monotonic() after which the bridge clock is taken to be stopped
+    kicks: int = 0
+
+
 @dataclass(eq=False)
 class _LegState:
     """Pump-thread side of one call leg: the pjsua2 objects, never touched by the loop."""
@@ -80,6 +110,10 @@ class _LegState:
     player: _Player | None = None
     tap_port: _TapPort | None = None
     tap: InbandTap | None = None
+    tap_connected: bool = False  # call audio -> tap port (a level-only tap can be detached)
+    recorder: pj.AudioMediaRecorder | None = None
+    recording_path: Path | None = None
+    transfer_reports: int = 0  # TransferResult events since the last transfer()
     media_reported: bool = False
     answered: bool = False
     local_hangup: bool = False
@@ -117,6 +151,9 @@ class _PjCall(pj.Call):  # type: ignore[misc]
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         self._phone._on_dtmf(self, prm.digit, prm.method)
 
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
+        self._phone._on_transfer_status(self, prm.statusCode, prm.reason, prm.finalNotify)
+
 
 class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
     """A prompt or playlist; its EOF callback comes on PJMEDIA's clock thread."""
@@ -135,7 +172,7 @@ class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
 
 
 class _TapPort(pj.AudioMediaPort):  # type: ignore[misc]
-    """Receives the caller's audio at 8 kHz for the in-band DTMF detector."""
+    """Receives the caller's audio at 8 kHz for the in-band DTMF detector and level meter."""
 
     def __init__(self, tap: InbandTap) -> None:
         super().__init__()
@@ -163,6 +200,21 @@ def _quietly(fn: Callable[[], None]) -> None:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
+
+
+def _wav_header_complete(path: Path) -> bool:
+    """PJMEDIA writes the RIFF and data lengths (zero until then) when it closes the file."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(_WAV_HEADER_BYTES)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return False
+    if len(head) < _WAV_HEADER_BYTES:
+        return False
+    riff_len = int.from_bytes(head[4:8], "little")
+    data_len = int.from_bytes(head[40:44], "little")
+    return riff_len == size - 8 and data_len == size - _WAV_HEADER_BYTES
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
@@ -195,6 +247,7 @@ class Phone:
         self._accepting = True
         self._calls: dict[int, _LegState] = {}  # pjsua call id -> state; strong references
         self._dead: list[_LegState] = []
+        self._closing_recordings: list[_ClosingRecording] = []  # pump thread only
         self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
         self._next_leg_id = 1
         self._next_playback_id = 1
@@ -318,11 +371,67 @@ class Phone:
         leg._deliver(event)
 
     def _deliver_inband(self, leg: CallLeg, tap: InbandTap) -> None:
-        for digit in tap.drain():
+        now = self._loop.time() if self._loop is not None else 0.0
+        for digit in tap.drain(now):
             leg._deliver(DtmfReceived(leg.leg_id, digit, DtmfMethod.INBAND))
+        meter = tap.meter
+        if meter is not None:
+            leg.heard_voice = meter.heard_voice
+            leg.trailing_silence_s = meter.trailing_silence_s(now)
+
+    async def _watch_level(self, leg: CallLeg) -> None:
+        """Start a new voice-level measurement on ``leg``: reuse its in-band DTMF tap, or
+        attach (or reconnect) a level-only one on the pump thread."""
+        tap = leg._inband
+        if tap is None or not tap.detect_dtmf:
+            handle = leg._handle
+            tap = await self.submit(lambda: self._attach_level_tap(handle))
+            if leg.ended is not None:
+                return  # ended meanwhile: its tap was released with the call
+            leg._inband = tap
+        if tap.detect_dtmf:
+            self._deliver_inband(leg, tap)  # frames so far go to the DTMF detector only
+        else:
+            tap.discard()
+        assert self._loop is not None and self._inband_wakeup is not None
+        tap.meter = LevelMeter(tap.sample_rate_hz, self._loop.time())
+        leg.heard_voice = False
+        leg.trailing_silence_s = 0.0
+        self._inband_legs.add(leg)
+        self._inband_wakeup.set()
+
+    async def _unwatch_level(self, leg: CallLeg) -> None:
+        """End the measurement: a last update of the leg's figures, then a level-only tap is
+        disconnected from the call (kept until the call ends, for the next watch)."""
+        tap = leg._inband
+        if tap is None or tap.meter is None:
+            return
+        if leg.ended is None:
+            self._deliver_inband(leg, tap)
+        tap.meter = None
+        if tap.detect_dtmf:
+            return
+        self._inband_legs.discard(leg)
+        if leg.ended is None:
+            handle = leg._handle
+            try:
+                await self.submit(lambda: self._detach_level_tap(handle))
+            except (LegGoneError, PhoneStateError):
+                pass
+        tap.discard()
+
+    async def _wav_closed(self, path: Path, timeout_s: float) -> None:
+        """Wait until PJMEDIA has closed the recorder's WAV (see the module docstring)."""
+        assert self._loop is not None
+        deadline = self._loop.time() + timeout_s
+        while not _wav_header_complete(path):
+            if self._loop.time() >= deadline:
+                raise PjsipError(f"the recording {path} was not closed within {timeout_s} s")
+            await asyncio.sleep(_RECORDER_CLOSE_POLL_S)
 
     async def _inband_poller(self) -> None:
-        """Runs the in-band detector over queued frames, batched, only while legs need it."""
+        """Runs the in-band detector and level meters over queued frames, batched, only while
+        legs need it."""
         assert self._inband_wakeup is not None
         while True:
             if not self._inband_legs:
@@ -334,7 +443,7 @@ class Phone:
                     try:
                         self._deliver_inband(leg, leg._inband)
                     except Exception:  # a detector bug must not stop the other legs
-                        log.exception("in-band DTMF detection failed on leg %d", leg.leg_id)
+                        log.exception("in-band detection failed on leg %d", leg.leg_id)
 
     def new_playback_id(self) -> int:
         pid = self._next_playback_id
@@ -359,7 +468,11 @@ class Phone:
             self._wake_pending = False
             self._run_commands()
             self._reap_dead()
-            self._ep.libHandleEvents(timeout_ms)
+            if self._closing_recordings:
+                self._check_recordings_closed()
+                self._ep.libHandleEvents(min(timeout_ms, _RECORDER_CHECK_MS))
+            else:
+                self._ep.libHandleEvents(timeout_ms)
         self._run_commands()
         self._shutdown_calls()
         self._destroy_pjsua()
@@ -524,6 +637,8 @@ class Phone:
             state.answered = True
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not state.disconnected:
             state.disconnected = True
+            # Now, while the bridge clock still runs, so that the WAV gets closed.
+            self._release_recorder(state)
             self._dead.append(state)
             if state.leg is not None:
                 side = HangupSide.LOCAL if state.local_hangup else HangupSide.REMOTE
@@ -572,19 +687,23 @@ class Phone:
             return
         if state.player is not None and not state.player.finished:
             state.player.startTransmit(state.audio)
-        if state.tap_port is not None:
+        if state.tap_port is not None and state.tap_connected:
             state.audio.startTransmit(state.tap_port)
+        if state.recorder is not None:
+            state.audio.startTransmit(state.recorder)
 
-    def _attach_tap(self, state: _LegState) -> InbandTap | None:
+    def _attach_tap(self, state: _LegState, detect_dtmf: bool = True) -> InbandTap:
         assert state.audio is not None
-        tap = InbandTap(TAP_CLOCK_RATE_HZ)
+        tap = InbandTap(TAP_CLOCK_RATE_HZ, detect_dtmf=detect_dtmf)
         port = _TapPort(tap)
         fmt = pj.MediaFormatAudio()
         fmt.init(pj.PJMEDIA_FORMAT_PCM, TAP_CLOCK_RATE_HZ, 1, TAP_FRAME_MS * 1000, 16)
-        port.createPort(f"dtmf-tap-{state.leg.leg_id if state.leg else 0}", fmt)
+        kind = "dtmf" if detect_dtmf else "level"
+        port.createPort(f"{kind}-tap-{state.leg.leg_id if state.leg else 0}", fmt)
         state.audio.startTransmit(port)
         state.tap_port = port
         state.tap = tap
+        state.tap_connected = True
         return tap
 
     def _on_dtmf(self, call: _PjCall, digit: str, method: int) -> None:
@@ -593,6 +712,23 @@ class Phone:
             return
         how = DtmfMethod.SIP_INFO if method == pj.PJSUA_DTMF_METHOD_SIP_INFO else DtmfMethod.RFC4733
         self._post_event(state.leg, DtmfReceived(state.leg.leg_id, digit.upper(), how))
+
+    def _on_transfer_status(
+        self, call: _PjCall, status_code: int, reason: str, final: bool
+    ) -> None:
+        state = call.state
+        if state is None or state.leg is None:
+            return
+        first = state.transfer_reports == 0
+        state.transfer_reports += 1
+        # PJSUA reports a REFER refused (or never answered) once, final, with the response's
+        # status; an accepted one first as 100 "Accepted" (200 "Accepted", final, without a
+        # subscription), then per NOTIFY. A first report that is final and >= 300 is a
+        # refusal. (A NOTIFY overtaking the 202 and reporting failure at once would read as
+        # a refusal too; the transfer failed either way.)
+        accepted = not (first and final and status_code >= 300)
+        event = TransferResult(state.leg.leg_id, accepted, final, status_code, reason)
+        self._post_event(state.leg, event)
 
     # -- commands (pump thread), called through CallLeg
 
@@ -644,6 +780,7 @@ class Phone:
         if state.disconnected or state.call is None:
             return
         state.local_hangup = True
+        self._release_recorder(state)  # before the call's media goes: the bridge still ticks
         op = pj.CallOpParam()
         if status_code is not None and not state.answered:
             op.statusCode = status_code
@@ -660,14 +797,105 @@ class Phone:
         )
         call.sendDtmf(prm)
 
+    def _start_recording(self, state: _LegState, path: Path) -> None:
+        self._live(state)
+        if state.audio is None:
+            raise LegGoneError("the call has no audio yet")
+        if state.recorder is not None:
+            raise LegBusyError("the leg is already recording")
+        recorder = pj.AudioMediaRecorder()
+        # A WAV, 16-bit PCM, at the bridge's clock rate and channel count (mono).
+        recorder.createRecorder(str(path))
+        state.recorder = recorder
+        state.recording_path = path
+        state.audio.startTransmit(recorder)  # the caller's audio only: prompts go the other way
+
+    def _stop_recording(self, state: _LegState) -> bool:
+        """Release the recorder (also after the call ended); False if none was running."""
+        return self._release_recorder(state)
+
+    def _release_recorder(self, state: _LegState) -> bool:
+        recorder = state.recorder
+        if recorder is None:
+            return False
+        state.recorder = None
+        path, state.recording_path = state.recording_path, None
+        # ~AudioMediaRecorder -> pjsua_recorder_destroy: the bridge removes the port on its
+        # next tick (pjsua2 queues that removal twice; the second one fails harmlessly), and
+        # the WAV writer then flushes and closes the file.
+        del recorder
+        if path is not None:
+            due = time.monotonic() + _RECORDER_KICK_S
+            self._closing_recordings.append(_ClosingRecording(path, due))
+        return True
+
+    def _check_recordings_closed(self) -> None:
+        """Make sure released recorders get their WAVs closed.
+
+        When a call ends, PJSUA queues the removal of its port and schedules the sound
+        device's idle close (``sndAutoCloseTime = 0``), which happens only if the bridge has
+        no connection left. If the bridge ticks between that and our DISCONNECTED callback
+        (which releases the recorder), the connections are gone, the null device closes, the
+        bridge clock stops, and the recorder's removal waits in the queue, its WAV open, until
+        the next call. Seen about once in 30 calls. Reopening the null device runs the
+        bridge, which removes the port and closes the file.
+        """
+        now = time.monotonic()
+        kick = False
+        pending: list[_ClosingRecording] = []
+        for closing in self._closing_recordings:
+            if _wav_header_complete(closing.path) or not closing.path.exists():
+                continue
+            if now < closing.due_s:
+                pending.append(closing)
+            elif closing.kicks < _RECORDER_KICKS:
+                kick = True
+                closing.kicks += 1
+                closing.due_s = now + _RECORDER_KICK_S
+                pending.append(closing)
+            else:
+                log.warning("the recording %s is still open; PJSIP did not close it", closing.path)
+        self._closing_recordings = pending
+        if kick and self._ep is not None:
+            log.info("recorder: the bridge clock had stopped; reopening the null sound device")
+            self._ep.audDevManager().setNullDev()
+
+    def _attach_level_tap(self, state: _LegState) -> InbandTap:
+        """The leg's tap for the level meter: its in-band DTMF tap if it has one, else a
+        level-only tap (no DTMF detection: digits come by RTP events or SIP INFO)."""
+        self._live(state)
+        if state.audio is None:
+            raise LegGoneError("the call has no audio yet")
+        if state.tap is None:
+            return self._attach_tap(state, detect_dtmf=False)
+        if not state.tap_connected and state.tap_port is not None:
+            state.audio.startTransmit(state.tap_port)
+            state.tap_connected = True
+        return state.tap
+
+    def _detach_level_tap(self, state: _LegState) -> None:
+        tap = state.tap
+        if tap is None or tap.detect_dtmf or not state.tap_connected:
+            return
+        state.tap_connected = False
+        if state.audio is not None and state.tap_port is not None and not state.disconnected:
+            state.audio.stopTransmit(state.tap_port)
+
+    def _transfer(self, state: _LegState, uri: str) -> None:
+        call = self._live(state)
+        state.transfer_reports = 0
+        call.xfer(uri, pj.CallOpParam())
+
     def _release_media(self, state: _LegState) -> None:
         self._stop_player(state)
-        if state.tap_port is not None and state.audio is not None:
+        self._release_recorder(state)
+        if state.tap_port is not None and state.audio is not None and state.tap_connected:
             try:
                 state.audio.stopTransmit(state.tap_port)
             except pj.Error:
                 pass
         state.tap_port = None
+        state.tap_connected = False
         state.old_players.clear()
         state.audio = None
 

@@ -90,7 +90,7 @@ def start_worker(tmp_path: Path, flow: Path | None = None, env: dict[str, str] |
         "IVR_RTP_PORT_RANGE": "40",
         "IVR_PATHS_VAR_DIR": str(var_dir),
         "IVR_PATHS_PROMPTS_DIR": str(ROOT / "prompts"),
-        "IVR_PATHS_FLOW": str(flow or ROOT / "ivr" / "flows" / "default.yaml"),
+        "IVR_PATHS_FLOW": str(flow or FLOWS / "basic.yaml"),
         "IVR_LOG_FORMAT": "json",
         "IVR_LOG_LEVEL": "INFO",
         "IVR_WORKER_DRAIN_TIMEOUT_S": "5",
@@ -113,6 +113,12 @@ class StackProcess(WorkerProcess):
     """``ivr run``: Kamailio on ``port``, the controller, the zygote and the workers."""
 
     worker_port_base: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def ivr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run an ``ivr`` command against this stack (same settings)."""
+        return subprocess.run([sys.executable, "-m", "ivr.cli", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=60)
 
     def worker_pids(self) -> dict[str, int]:
         """Live workers by name, from the controller's log (latest start wins)."""
@@ -152,7 +158,7 @@ def start_stack(tmp_path: Path, workers: int = 3, env: dict[str, str] | None = N
         [sys.executable, "-m", "ivr.cli", "run"], cwd=ROOT, env=full_env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    sp = StackProcess(proc, port, var_dir, worker_port_base=base)
+    sp = StackProcess(proc, port, var_dir, worker_port_base=base, env=full_env)
     _read_lines(sp)
     sp.wait_for('"controller.ready"', timeout_s=60)
     return sp

@@ -111,3 +111,45 @@ def write_rtp_pcap_with_dtmf(path: Path, pcm: np.ndarray, digits: list[tuple[flo
         out += frame
     path.write_bytes(bytes(out))
     return n, len(slots)
+
+
+_EVENT_CODES = {d: i for i, d in enumerate("0123456789*#ABCD")}
+
+
+def write_call_pcap(path: Path, digits: list[tuple[float, str]],
+                    audio: list[tuple[float, np.ndarray]] | None = None,
+                    event_ms: int = 120, event_pt: int = 101) -> int:
+    """One caller's RTP stream as a pcap for sipp's play_pcap_audio: RFC 4733 telephone-events
+    for ``digits`` (start time in s, digit) and PCMU ``audio`` chunks (start time, 8 kHz int16),
+    with one SSRC and continuous sequence numbers and timestamps, as a real phone sends them
+    (replaying sipp's own per-digit captures in one call sends sequence numbers backwards,
+    which RTP receivers rightly drop)."""
+    packets: list[tuple[float, int, bool, int, bytes]] = []  # (time, pt, marker, ts, payload)
+    for start_s, digit in digits:
+        ts = int(start_s * 8000)
+        steps = max(1, event_ms // 20)
+        for i in range(steps):
+            dur = (i + 1) * 160
+            payload = struct.pack("!BBH", _EVENT_CODES[digit], 10, dur)
+            packets.append((start_s + i * 0.02, event_pt, i == 0, ts, payload))
+        end = struct.pack("!BBH", _EVENT_CODES[digit], 0x80 | 10, steps * 160)
+        for k in range(3):  # the end packet, sent three times (RFC 4733 section 2.5.1.4)
+            packets.append((start_s + steps * 0.02 + k * 0.001, event_pt, False, ts, end))
+    for start_s, pcm in audio or []:
+        for i in range(len(pcm) // 160):
+            t = start_s + i * 0.02
+            packets.append((t, 0, i == 0, int(t * 8000), ulaw_encode(pcm[i * 160:(i + 1) * 160])))
+    packets.sort(key=lambda p: p[0])
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for seq, (t, pt, marker, ts, payload) in enumerate(packets):
+        rtp = struct.pack("!BBHII", 0x80, pt | (0x80 if marker else 0), (5000 + seq) & 0xFFFF,
+                          (8000 + ts) & 0xFFFFFFFF, 0x55AA1234) + payload
+        udp = struct.pack("!HHHH", 49170, 10000, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), seq & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        usec = int(round(t * 1_000_000))
+        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        out += frame
+    path.write_bytes(bytes(out))
+    return len(packets)

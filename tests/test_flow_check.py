@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.flow import FlowError, check_prompts, load_flow, parse_flow
+from ivr.flow import FlowError, check_flow_prompts, check_prompts, load_flow, parse_flow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FLOW = ROOT / "ivr" / "flows" / "default.yaml"
@@ -206,7 +206,15 @@ nodes:
 
 def test_check_prompts_accepts_a_flow_whose_prompts_all_exist() -> None:
     flow, smap = load_flow(DEFAULT_FLOW)
-    assert check_prompts(flow, smap, flow.prompt_names(), "en-US") == []
+    bare = {p.rpartition(":")[2] for p in flow.prompt_names()}
+    assert check_flow_prompts(flow, smap, {"en-US": bare, "zh-CN": bare}) == []
+
+
+def test_a_bilingual_flow_needs_its_prompts_in_every_language_it_can_speak() -> None:
+    flow, smap = load_flow(DEFAULT_FLOW)
+    bare = {p.rpartition(":")[2] for p in flow.prompt_names()}
+    issues = check_flow_prompts(flow, smap, {"en-US": bare, "zh-CN": bare - {"welcome"}})
+    assert [i.message for i in issues] == ["prompt 'welcome' is not in prompt set 'zh-CN'"]
 
 
 def test_load_flow_names_the_file_and_its_lines(tmp_path: Path) -> None:

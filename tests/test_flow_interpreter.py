@@ -27,7 +27,7 @@ from ivr.flow import (
 from ivr.flow.interpreter import MAX_JUMPS_WITHOUT_INPUT, Action, InvalidStateError
 from ivr.flow.model import DTMF_KEYS
 
-DEFAULT_FLOW = Path(__file__).resolve().parent.parent / "ivr" / "flows" / "default.yaml"
+DEFAULT_FLOW = Path(__file__).resolve().parent / "flows" / "basic.yaml"
 T0 = 1000.0  # the fake monotonic clock at the start of every call
 
 

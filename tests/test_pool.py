@@ -169,3 +169,65 @@ def _runs_in(proc_dir: Path, var_dir: Path) -> bool:
         return str(var_dir).encode() in (proc_dir / "cmdline").read_bytes()
     except OSError:
         return False
+
+
+SWAP_FLOW = """\
+name: swap
+version: {version}
+language: en-US
+start: hold
+nodes:
+  hold:
+    type: menu
+    prompts: [please_wait]
+    choices: {{"1": bye}}
+    timeout_ms: 1000
+    max_retries: {retries}
+    on_failure: bye
+  bye: {{type: hangup, prompts: [goodbye]}}
+"""
+
+
+def test_flow_swapped_while_calls_run_keeps_running_calls_on_their_version(
+        tmp_path: Path) -> None:
+    flow = tmp_path / "swap.yaml"
+    flow.write_text(SWAP_FLOW.format(version=1, retries=6))
+    stack = start_stack(tmp_path, workers=2, flow=flow)
+    try:
+        first = hold_calls(stack, tmp_path, "first", 1,
+                           sipp.Caller("first").ivr_hangs_up(40000), 17700)
+        wait_rows(stack.db, 1, ended=False)
+        flow.write_text(SWAP_FLOW.format(version=2, retries=0))
+        done = stack.ivr("reload")
+        assert done.returncode == 0, done.stderr
+        stack.wait_for('"flow.reload"')
+        deadline = time.monotonic() + 10
+        while sum('"worker.reloaded"' in line for line in stack.lines) < 2:
+            assert time.monotonic() < deadline, "the workers never reloaded"
+            time.sleep(0.1)
+        second = hold_calls(stack, tmp_path, "second", 1,
+                            sipp.Caller("second").ivr_hangs_up(20000), 17710)
+        assert finish(second)[0] == 0
+        # A broken flow is refused whole: by the CLI, and by the controller on SIGHUP.
+        flow.write_text(SWAP_FLOW.format(version=3, retries=0).replace("bye}}", "nowhere}}")
+                        .replace("on_failure: bye", "on_failure: nowhere"))
+        refused = stack.ivr("reload")
+        assert refused.returncode == 1
+        assert "not a node of this flow" in refused.stderr
+        pid = int((stack.var_dir / "run" / "controller.pid").read_text())
+        os.kill(pid, signal.SIGHUP)
+        stack.wait_for('"flow.reload_refused"')
+        third = hold_calls(stack, tmp_path, "third", 1,
+                           sipp.Caller("third").ivr_hangs_up(20000), 17720)
+        assert finish(third)[0] == 0
+        rc, out = finish(first, 60)
+        assert rc == 0, out
+        calls = wait_rows(stack.db, 3)
+    finally:
+        assert stack.stop() == 0
+    versions = [(r["flow_version"], r["end_reason"]) for r in calls]
+    assert versions == [(1, "normal"), (2, "normal"), (2, "normal")]
+    first_events = sqlite3.connect(stack.db).execute(
+        "SELECT COUNT(*) FROM call_events WHERE call_id = ? AND kind = 'menu.no_input'",
+        (calls[0]["call_id"],)).fetchone()[0]
+    assert first_events == 7  # version 1's six retries, not version 2's none

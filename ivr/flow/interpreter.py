@@ -29,6 +29,7 @@ Variables (``vars``) start with what the session knows of the call (``caller``, 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -143,6 +144,18 @@ _TEMPLATE_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 def render(template: str, variables: Mapping[str, str]) -> str:
     """Replace each ``{name}`` by the variable's value (an unknown variable is empty)."""
     return _TEMPLATE_REF.sub(lambda m: variables.get(m.group(1), ""), template)
+
+
+def render_url(template: str, variables: Mapping[str, str]) -> str:
+    """As :func:`render`, with each value percent-encoded (a caller's ``+86...`` stays one
+    path segment or query value)."""
+    from urllib.parse import quote
+
+    head, sep, rest = template.partition("}")
+    if template.startswith("{") and sep:  # a leading {base_url} is a URL, not a value
+        return render(head + sep, variables) + _TEMPLATE_REF.sub(
+            lambda m: quote(variables.get(m.group(1), ""), safe=""), rest)
+    return _TEMPLATE_REF.sub(lambda m: quote(variables.get(m.group(1), ""), safe=""), template)
 
 
 def luhn_ok(digits: str) -> bool:
@@ -281,7 +294,8 @@ class FlowRun:
         elif isinstance(node, RecordNode):
             if self.state is RunState.RECORDING and digit == node.terminator:
                 self._stop_recording()
-            elif self.state in (RunState.WAITING, RunState.PROMPTING) and self._phase == "review":
+            elif (self.state in (RunState.WAITING, RunState.PROMPTING) and self._phase == "review"
+                  and digit in ("1", "2")):
                 if self.state is RunState.PROMPTING:
                     self._emit(StopPlayback())
                 self._review_key(node, digit, now)
@@ -346,7 +360,9 @@ class FlowRun:
         found = {}
         for var, path in node.result.items():
             value = _json_path(data, path)
-            self.vars[var] = "" if value is None else str(value)
+            # JSON spelling (true, not Python's True); an object or a list as JSON text
+            self.vars[var] = ("" if value is None else value if isinstance(value, str)
+                              else json.dumps(value, ensure_ascii=False))
             found[var] = self.vars[var]
         self._note("lookup.done", node=self.node_name, vars=found)
         self._goto(node.next, now)
@@ -479,7 +495,7 @@ class FlowRun:
             elif isinstance(node, LookupNode):
                 self._set_state(RunState.BUSY)
                 body = {k: render(v, self.vars) for k, v in node.body.items()}
-                self._emit(Lookup(render(node.url, self.vars), node.method, body,
+                self._emit(Lookup(render_url(node.url, self.vars), node.method, body,
                                   node.timeout_ms / 1000))
             elif isinstance(node, QueueNode):
                 if node.prompts:
@@ -491,6 +507,8 @@ class FlowRun:
                     self._prompt(node.prompts)
                 else:
                     self._start_transfer(node, now)
+            elif isinstance(node, BranchNode):  # no case held, no default: a dead end
+                self._end("flow_error")
             return
 
     def _jump_target(self, node: Node) -> str | None:
@@ -532,7 +550,7 @@ class FlowRun:
         try:
             value: Any
             if node.kind in ("number", "queue_position", "wait_time"):
-                value = int(raw)
+                value = raw  # the grammar reads numbers itself: 3.5, or 90.5 seconds
             elif node.kind == "money":
                 value = Decimal(raw)
             elif node.kind == "date":
@@ -576,12 +594,19 @@ class FlowRun:
         self._set_state(RunState.COLLECTING)
         timeout = node.inter_digit_timeout_ms if self._digits else node.first_digit_timeout_ms
         self.deadline = now + timeout / 1000
+        typed, self.typeahead = self.typeahead, []  # keys held while the prompt played
+        for d in typed:
+            self._collect_key(node, d, now)
+            if self.state is not RunState.COLLECTING or self._node is not node:
+                return
 
     def _collect_key(self, node: CollectNode, digit: str, now: float) -> None:
         if self._phase == "confirm":
+            assert node.confirm is not None
+            if digit not in (node.confirm.yes_key, node.confirm.no_key):
+                return  # another key neither cuts the confirmation nor answers it
             if self.state is RunState.PROMPTING:
                 self._emit(StopPlayback())
-            assert node.confirm is not None
             if digit == node.confirm.yes_key:
                 self._collect_accept(node, now)
             elif digit == node.confirm.no_key:
@@ -626,8 +651,8 @@ class FlowRun:
             elif v.luhn and not luhn_ok(digits):
                 problem = "fails the Luhn check"
         if problem is not None:
-            self._note("collect.invalid", node=self.node_name, digits=digits, why=problem)
-            self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts)
+            self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts,
+                                digits=digits, problem=problem)
             return
         if node.confirm is not None:
             self._phase = "confirm"
@@ -644,14 +669,14 @@ class FlowRun:
         self._goto(node.next, now)
 
     def _collect_retry(self, node: CollectNode, now: float, why: str,
-                       prompts: list[str]) -> None:
+                       prompts: list[str], **details: str) -> None:
         if why == "no_input":
             self._no_input += 1
             count = self._no_input
         else:
             self._invalid += 1
             count = self._invalid
-        self._note(f"collect.{why}", node=self.node_name, count=count)
+        self._note(f"collect.{why}", node=self.node_name, count=count, **details)
         self._digits = []
         self._phase = "digits"
         if count > node.max_retries:

@@ -168,6 +168,13 @@ class Confirmation(_Sub):
     no_key: str = "2"
     timeout_ms: int = Field(default=5000, ge=500, le=60000)
 
+    @field_validator("yes_key", "no_key")
+    @classmethod
+    def _dtmf(cls, v: str) -> str:
+        if len(v) != 1 or v.upper() not in DTMF_KEYS:
+            raise ValueError(f"{v!r} is not one DTMF key ({DTMF_KEYS})")
+        return v.upper()
+
 
 class CollectNode(_Node):
     """Collect a string of digits into a variable."""
@@ -351,8 +358,8 @@ class LookupNode(_Node):
     @field_validator("url")
     @classmethod
     def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError(f"url {v!r} must start with http:// or https://")
+        if not v.startswith(("http://", "https://", "{")):
+            raise ValueError(f"url {v!r} must start with http:// or https:// (or a {{variable}})")
         return v
 
     def targets(self) -> Iterable[str]:
@@ -468,6 +475,7 @@ class Flow(BaseModel):
     version: int = 1
     description: str = ""
     language: str = "en-US"
+    vars: dict[str, str] = {}  # starting values, e.g. a customer system's base URL
     start: str
     nodes: dict[str, Node] = Field(min_length=1)
 
