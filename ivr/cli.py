@@ -101,11 +101,11 @@ def cmd_calls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.__dict__ for c in calls], indent=2))
         return 0
-    print(f"{'arrived':19}  {'dur':>5}  {'end':14} {'by':6} {'sip':>4}  {'menu path':20} call id")
+    print(f"{'arrived':19}  {'dur':>5}  {'end':14} {'by':6} {'sip':>4}  {'menu path':32} call id")
     for c in calls:
         dur = f"{c.ended_at - c.arrived_at:5.1f}" if c.ended_at else "  -  "
         print(f"{_fmt_time(c.arrived_at):19}  {dur}  {c.end_reason or 'in progress':14} "
-              f"{c.hangup_by or '-':6} {c.sip_code or '-':>4}  {c.menu_path or '-':20} "
+              f"{c.hangup_by or '-':6} {c.sip_code or '-':>4}  {c.menu_path or '-':32} "
               f"{c.call_id}")
     return 0
 
