@@ -91,6 +91,9 @@ class FrontSettings(_Section):
     enabled: bool = True
     probe_interval_s: int = Field(default=2, ge=1, le=60)
     children: int = Field(default=2, ge=1, le=32)
+    # No reply at all (not even 100 Trying) from a worker within this: try the next worker.
+    # Short values make a busy machine answer one caller from two workers (measured at 2 s).
+    no_reply_timeout_ms: int = Field(default=5000, ge=500, le=30000)
 
 
 class FlowSettings(_Section):

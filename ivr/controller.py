@@ -284,8 +284,8 @@ class Controller:
 
         try:
             serving = [x.uri for x in self.slots if x.state is SlotState.SERVING]
-            self._front = await start_front(self.settings, serving,
-                                            self.settings.worker.max_calls)
+            self._front = await start_front(self.settings, [x.uri for x in self.slots],
+                                            self.settings.worker.max_calls, serving)
         except FrontError as exc:
             raise ControllerError(str(exc)) from exc
 

@@ -55,15 +55,20 @@ class Front:
         log_event("front.stopped")
 
 
-async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int) -> Front:
-    """Start Kamailio on sip.bind_address:sip.port, dispatching to every worker slot."""
+async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,
+                      serving: Sequence[str] = ()) -> Front:
+    """Start Kamailio on sip.bind_address:sip.port. Every worker slot is listed from the
+    start (so growing the pool never needs Kamailio's rate-limited dispatcher.add); slots
+    with no serving worker are listed disabled and set active when their worker is up."""
     cfg = KamailioConfig(
         listen_address=settings.sip.bind_address,
         port=settings.sip.port,
         transports=tuple(settings.sip.transports),
-        destinations=[Destination(uri, max_load) for uri in worker_uris],
+        destinations=[Destination(uri, max_load, disabled=uri not in set(serving))
+                      for uri in worker_uris],
         run_dir=settings.run_dir / "kamailio",
         probe_interval_s=settings.front.probe_interval_s,
+        no_reply_timeout_ms=settings.front.no_reply_timeout_ms,
         children=settings.front.children,
         log_level="notice",
     )

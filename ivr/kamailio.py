@@ -91,6 +91,7 @@ class Destination:
     uri: str
     max_load: int
     set_id: int = 1
+    disabled: bool = False  # listed, but takes no calls until set active
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"sips?:[^\s\"\\#]+", self.uri):
@@ -106,8 +107,10 @@ class Destination:
         return re.sub(r"[^A-Za-z0-9._-]", "_", self.uri.split(":", 1)[1])
 
     def list_line(self) -> str:
-        """The ``dispatcher.list`` line: set, URI, flags 8 (probing), priority 0, attributes."""
-        return f"{self.set_id} {self.uri} 8 0 duid={self.duid};maxload={self.max_load}"
+        """The ``dispatcher.list`` line: set, URI, flags 8 (probing), or 12 (probing but
+        disabled by the operator: an empty pool slot), priority 0, attributes."""
+        flags = 12 if self.disabled else 8
+        return f"{self.set_id} {self.uri} {flags} 0 duid={self.duid};maxload={self.max_load}"
 
 
 @dataclass(frozen=True, kw_only=True)

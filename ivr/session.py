@@ -162,6 +162,10 @@ class CallSession:
             await leg.answer(200)
         except LegGoneError:
             pass
+        except MediaError as exc:
+            # The caller (or the front, failing over) gave up before we answered: PJSIP has
+            # ended the INVITE session; its DISCONNECTED event tells how.
+            log.info("call %s: could not answer: %s", self.call_id, exc)
         media = await self._wait_media()
         if media is None:
             return

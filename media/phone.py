@@ -202,6 +202,20 @@ def _quietly(fn: Callable[[], None]) -> None:
         os.close(devnull)
 
 
+def _destroy_media_port(port: pj.AudioMediaPort) -> None:
+    """Destroy a Python-implemented port's C++ side while its Python object is still whole.
+
+    Left to the garbage collector, CPython first clears the object's attributes and then
+    runs the C++ destructor, which releases the GIL and waits for a frame callback in
+    progress on the clock thread; that callback then runs on a half-freed object
+    (AttributeError, then a segfault: seen within some 60 calls with in-band taps).
+    Called explicitly, ``~AudioMediaPort`` waits for the callback with the object intact
+    and detaches the port from it, and the object is disowned, so that the collector never
+    destroys it twice.
+    """
+    pj.AudioMediaPort.__swig_destroy__(port)
+
+
 def _wav_header_complete(path: Path) -> bool:
     """PJMEDIA writes the RIFF and data lengths (zero until then) when it closes the file."""
     try:
@@ -299,8 +313,8 @@ class Phone:
         self._accepting = False
         try:
             await self.submit(self._hangup_all)
-        except PhoneStateError:
-            pass
+        except (PhoneStateError, PjsipError) as exc:
+            log.warning("hang-up of all calls at stop: %s", exc)
         deadline = self._loop.time() + grace_s
         while self._legs and self._loop.time() < deadline:
             await asyncio.sleep(0.02)
@@ -594,7 +608,10 @@ class Phone:
     def _hangup_all(self) -> None:
         for state in list(self._calls.values()):
             if not state.disconnected:
-                self._hangup(state, 503 if not state.answered else None)
+                try:
+                    self._hangup(state, 503 if not state.answered else None)
+                except pj.Error as exc:  # PJSIP already ended it: its DISCONNECTED follows
+                    log.info("hang-up at stop: %s", exc.info())
 
     # -- callbacks (pump thread)
 
@@ -889,12 +906,15 @@ class Phone:
     def _release_media(self, state: _LegState) -> None:
         self._stop_player(state)
         self._release_recorder(state)
-        if state.tap_port is not None and state.audio is not None and state.tap_connected:
-            try:
-                state.audio.stopTransmit(state.tap_port)
-            except pj.Error:
-                pass
-        state.tap_port = None
+        port, state.tap_port = state.tap_port, None
+        if port is not None:
+            # An ended call's port is being removed from the bridge, and that disconnects it.
+            if state.audio is not None and state.tap_connected and not state.disconnected:
+                try:
+                    state.audio.stopTransmit(port)
+                except pj.Error:
+                    pass
+            _destroy_media_port(port)
         state.tap_connected = False
         state.old_players.clear()
         state.audio = None

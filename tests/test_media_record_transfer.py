@@ -8,6 +8,7 @@ sipp caller's leg itself and drives it. The callers' audio is PCMU RTP built by
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -15,9 +16,13 @@ import numpy as np
 import pytest
 
 from media import (
+    DtmfMethod,
+    DtmfReceived,
     LegBusyError,
+    LegGoneError,
     LegHungUp,
     MediaError,
+    TransferResult,
 )
 from media.inband import VOICE_THRESHOLD_DBFS, LevelMeter
 from tests import sipp
@@ -26,21 +31,19 @@ from tests.phone_harness import (
     dominant_hz,
     read_wav,
     running_phone,
+    silence,
     tone,
     wav_is_closed,
     write_wav,
 )
-from tests.rtp import write_rtp_pcap
+from tests.rtp import dtmf_tones, write_rtp_pcap
 
 SIPP_DIR = Path(__file__).parent / "sipp"
 CALLER_TONE_HZ = 440.0
 PROMPT_TONE_HZ = 1500.0
 TRANSFER_TARGET = "sip:queue-7@transfer.example.invalid"
 
-sip = [
-    pytest.mark.sip,
-    pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed"),
-]
+needs_sipp = pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")
 
 
 def run_sipp(caller: sipp.Caller | str, target: str, workdir: Path,
@@ -79,10 +82,10 @@ def test_level_meter_finds_the_last_loud_frame_of_a_batch() -> None:
 # -- recording ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("codec", ["PCMU"])
 @pytest.mark.sip
-@pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")
-def test_recording_holds_what_the_caller_says_not_the_prompt(codec: str, tmp_path: Path) -> None:
+@needs_sipp
+def test_recording_holds_what_the_caller_says_not_the_prompt(tmp_path: Path) -> None:
+    codec = "PCMU"
     pcap = tmp_path / "tone.pcap"
     write_rtp_pcap(pcap, tone(CALLER_TONE_HZ, 5.0))
     prompt = write_wav(tmp_path / "prompt.wav", tone(PROMPT_TONE_HZ, 4.0))
@@ -97,6 +100,8 @@ def test_recording_holds_what_the_caller_says_not_the_prompt(codec: str, tmp_pat
             assert media.codec == codec
             leg = probe.leg
             await leg.play([prompt])  # the caller hears 1500 Hz meanwhile
+            with pytest.raises(ValueError):
+                await leg.start_recording(tmp_path / "voicemail.mp3")
             await asyncio.sleep(0.3)
             await leg.start_recording(wav)
             assert leg.recording == wav
@@ -127,7 +132,7 @@ def test_recording_holds_what_the_caller_says_not_the_prompt(codec: str, tmp_pat
 
 
 @pytest.mark.sip
-@pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")
+@needs_sipp
 def test_caller_hanging_up_mid_recording_leaves_a_closed_wav(tmp_path: Path) -> None:
     pcap = tmp_path / "tone.pcap"
     write_rtp_pcap(pcap, tone(CALLER_TONE_HZ, 4.0))
@@ -148,6 +153,8 @@ def test_caller_hanging_up_mid_recording_leaves_a_closed_wav(tmp_path: Path) -> 
             while not wav_is_closed(wav) and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             assert wav_is_closed(wav)
+            with pytest.raises(LegGoneError):
+                await probe.leg.start_recording(tmp_path / "too_late.wav")
             duration_s = await probe.leg.stop_recording()
             await finished(job)
             return duration_s, elapsed
@@ -158,3 +165,162 @@ def test_caller_hanging_up_mid_recording_leaves_a_closed_wav(tmp_path: Path) -> 
     assert params.nframes / params.framerate == pytest.approx(duration_s)
     assert abs(duration_s - elapsed) < 0.3, (duration_s, elapsed)
     assert abs(dominant_hz(pcm[800:], 8000) - CALLER_TONE_HZ) < 5
+
+
+# -- voice level -------------------------------------------------------------------------
+
+
+@pytest.mark.sip
+@needs_sipp
+@pytest.mark.parametrize("telephone_event", [False, True], ids=["inband-tap", "level-tap"])
+def test_trailing_silence_grows_once_the_caller_stops(telephone_event: bool,
+                                                      tmp_path: Path) -> None:
+    # 0.2 s quiet, a 1 s key tone ("5", so the in-band detector has something to find), then
+    # 3 s of silence.
+    pcap = tmp_path / "tone_then_silence.pcap"
+    write_rtp_pcap(pcap, np.concatenate([dtmf_tones("5", tone_ms=1000, gap_ms=0),
+                                         silence(3.0)]))
+    caller = (sipp.Caller("tone_then_silence", telephone_event=telephone_event)
+              .play_pcap(pcap).pause(4600).caller_hangs_up())
+
+    async def scenario() -> None:
+        async with running_phone() as h:
+            job = run_sipp(caller, h.target, tmp_path)
+            probe, media = await h.answered_leg()
+            assert media.inband_dtmf is not telephone_event
+            leg = probe.leg
+            await leg.start_recording(tmp_path / "message.wav")
+            started = asyncio.get_running_loop().time()
+            samples: list[tuple[float, float, bool]] = []
+            while leg.ended is None and asyncio.get_running_loop().time() - started < 4.2:
+                await asyncio.sleep(0.05)
+                samples.append((asyncio.get_running_loop().time() - started,
+                                leg.trailing_silence_s, leg.heard_voice))
+            await leg.stop_recording()
+            assert leg.heard_voice  # kept after the recording stopped
+            await probe.wait_for(LegHungUp)
+            await finished(job)
+            during = [s for s in samples if s[2] and s[1] < 0.1]
+            assert during, f"the tone was never heard: {samples}"
+            tone_end = during[-1][0]
+            assert 0.8 < tone_end < 2.0, samples
+            late = [s for s in samples if s[0] > tone_end + 1.5]
+            assert late and all(s[2] for s in late), samples
+            for at, trailing, _ in late:  # grows with the clock, within a poll or two
+                assert abs(trailing - (at - tone_end)) < 0.2, (at, trailing, tone_end)
+            assert max(s[1] for s in samples) > 1.0
+            digits = [(e.digit, e.method) for e in probe.of(DtmfReceived)]
+            # The in-band tap is shared with the level meter; a telephone-event leg gets a
+            # level-only tap, which reports no digits (they would come as RTP events).
+            assert digits == ([] if telephone_event else [("5", DtmfMethod.INBAND)])
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.sip
+@needs_sipp
+def test_a_silent_caller_is_never_heard(tmp_path: Path) -> None:
+    pcap = tmp_path / "silence.pcap"
+    write_rtp_pcap(pcap, silence(3.5))
+    caller = sipp.Caller("silent_caller").play_pcap(pcap).ivr_hangs_up(10000)
+
+    async def scenario() -> None:
+        async with running_phone() as h:
+            job = run_sipp(caller, h.target, tmp_path)
+            probe, _ = await h.answered_leg()
+            leg = probe.leg
+            await leg.watch_level(True)
+            started = asyncio.get_running_loop().time()
+            await asyncio.sleep(2.5)
+            assert not leg.heard_voice
+            assert leg.trailing_silence_s == pytest.approx(
+                asyncio.get_running_loop().time() - started, abs=0.15)
+            tap = leg._inband
+            assert tap is not None and not tap.detect_dtmf
+            assert tap.frames_seen > 100  # 20 ms frames of silence did arrive
+            await leg.watch_level(False)
+            frozen = leg.trailing_silence_s
+            await asyncio.sleep(0.3)
+            assert leg.trailing_silence_s == frozen
+            assert len(tap._frames) <= 2  # the level-only tap was disconnected
+            await h.hang_up(probe)
+            await finished(job)
+
+    asyncio.run(scenario())
+
+
+# -- blind transfer ----------------------------------------------------------------------
+
+
+def refer_to_logged(workdir: Path) -> str:
+    logs = list(workdir.glob("*_logs.log")) + list(workdir.glob("refer.log"))
+    text = "".join(p.read_text(errors="replace") for p in logs)
+    found = re.findall(r"Refer-To: (.*)", text)
+    assert found, f"sipp logged no Refer-To: {text!r}"
+    return found[-1].strip()
+
+
+@pytest.mark.sip
+@needs_sipp
+def test_accepted_blind_transfer_reports_each_notify(tmp_path: Path) -> None:
+    scenario_xml = (SIPP_DIR / "transfer_accepted.xml").read_text()
+    log_file = tmp_path / "refer.log"
+
+    async def scenario() -> list[TransferResult]:
+        async with running_phone() as h:
+            job = run_sipp(scenario_xml, h.target, tmp_path,
+                           extra=["-trace_logs", "-log_file", str(log_file)])
+            probe, _ = await h.answered_leg()
+            await probe.leg.transfer(TRANSFER_TARGET)
+            results: list[TransferResult] = []
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while not (results and results[-1].final):
+                assert loop.time() < deadline, results
+                probe.events.clear()
+                results.append(await probe.wait_for(TransferResult,
+                                                    timeout_s=deadline - loop.time()))
+            await h.hang_up(probe)  # the IVR's decision after a successful blind transfer
+            await finished(job)
+            return results
+
+    results = asyncio.run(scenario())
+    leg_id = results[0].leg_id
+    assert results == [
+        TransferResult(leg_id, accepted=True, final=False, status_code=100, reason="Accepted"),
+        TransferResult(leg_id, accepted=True, final=False, status_code=100, reason="Trying"),
+        TransferResult(leg_id, accepted=True, final=True, status_code=200, reason="OK"),
+    ]
+    assert refer_to_logged(tmp_path).strip("<>") == TRANSFER_TARGET
+
+
+@pytest.mark.sip
+@needs_sipp
+@pytest.mark.parametrize("code,reason", [(403, "Forbidden"), (405, "Method Not Allowed"),
+                                         (501, "Not Implemented")])
+def test_refused_blind_transfer_is_one_final_result(code: int, reason: str,
+                                                    tmp_path: Path) -> None:
+    scenario_xml = (SIPP_DIR / "transfer_refused.xml").read_text()
+    assert "SIP/2.0 403 Forbidden" in scenario_xml
+    scenario_xml = scenario_xml.replace("SIP/2.0 403 Forbidden", f"SIP/2.0 {code} {reason}")
+    log_file = tmp_path / "refer.log"
+
+    async def scenario() -> list[TransferResult]:
+        async with running_phone() as h:
+            job = run_sipp(scenario_xml, h.target, tmp_path,
+                           extra=["-trace_logs", "-log_file", str(log_file)])
+            probe, _ = await h.answered_leg()
+            await probe.leg.transfer(TRANSFER_TARGET)
+            result = await probe.wait_for(TransferResult, timeout_s=10)
+            await asyncio.sleep(0.5)  # nothing else follows a refusal
+            assert probe.leg.ended is None  # the call is still up
+            results = probe.of(TransferResult)
+            assert results == [result]
+            await h.hang_up(probe)
+            await finished(job)
+            return results
+
+    results = asyncio.run(scenario())
+    assert results == [TransferResult(results[0].leg_id, accepted=False, final=True,
+                                      status_code=code, reason=reason)]
+    assert refer_to_logged(tmp_path).strip("<>") == TRANSFER_TARGET
