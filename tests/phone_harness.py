@@ -7,13 +7,12 @@ sipp scenario (run in a thread) plays the caller. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import struct
 import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -131,12 +130,13 @@ def wav_is_closed(path: Path) -> bool:
     data = path.read_bytes() if path.exists() else b""
     if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return False
-    riff_len, = struct.unpack("<I", data[4:8])
-    data_len, = struct.unpack("<I", data[40:44])
+    riff_len = int.from_bytes(data[4:8], "little")
+    data_len = int.from_bytes(data[40:44], "little")
     return riff_len == len(data) - 8 and data_len == len(data) - 44
 
 
-def read_wav(path: Path) -> tuple[wave._wave_params, np.ndarray]:
+def read_wav(path: Path) -> tuple[Any, np.ndarray]:
+    """The WAV's parameters (``wave`` module's named tuple) and its samples."""
     with wave.open(str(path), "rb") as w:
         params = w.getparams()
         pcm = np.frombuffer(w.readframes(params.nframes), dtype="<i2")

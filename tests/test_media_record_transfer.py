@@ -46,8 +46,8 @@ TRANSFER_TARGET = "sip:queue-7@transfer.example.invalid"
 needs_sipp = pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")
 
 
-def run_sipp(caller: sipp.Caller | str, target: str, workdir: Path,
-             timeout_s: int = 30, extra: list[str] | None = None) -> asyncio.Future[sipp.SippResult]:
+def run_sipp(caller: sipp.Caller | str, target: str, workdir: Path, timeout_s: int = 30,
+             extra: list[str] | None = None) -> asyncio.Future[sipp.SippResult]:
     """sipp in a thread, so the test's loop keeps driving the leg meanwhile."""
     return asyncio.ensure_future(
         asyncio.to_thread(sipp.run, caller, target, workdir, timeout_s=timeout_s, extra=extra))
@@ -257,7 +257,7 @@ def refer_to_logged(workdir: Path) -> str:
     text = "".join(p.read_text(errors="replace") for p in logs)
     found = re.findall(r"Refer-To: (.*)", text)
     assert found, f"sipp logged no Refer-To: {text!r}"
-    return found[-1].strip()
+    return str(found[-1]).strip()
 
 
 @pytest.mark.sip
