@@ -5,7 +5,7 @@ This is the only package that imports ``pjsua2``; everything above it uses the a
 :class:`CallLeg` and the frozen events of :mod:`media.events`.
 """
 
-from .errors import LegGoneError, MediaError, PhoneStateError, PjsipError, PromptError
+from .errors import LegBusyError, LegGoneError, MediaError, PhoneStateError, PjsipError, PromptError
 from .events import (
     DtmfMethod,
     DtmfReceived,
@@ -16,7 +16,7 @@ from .events import (
     PlaybackFinished,
     TransferResult,
 )
-from .leg import CallLeg, LegBusyError
+from .leg import CallLeg
 
 __all__ = [
     "CallLeg",

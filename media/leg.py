@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LegGoneError, MediaError
+from .errors import LegBusyError, LegGoneError, MediaError
 from .events import DtmfMethod, LegEvent, LegHungUp, MediaReady
 
 if TYPE_CHECKING:
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 # How long stop_recording waits for PJMEDIA to close the WAV (normally one 20 ms clock tick).
 RECORDING_CLOSE_TIMEOUT_S = 2.0
 
-
-class LegBusyError(MediaError):
-    """The leg already runs an operation of this kind (one recording at a time)."""
 
 
 def wav_duration_s(path: Path) -> float:

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import pjsua2 as pj
 
-from .errors import LegGoneError, PhoneStateError, PjsipError
+from .errors import LegBusyError, LegGoneError, PhoneStateError, PjsipError
 from .events import (
     DtmfMethod,
     DtmfReceived,
@@ -51,7 +51,7 @@ from .events import (
     TransferResult,
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
-from .leg import CallLeg, LegBusyError
+from .leg import CallLeg
 
 log = logging.getLogger("media.phone")
 
@@ -150,6 +150,12 @@ class _PjCall(pj.Call):  # type: ignore[misc]
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         self._phone._on_dtmf(self, prm.digit, prm.method)
+
+    def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:  # noqa: N802
+        # A REFER from the far end would make PJSUA place a call wherever the caller says:
+        # toll fraud. The IVR transfers calls itself; it never obeys a caller's REFER.
+        prm.statusCode = 403
+        log.warning("refused a REFER to %s from the far end", prm.dstUri)
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
         self._phone._on_transfer_status(self, prm.statusCode, prm.reason, prm.finalNotify)

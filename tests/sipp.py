@@ -71,6 +71,14 @@ class Caller:
         self._actions.append('  <recv response="200"/>')
         return self
 
+    def refer(self, target: str, expect: int) -> Caller:
+        """Ask the far end to transfer us (REFER); expect the final answer ``expect``."""
+        extra = (f"      Refer-To: <{target}>\n"
+                 "      Referred-By: <sip:+15550100@[local_ip]:[local_port]>")
+        self._actions.append(self._request("REFER", extra))
+        self._actions.append(f'  <recv response="{expect}"/>')
+        return self
+
     def caller_hangs_up(self) -> Caller:
         self._ending = self._request("BYE") + '\n  <recv response="200" crlf="true"/>'
         return self

@@ -98,6 +98,17 @@ def test_pcma_and_g722_callers_are_answered_in_their_codec(codec: str, worker: W
     assert row["end_reason"] == "caller_hangup"
 
 
+def test_a_callers_refer_is_refused_so_nobody_can_dial_out_through_the_ivr(
+        worker: WorkerProcess, tmp_path: Path) -> None:
+    caller = (sipp.Caller("refer_refused").pause(500)
+              .refer("sip:+900123456@127.0.0.1:5999", expect=403).pause(300).caller_hangs_up())
+    result = sipp.run(caller, worker.target, tmp_path)
+    assert result.ok, result.output + result.errors
+    row = wait_ended(worker.db)
+    assert row["end_reason"] == "caller_hangup"
+    assert any("refused a REFER" in line for line in worker.lines)
+
+
 def _route_check(worker: WorkerProcess, tmp_path: Path, caller: sipp.Caller, method: str) -> None:
     result = sipp.run(caller, worker.target, tmp_path)
     assert result.ok, result.output + result.errors
