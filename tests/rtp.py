@@ -30,26 +30,35 @@ def dtmf_tones(digits: str, tone_ms: int = 100, gap_ms: int = 100, lead_ms: int 
     return np.concatenate(parts).astype(np.int16)
 
 
+def pcap_file(records: list[tuple[float, bytes]], src_port: int = 49170,
+              dst_port: int = 10000) -> bytes:
+    """A classic pcap (Ethernet, IPv4 127.0.0.1, UDP) of RTP packets sent at the given times
+    (seconds from the start)."""
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for n, (t, rtp) in enumerate(records):
+        udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
+        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
+        usec = int(round(t * 1_000_000))
+        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        out += frame
+    return bytes(out)
+
+
 def write_rtp_pcap(path: Path, pcm: np.ndarray, payload_type: int = 0, ptime_ms: int = 20,
                    src_port: int = 49170, dst_port: int = 10000) -> int:
     """Write ``pcm`` (8 kHz int16) as PCMU RTP packets in a pcap; returns the packet count."""
     samples = 8 * ptime_ms
     n = len(pcm) // samples
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    records: list[tuple[float, bytes]] = []
     ssrc = 0x1234ABCD
     for i in range(n):
         payload = ulaw_encode(pcm[i * samples:(i + 1) * samples])
         rtp = struct.pack("!BBHII", 0x80, payload_type | (0x80 if i == 0 else 0),
                           (1000 + i) & 0xFFFF, (160000 + i * samples) & 0xFFFFFFFF, ssrc)
-        udp_payload = rtp + payload
-        udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(udp_payload), 0) + udp_payload
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
-                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
-        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
-        usec = i * ptime_ms * 1000
-        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
-        out += frame
-    path.write_bytes(bytes(out))
+        records.append((i * ptime_ms / 1000, rtp + payload))
+    path.write_bytes(pcap_file(records, src_port, dst_port))
     return n
 
 
@@ -89,7 +98,7 @@ def write_rtp_pcap_with_dtmf(path: Path, pcm: np.ndarray, digits: list[tuple[flo
         for k, (marker, payload) in enumerate(telephone_event_packets(digit, digit_ms, ptime_ms)):
             if 0 <= first + k < n:
                 slots[first + k] = (first, marker, payload)
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    records: list[tuple[float, bytes]] = []
     ssrc = 0x1234ABCE
     for i in range(n):
         if i in slots:
@@ -101,15 +110,8 @@ def write_rtp_pcap_with_dtmf(path: Path, pcm: np.ndarray, digits: list[tuple[flo
             pt = payload_type | (0x80 if i == 0 else 0)
             ts = 160000 + i * samples
         rtp = struct.pack("!BBHII", 0x80, pt, (1000 + i) & 0xFFFF, ts & 0xFFFFFFFF, ssrc)
-        udp_payload = rtp + payload
-        udp = struct.pack("!HHHH", src_port, dst_port, 8 + len(udp_payload), 0) + udp_payload
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
-                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
-        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
-        usec = i * ptime_ms * 1000
-        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
-        out += frame
-    path.write_bytes(bytes(out))
+        records.append((i * ptime_ms / 1000, rtp + payload))
+    path.write_bytes(pcap_file(records, src_port, dst_port))
     return n, len(slots)
 
 
@@ -140,16 +142,10 @@ def write_call_pcap(path: Path, digits: list[tuple[float, str]],
             t = start_s + i * 0.02
             packets.append((t, 0, i == 0, int(t * 8000), ulaw_encode(pcm[i * 160:(i + 1) * 160])))
     packets.sort(key=lambda p: p[0])
-    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-    for seq, (t, pt, marker, ts, payload) in enumerate(packets):
-        rtp = struct.pack("!BBHII", 0x80, pt | (0x80 if marker else 0), (5000 + seq) & 0xFFFF,
-                          (8000 + ts) & 0xFFFFFFFF, 0x55AA1234) + payload
-        udp = struct.pack("!HHHH", 49170, 10000, 8 + len(rtp), 0) + rtp
-        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), seq & 0xFFFF, 0, 64, 17, 0,
-                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))
-        frame = b"\x00" * 12 + b"\x08\x00" + ip + udp
-        usec = int(round(t * 1_000_000))
-        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
-        out += frame
-    path.write_bytes(bytes(out))
+    records = [
+        (t, struct.pack("!BBHII", 0x80, pt | (0x80 if marker else 0), (5000 + seq) & 0xFFFF,
+                        (8000 + ts) & 0xFFFFFFFF, 0x55AA1234) + payload)
+        for seq, (t, pt, marker, ts, payload) in enumerate(packets)
+    ]
+    path.write_bytes(pcap_file(records))
     return len(packets)
