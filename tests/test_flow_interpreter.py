@@ -6,7 +6,7 @@ the actions it returns. Most cases are tables of a script of events and the acti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,8 @@ from ivr.flow import (
 )
 from ivr.flow.interpreter import MAX_JUMPS_WITHOUT_INPUT, Action, InvalidStateError
 from ivr.flow.model import DTMF_KEYS
+from tests.flow_driver import FakeCall as Driver
+from tests.flow_driver import show
 
 DEFAULT_FLOW = Path(__file__).resolve().parent / "flows" / "basic.yaml"
 T0 = 1000.0  # the fake monotonic clock at the start of every call
@@ -34,92 +36,15 @@ T0 = 1000.0  # the fake monotonic clock at the start of every call
 # --- the fake driver ---------------------------------------------------------------------------
 
 
-def render(action: Action) -> str:
-    """An action as a short string for tables: 'play a,b', 'stop', 'hangup reason'."""
-    if isinstance(action, Play):
-        return "play " + ",".join(action.prompts)
-    if isinstance(action, StopPlayback):
-        return "stop"
-    if isinstance(action, Hangup):
-        return f"hangup {action.reason}"
-    if isinstance(action, Note):
-        return f"note {action.kind}"
-    raise AssertionError(f"unexpected action {action!r}")
-
-
 @dataclass
-class FakeCall:
-    """Drives a FlowRun the way the session does, but with a fake ``now``.
+class FakeCall(Driver):
+    """The shared driver, also sending prompt ends that come too late (stale events)."""
 
-    Script tokens: ``start``; ``done`` (the current playback finished); a single DTMF key;
-    ``fire`` (time jumps to the run's deadline and the timer fires); ``+S`` (``S`` seconds pass,
-    then the timer is checked, as a driver with a coarse clock would); ``bye`` (the caller hangs
-    up).
-    """
+    strict: bool = False
 
-    flow: Flow
-    now: float = T0
-    run: FlowRun = field(init=False)
-    actions: list[Action] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # ``now`` of each recorded action
 
-    def __post_init__(self) -> None:
-        self.run = FlowRun(self.flow)
-
-    def _record(self, actions: list[Action]) -> list[Action]:
-        self.actions.extend(actions)
-        self.times.extend([self.now] * len(actions))
-        return actions
-
-    def start(self) -> list[Action]:
-        return self._record(self.run.start(self.now))
-
-    def done(self) -> list[Action]:
-        return self._record(self.run.on_playback_done(self.now))
-
-    def key(self, digit: str) -> list[Action]:
-        return self._record(self.run.on_digit(digit, self.now))
-
-    def fire(self) -> list[Action]:
-        assert self.run.deadline is not None, "no timer is due"
-        self.now = self.run.deadline
-        return self._record(self.run.on_timer(self.now))
-
-    def wait(self, seconds: float) -> list[Action]:
-        self.now += seconds
-        return self._record(self.run.on_timer(self.now))
-
-    def bye(self) -> list[Action]:
-        return self._record(self.run.on_caller_hangup(self.now))
-
-    def play(self, script: str) -> FakeCall:
-        for token in script.split():
-            if token == "start":
-                self.start()
-            elif token == "done":
-                self.done()
-            elif token == "fire":
-                self.fire()
-            elif token == "bye":
-                self.bye()
-            elif token.startswith("+"):
-                self.wait(float(token[1:]))
-            elif len(token) == 1:
-                self.key(token)
-            else:
-                raise AssertionError(f"bad script token {token!r}")
-        return self
-
-    @property
-    def visible(self) -> list[str]:
-        """Everything but notes, rendered."""
-        return [render(a) for a in self.actions if not isinstance(a, Note)]
-
-    def notes(self, kind: str) -> list[dict[str, object]]:
-        return [a.data for a in self.actions if isinstance(a, Note) and a.kind == kind]
-
-    def hangups(self) -> list[Hangup]:
-        return [a for a in self.actions if isinstance(a, Hangup)]
+def render(action: Action) -> str:
+    return show(action)
 
 
 # --- flows -------------------------------------------------------------------------------------
