@@ -833,6 +833,7 @@ class Bench:
         })
         if args.pump_timeout_ms is not None:
             env["IVR_MEDIA_PUMP_TIMEOUT_MS"] = str(args.pump_timeout_ms)
+        env.update(args.settings)
         log = work / "stack.log"
         stack = self.procs.spawn([sys.executable, "-m", "ivr.cli", "run"], log, env=env,
                                  cwd=self.src)
@@ -1123,6 +1124,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="workers beyond ceil(calls / legs); pool.max_workers adds as many")
     ap.add_argument("--pump-timeout-ms", type=int, default=None,
                     help="IVR_MEDIA_PUMP_TIMEOUT_MS (default: the stack's own, 100)")
+    ap.add_argument("--set", action="append", default=[], metavar="IVR_SECTION_FIELD=VALUE",
+                    help="a stack setting for every level (repeatable), e.g. "
+                    "IVR_MEDIA_RTP_THREAD=false")
     ap.add_argument("--call-s", type=float, default=20.0, help="call length, seconds")
     ap.add_argument("--rate", type=float, default=50.0, help="new calls per second")
     ap.add_argument("--only", choices=("stack", "baseline"), help="run one side only")
@@ -1134,6 +1138,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     "machine to stop (a warning is printed if it does not)")
     ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, captures)")
     args = ap.parse_args(argv)
+    args.settings = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("IVR_"):
+            ap.error(f"--set {item!r}: expected IVR_SECTION_FIELD=VALUE")
+        args.settings[name] = value
     args.level_list = [int(x) for x in args.levels.split(",") if x.strip()]
     if not args.level_list or min(args.level_list) < 1 or max(args.level_list) > 2000:
         ap.error("--levels: 1 to 2000 calls each")
@@ -1164,6 +1174,8 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     print(f"bench_capacity: levels {args.levels}, {args.call_s:.0f} s calls at {args.rate:g}/s, "
           f"legs {args.legs}, pump {args.pump_timeout_ms or 'default'} ms; work dir {work}")
+    if args.settings:
+        print("stack settings: " + ", ".join(f"{k}={v}" for k, v in args.settings.items()))
     code = 0
     try:
         bench = Bench(args, work)

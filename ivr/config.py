@@ -58,6 +58,9 @@ class MediaSettings(_Section):
     ]
     inband_dtmf: Literal["auto", "always", "never"] = "auto"
     pump_timeout_ms: int = Field(default=100, ge=1, le=1000)
+    # true: PJMEDIA reads RTP on a thread of its own; false: the pump thread reads it along
+    # with SIP (one thread fewer per worker; see docs/architecture.md, Capacity)
+    rtp_thread: bool = True
     pjsip_log_level: int = Field(default=1, ge=0, le=6)
 
 
@@ -78,6 +81,9 @@ class PoolSettings(_Section):
     worker_port_base: int = Field(default=5100, ge=1024, le=65000)  # slot i: base + i
     rtp_ports_per_worker: int = Field(default=20, ge=8, le=1000)
     restart_delay_s: float = Field(default=1.0, ge=0, le=60)
+    # Call events from the workers are written in one transaction per batch, at most this
+    # late (0: one transaction per event, as a standalone worker does).
+    store_batch_ms: int = Field(default=50, ge=0, le=1000)
 
     @field_validator("worker_address")
     @classmethod

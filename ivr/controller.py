@@ -31,9 +31,14 @@ from .config import Settings
 from .front import Front
 from .logs import log_event
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
-from .store import CallStore, StoreError
+from .store import CallStore, StoreError, StoreOp
 
 log = logging.getLogger("ivr.controller")
+
+# Store writes waiting for their batch: flushed early at this many; if the database stays
+# unwritable, kept for retry up to _STORE_PENDING_MAX (the oldest are dropped, with an error).
+_STORE_BATCH_MAX = 2000
+_STORE_PENDING_MAX = 200_000
 
 
 class SlotState(StrEnum):
@@ -98,6 +103,8 @@ class Controller:
         self._server: asyncio.AbstractServer | None = None
         self._front: Front | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._store_pending: list[StoreOp] = []
+        self._store_flush: asyncio.TimerHandle | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -197,6 +204,7 @@ class Controller:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.flush_store()
         if self.store is not None:
             self.store.close()
         with contextlib.suppress(FileNotFoundError):
@@ -368,11 +376,7 @@ class Controller:
         kind = msg["type"]
         if kind == "store":
             op, call_id, at, args = check_store_op(msg)
-            assert self.store is not None
-            try:
-                getattr(self.store, op)(call_id, at, **args)
-            except StoreError:
-                log.exception("could not apply %s from %s", op, slot.name)
+            self._queue_store((op, call_id, at, args))
             if op == "call_arrived":
                 slot.open_calls.add(call_id)
             elif op == "call_ended":
@@ -400,17 +404,16 @@ class Controller:
             return
         slot.state = SlotState.EMPTY
         how = slot.exit_info or "lost its controller link"
-        if slot.open_calls and self.store is not None:
-            closed = 0
+        if slot.open_calls:
+            # After what the worker sent (queued before): a call it ended keeps its own end.
             for call_id in sorted(slot.open_calls):
-                try:
-                    self.store.call_ended(call_id, time.time(), reason="failure",
-                                          hangup_by="system", sip_code=None,
-                                          sip_reason=f"worker {slot.name} {how}")
-                    closed += 1
-                except StoreError:
-                    log.exception("could not close call %s of %s", call_id, slot.name)
-            log_event("pool.calls_failed", worker=slot.name, calls=closed, how=how)
+                self._store_pending.append((
+                    "call_ended", call_id, time.time(),
+                    {"reason": "failure", "hangup_by": "system", "sip_code": None,
+                     "sip_reason": f"worker {slot.name} {how}"}))
+            self.flush_store()
+            log_event("pool.calls_failed", worker=slot.name, calls=len(slot.open_calls),
+                      how=how)
         slot.open_calls.clear()
         slot.legs = 0
         slot.pid = None
@@ -422,6 +425,42 @@ class Controller:
                 self._spawn(slot)
         elif not self._stopping:
             self._keep_idle_ready()
+
+    # -- the call store ----------------------------------------------------------------------
+
+    def _queue_store(self, op: StoreOp) -> None:
+        """Queue one write from a worker; written with the others within store_batch_ms."""
+        self._store_pending.append(op)
+        delay_s = self.settings.pool.store_batch_ms / 1000
+        if delay_s <= 0 or len(self._store_pending) >= _STORE_BATCH_MAX:
+            self.flush_store()
+        elif self._store_flush is None:
+            self._store_flush = asyncio.get_running_loop().call_later(delay_s, self.flush_store)
+
+    def flush_store(self) -> None:
+        """Write every queued call event in one transaction."""
+        if self._store_flush is not None:
+            self._store_flush.cancel()
+            self._store_flush = None
+        ops, self._store_pending = self._store_pending, []
+        if not ops or self.store is None:
+            return
+        try:
+            failed = self.store.apply_batch(ops)
+        except StoreError as exc:
+            # Nothing of the batch was written: keep it for the next flush, in order.
+            self._store_pending = ops + self._store_pending
+            excess = len(self._store_pending) - _STORE_PENDING_MAX
+            if excess > 0:
+                del self._store_pending[:excess]
+                log.error("call store unwritable; dropped the %d oldest call events", excess)
+            log.error("could not write %d call events (kept for retry): %s", len(ops), exc)
+            if self._store_flush is None and not self._stopping:
+                self._store_flush = asyncio.get_running_loop().call_later(
+                    1.0, self.flush_store)
+            return
+        for (method, call_id, _at, _args), err in failed:
+            log.error("could not apply %s of call %s: %s", method, call_id, err)
 
     def _keep_idle_ready(self) -> None:
         if self._stopping or self._zygote_writer is None:

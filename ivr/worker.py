@@ -62,6 +62,7 @@ def phone_config(settings: Settings) -> PhoneConfig:
         codecs=tuple(s.media.codecs),
         inband_dtmf=s.media.inband_dtmf,
         pump_timeout_ms=s.media.pump_timeout_ms,
+        rtp_thread=s.media.rtp_thread,
         pjsip_log_level=s.media.pjsip_log_level,
     )
 

@@ -85,6 +85,7 @@ class PhoneConfig:
     codecs: tuple[str, ...] = ("PCMU/8000", "PCMA/8000", "G722/16000")
     inband_dtmf: str = "auto"  # auto: only on legs without telephone-event | always | never
     pump_timeout_ms: int = 100
+    rtp_thread: bool = True  # False: RTP sockets on the SIP ioqueue, read by the pump thread
     user_agent: str = "callcenter-ivr"
     pjsip_log_level: int = 1
     local_user: str = "ivr"
@@ -537,6 +538,10 @@ class Phone:
             med.noVad = True  # keep RTP continuous; callers' jitter buffers prefer it
             med.sndAutoCloseTime = 0  # stop the media clock as soon as no call is up
             med.ptime = 20
+            # rtp_thread off: RTP sockets join the SIP ioqueue and no PJMEDIA worker thread
+            # polls it; the pump thread's libHandleEvents reads both.
+            med.hasIoqueue = cfg.rtp_thread
+            med.threadCnt = 1 if cfg.rtp_thread else 0
             ep.libInit(ep_cfg)
             for kind in cfg.transports:
                 tcfg = pj.TransportConfig()

@@ -239,3 +239,55 @@ def test_a_read_only_directory_is_a_store_error(tmp_path: Path) -> None:
             CallStore(ro / "ivr.sqlite3")
     finally:
         ro.chmod(0o700)
+
+
+ARGS = {"sip_call_id": "sip-b1", "worker": "w1", "from_uri": "sip:a@x", "to_uri": "sip:ivr@x",
+        "flow": "default", "flow_version": 1}
+
+
+def test_a_batch_is_written_in_order_in_one_transaction(store: CallStore) -> None:
+    failed = store.apply_batch([
+        ("call_arrived", "b1", T0, ARGS),
+        ("call_node", "b1", T0 + 1, {"node": "menu", "node_type": "menu"}),
+        ("call_menu_choice", "b1", T0 + 2, {"node": "menu", "key": "1", "target": "x"}),
+        ("call_ended", "b1", T0 + 3, {"reason": "normal", "hangup_by": "caller",
+                                      "sip_code": None, "sip_reason": None}),
+    ])
+    assert failed == []
+    call = row(store, "b1")
+    assert (call.last_node, call.menu_path, call.end_reason) == ("menu", "menu:1", "normal")
+    assert [e.kind for e in store.events("b1")] == ["arrived", "node", "menu.choice", "ended"]
+
+
+def test_a_failed_write_in_a_batch_is_undone_alone_and_reported(store: CallStore) -> None:
+    failed = store.apply_batch([
+        ("call_arrived", "b1", T0, ARGS),
+        ("call_event", "nobody", T0 + 1, {"kind": "x", "data": {}}),  # unknown call
+        ("call_drop_table", "b1", T0 + 1, {}),  # not a recorder method
+        ("call_node", "b1", T0 + 2, {"node": "menu", "node_type": "menu"}),
+    ])
+    assert [(op[0], op[1]) for op, _ in failed] == [("call_event", "nobody"),
+                                                    ("call_drop_table", "b1")]
+    assert "call nobody" in str(failed[0][1])
+    assert "not a recorder method" in str(failed[1][1])
+    assert [e.kind for e in store.events("b1")] == ["arrived", "node"]
+    assert store.events("nobody") == []
+    # the store is usable afterwards, in and out of batches
+    arrive(store, "c2")
+    assert store.apply_batch([("call_node", "c2", T0, {"node": "n", "node_type": "play"})]) == []
+    assert row(store, "c2").last_node == "n"
+
+
+def test_a_batch_that_cannot_commit_stores_nothing(store: CallStore, db_path: Path) -> None:
+    other = sqlite3.connect(str(db_path), isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    store._db.execute("PRAGMA busy_timeout = 0")
+    try:
+        with pytest.raises(StoreError, match="cannot start a transaction"):
+            store.apply_batch([("call_arrived", "b1", T0, ARGS)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.get_call("b1") is None
+    assert store.apply_batch([("call_arrived", "b1", T0, ARGS)]) == []
+    assert row(store, "b1").worker == "w1"
