@@ -61,6 +61,10 @@ class MediaSettings(_Section):
     # true: PJMEDIA reads RTP on a thread of its own; false: the pump thread reads it along
     # with SIP (one thread fewer per worker; see docs/architecture.md, Capacity)
     rtp_thread: bool = True
+    # SCHED_RR priority for the media clock thread (sends RTP every 20 ms) so that it is not
+    # late when the machine is busy; 0 leaves it at normal priority. Needs CAP_SYS_NICE or
+    # LimitRTPRIO; without, one warning and normal priority.
+    realtime_priority: int = Field(default=10, ge=0, le=99)
     pjsip_log_level: int = Field(default=1, ge=0, le=6)
 
 

@@ -63,6 +63,7 @@ def phone_config(settings: Settings) -> PhoneConfig:
         inband_dtmf=s.media.inband_dtmf,
         pump_timeout_ms=s.media.pump_timeout_ms,
         rtp_thread=s.media.rtp_thread,
+        realtime_priority=s.media.realtime_priority,
         pjsip_log_level=s.media.pjsip_log_level,
     )
 

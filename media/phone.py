@@ -52,6 +52,7 @@ from .events import (
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
 from .leg import CallLeg
+from .rtsched import ClockPriority
 
 log = logging.getLogger("media.phone")
 
@@ -86,6 +87,7 @@ class PhoneConfig:
     inband_dtmf: str = "auto"  # auto: only on legs without telephone-event | always | never
     pump_timeout_ms: int = 100
     rtp_thread: bool = True  # False: RTP sockets on the SIP ioqueue, read by the pump thread
+    realtime_priority: int = 0  # SCHED_RR priority of the media clock thread; 0: normal
     user_agent: str = "callcenter-ivr"
     pjsip_log_level: int = 1
     local_user: str = "ivr"
@@ -257,6 +259,7 @@ class Phone:
 
     def __init__(self, config: PhoneConfig, on_incoming: Callable[[CallLeg], None]) -> None:
         self.config = config
+        self._clock_priority = ClockPriority(config.realtime_priority)
         self._on_incoming_cb = on_incoming
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -679,6 +682,7 @@ class Phone:
         state = call.state
         if state is None or state.leg is None or state.disconnected:
             return
+        self._clock_priority.apply()
         info = call.getInfo()
         for idx, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
@@ -785,6 +789,7 @@ class Phone:
             player.createPlaylist(names, f"playlist-{playback_id}", pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(state.audio)
         state.player = player
+        self._clock_priority.apply()  # the bridge clock starts with the first connection
 
     def _stop_player(self, state: _LegState) -> None:
         player = state.player

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
@@ -215,6 +217,44 @@ def test_fifth_concurrent_call_is_refused_at_once(worker: WorkerProcess, tmp_pat
     n_calls = con.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     con.close()
     assert n_calls == 4  # the refused call never reached a flow
+
+
+def clock_threads(pid: int) -> list[int]:
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() == "clock":
+                out.append(int(tid))
+    return out
+
+
+def test_the_media_clock_runs_at_realtime_priority_during_a_call(
+        worker: WorkerProcess, tmp_path: Path) -> None:
+    allowed = subprocess.run(["chrt", "-r", "1", "true"], capture_output=True).returncode == 0
+    scenario = tmp_path / "held.xml"
+    scenario.write_text(sipp.Caller("held_rt").pause(3000).caller_hangs_up().render())
+    bg = subprocess.Popen(
+        [sipp.SIPP, worker.target, "-sf", str(scenario), "-i", "127.0.0.1", "-p", "17010",
+         "-mp", "27010", "-m", "1", "-timeout", "20s", "-nostdin"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+                '"call.answered"' in line for line in worker.lines):
+            time.sleep(0.05)
+        time.sleep(0.3)  # the welcome prompt is connected: the bridge clock runs
+        clocks = clock_threads(worker.proc.pid)
+        assert len(clocks) == 1, clocks
+        policy = os.sched_getscheduler(clocks[0])
+        if allowed:
+            assert policy == os.SCHED_RR
+            assert os.sched_getparam(clocks[0]).sched_priority == 10  # the default
+        else:
+            assert policy == os.SCHED_OTHER
+            assert any("media clock left at normal priority" in line for line in worker.lines)
+    finally:
+        out, _ = bg.communicate(timeout=30)
+    assert bg.returncode == 0, out
 
 
 def test_sigterm_drains_refusing_new_calls_and_ends_running_ones(tmp_path: Path) -> None:
