@@ -212,3 +212,25 @@ def test_to_yaml_round_trips_through_load_settings(tmp_path: Path) -> None:
 def test_to_yaml_of_the_defaults_round_trips(tmp_path: Path) -> None:
     path = write(tmp_path, Settings().to_yaml(), "defaults.yaml")
     assert load_settings(path, env={}) == Settings()
+
+
+def test_every_setting_is_documented_with_its_variable_and_default() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    rows = {m.group(1): (m.group(2), m.group(3))
+            for m in re.finditer(r"^\| `([a-z_.]+)` \| `([A-Z_]+)` \| `([^`]*)` \|$", doc, re.M)}
+    defaults = Settings()
+    expected = {}
+    for section, info in Settings.model_fields.items():
+        sect = getattr(defaults, section)
+        for field in type(sect).model_fields:
+            value = getattr(sect, field)
+            if isinstance(value, bool):
+                text = str(value).lower()
+            elif isinstance(value, list):
+                text = ", ".join(map(str, value))
+            else:
+                text = str(value)
+            expected[f"{section}.{field}"] = (f"IVR_{section.upper()}_{field.upper()}", text)
+    assert rows == expected
+    for name in expected:  # and each has a line saying what it means
+        assert f"`{name}`" in doc.split("## Meanings", 1)[1], f"{name} has no meaning written"
