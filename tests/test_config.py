@@ -220,7 +220,7 @@ def test_every_setting_is_documented_with_its_variable_and_default() -> None:
             for m in re.finditer(r"^\| `([a-z_.]+)` \| `([A-Z_]+)` \| `([^`]*)` \|$", doc, re.M)}
     defaults = Settings()
     expected = {}
-    for section, info in Settings.model_fields.items():
+    for section in Settings.model_fields:
         sect = getattr(defaults, section)
         for field in type(sect).model_fields:
             value = getattr(sect, field)
