@@ -66,6 +66,7 @@ _RECORDER_CLOSE_POLL_S = 0.01
 _RECORDER_KICK_S = 0.1
 _RECORDER_KICKS = 3
 _RECORDER_CHECK_MS = 20
+_CLOCK_LOOK_MS = 10  # pump turn while a just-started media clock thread is looked for
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
@@ -492,9 +493,13 @@ class Phone:
             self._wake_pending = False
             self._run_commands()
             self._reap_dead()
+            if self._clock_priority.pending:
+                self._clock_priority.poll()
             if self._closing_recordings:
                 self._check_recordings_closed()
                 self._ep.libHandleEvents(min(timeout_ms, _RECORDER_CHECK_MS))
+            elif self._clock_priority.pending:
+                self._ep.libHandleEvents(min(timeout_ms, _CLOCK_LOOK_MS))
             else:
                 self._ep.libHandleEvents(timeout_ms)
         self._run_commands()
@@ -682,7 +687,7 @@ class Phone:
         state = call.state
         if state is None or state.leg is None or state.disconnected:
             return
-        self._clock_priority.apply()
+        self._clock_priority.expect()
         info = call.getInfo()
         for idx, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
@@ -789,7 +794,7 @@ class Phone:
             player.createPlaylist(names, f"playlist-{playback_id}", pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(state.audio)
         state.player = player
-        self._clock_priority.apply()  # the bridge clock starts with the first connection
+        self._clock_priority.expect()  # the bridge clock starts with the first connection
 
     def _stop_player(self, state: _LegState) -> None:
         player = state.player

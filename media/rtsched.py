@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 log = logging.getLogger("media.rtsched")
 
@@ -26,9 +27,14 @@ class ClockPriority:
     """Puts this process's PJMEDIA clock thread at SCHED_RR ``priority`` (0: leave it).
 
     PJSUA stops the clock when no call is up and starts a new thread for the next call, so
-    :meth:`apply` is called whenever media is connected; it costs one ``stat`` while the
-    thread it already raised is alive.
+    :meth:`expect` is called whenever media is connected and :meth:`poll` on every turn of the
+    pump: PJLIB names a thread from inside it, once it runs, so right after the connection
+    that starts the clock the new thread may still carry its parent's name. Polling costs
+    nothing while no clock is expected, and one ``stat`` while the raised thread is alive.
     """
+
+    #: How long after a media connection a clock thread that has not shown up is looked for.
+    EXPECT_S = 3.0
 
     def __init__(self, priority: int, task_dir: str = "/proc/self/task") -> None:
         if not 0 <= priority <= 99:
@@ -37,6 +43,26 @@ class ClockPriority:
         self.task_dir = task_dir
         self.raised_tid: int | None = None
         self.refused: str | None = None  # why the kernel said no, once it has
+        self._expect_until = 0.0  # monotonic deadline while a clock is looked for
+
+    @property
+    def pending(self) -> bool:
+        """A clock thread is expected and not yet raised."""
+        return self._expect_until > 0.0
+
+    def expect(self) -> None:
+        """Media was connected: the clock runs now or starts in a moment; raise it."""
+        if not self.enabled:
+            return
+        if self.apply() is None and self.enabled:
+            self._expect_until = time.monotonic() + self.EXPECT_S
+
+    def poll(self) -> None:
+        """Look again for an expected clock thread (called on every turn of the pump)."""
+        if not self._expect_until:
+            return
+        if self.apply() is not None or not self.enabled or time.monotonic() > self._expect_until:
+            self._expect_until = 0.0
 
     @property
     def enabled(self) -> bool:

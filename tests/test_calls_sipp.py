@@ -245,7 +245,14 @@ def test_the_media_clock_runs_at_realtime_priority_during_a_call(
         time.sleep(0.3)  # the welcome prompt is connected: the bridge clock runs
         clocks = clock_threads(worker.proc.pid)
         assert len(clocks) == 1, clocks
+        # PJLIB names the new clock thread from inside it, so the worker may find it a few
+        # pump turns after the connection (10 ms apart); without that polling it is not
+        # raised until the next prompt, seconds later.
+        deadline = time.monotonic() + 0.5
         policy = os.sched_getscheduler(clocks[0])
+        while allowed and policy != os.SCHED_RR and time.monotonic() < deadline:
+            time.sleep(0.05)
+            policy = os.sched_getscheduler(clocks[0])
         if allowed:
             assert policy == os.SCHED_RR
             assert os.sched_getparam(clocks[0]).sched_priority == 10  # the default

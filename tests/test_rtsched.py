@@ -19,21 +19,35 @@ def rt_allowed() -> bool:
 
 
 class NamedThread:
-    """A thread of this process whose kernel name (comm) is ``name``, until stopped."""
+    """A thread of this process whose kernel name (comm) is ``name``, until stopped.
 
-    def __init__(self, name: str) -> None:
+    With ``name_after``, the thread runs under its parent's name until :meth:`name_now` (or
+    that long), as a PJLIB thread does until it first runs and names itself.
+    """
+
+    def __init__(self, name: str, name_after: float = 0.0) -> None:
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._name_now = threading.Event()
+        self.named = threading.Event()
         self.tid = 0
-        self._thread = threading.Thread(target=self._run, args=(name,), daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(name, name_after), daemon=True)
         self._thread.start()
         self._ready.wait(5)
 
-    def _run(self, name: str) -> None:
+    def _run(self, name: str, name_after: float) -> None:
         self.tid = threading.get_native_id()
-        Path(f"/proc/self/task/{self.tid}/comm").write_text(name)
         self._ready.set()
+        if name_after:
+            self._name_now.wait(name_after)
+        Path(f"/proc/self/task/{self.tid}/comm").write_text(name)
+        self.named.set()
         self._stop.wait(30)
+
+    def name_now(self) -> None:
+        self._name_now.set()
+        self.named.wait(5)
 
     def stop(self) -> None:
         self._stop.set()
@@ -101,3 +115,42 @@ def test_a_refusal_is_logged_once_and_then_left_alone(
     assert [r.getMessage() for r in caplog.records] == [
         "media clock left at normal priority: SCHED_RR 10 refused (Operation not permitted); "
         "give the service CAP_SYS_NICE or LimitRTPRIO=10, or set media.realtime_priority: 0"]
+
+
+@pytest.mark.skipif(not rt_allowed(), reason="no CAP_SYS_NICE / RLIMIT_RTPRIO here")
+def test_a_clock_thread_that_names_itself_late_is_raised_by_polling() -> None:
+    late = NamedThread("clock", name_after=10)  # running, not yet called "clock"
+    try:
+        prio = ClockPriority(5)
+        prio.expect()
+        assert prio.pending  # not found yet: the pump keeps looking
+        prio.poll()
+        assert prio.pending and os.sched_getscheduler(late.tid) == os.SCHED_OTHER
+        late.name_now()
+        prio.poll()
+        assert not prio.pending
+        assert os.sched_getscheduler(late.tid) == os.SCHED_RR
+        assert prio.raised_tid == late.tid
+    finally:
+        late.stop()
+
+
+def test_an_expected_clock_that_never_comes_is_given_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("media.rtsched.time.monotonic", lambda: now[0])
+    prio = ClockPriority(5)
+    prio.expect()
+    assert prio.pending
+    now[0] += ClockPriority.EXPECT_S - 0.1
+    prio.poll()
+    assert prio.pending
+    now[0] += 0.2
+    prio.poll()
+    assert not prio.pending
+
+
+def test_nothing_is_expected_when_priority_is_zero() -> None:
+    prio = ClockPriority(0)
+    prio.expect()
+    assert not prio.pending
