@@ -35,6 +35,8 @@ class NamedThread:
             target=self._run, args=(name, name_after), daemon=True)
         self._thread.start()
         self._ready.wait(5)
+        if not name_after:
+            self.named.wait(5)
 
     def _run(self, name: str, name_after: float) -> None:
         self.tid = threading.get_native_id()
