@@ -106,7 +106,7 @@ class CallLeg:
         self._playback_id = playback_id
         handle = self._handle
         paths = list(files)
-        await self._phone.submit(lambda: self._phone._play(handle, paths, playback_id))
+        await self._phone.play(handle, paths, playback_id)
         return playback_id
 
     @property

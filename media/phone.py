@@ -34,7 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -67,6 +67,14 @@ _RECORDER_KICK_S = 0.1
 _RECORDER_KICKS = 3
 _RECORDER_CHECK_MS = 20
 _CLOCK_LOOK_MS = 10  # pump turn while a just-started media clock thread is looked for
+# A stopped player is destroyed this long after it was disconnected (see _RetiredPlayers),
+# sooner (but never before _PLAYER_MIN_HOLD_S) when more than _PLAYER_MAX_HELD wait:
+# PJSUA has room for 32 players per process (PJSUA_MAX_PLAYERS).
+_PLAYER_HOLD_S = 0.5
+_PLAYER_MIN_HOLD_S = 0.1
+_PLAYER_MAX_HELD = 20
+_PJ_ETOOMANY = 70010
+_PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
@@ -122,7 +130,6 @@ class _LegState:
     answered: bool = False
     local_hangup: bool = False
     disconnected: bool = False
-    old_players: list[_Player] = field(default_factory=list)
 
 
 class _PjLogWriter(pj.LogWriter):  # type: ignore[misc]
@@ -166,7 +173,10 @@ class _PjCall(pj.Call):  # type: ignore[misc]
 
 
 class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
-    """A prompt or playlist; its EOF callback comes on PJMEDIA's clock thread."""
+    """A prompt or playlist; its EOF callback comes on PJMEDIA's event thread.
+
+    Never dropped while connected: see :class:`_RetiredPlayers`.
+    """
 
     def __init__(self, phone: Phone, leg: CallLeg, playback_id: int) -> None:
         super().__init__()
@@ -210,6 +220,69 @@ def _quietly(fn: Callable[[], None]) -> None:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
+
+
+class _PlayersBusy(PjsipError):
+    """No PJSUA player slot is free for now: stopped players still hold them."""
+
+
+class _RetiredPlayers:
+    """Stopped players, kept whole until no EOF callback can still reach them.
+
+    The player's WAV port posts its end-of-file event from the bridge tick, and PJMEDIA's
+    event thread delivers it later, with a pointer to the C++ player. In pjsua2 2.15 the
+    player's destructor does not cancel that subscription, and the bridge applies a
+    disconnection or a port removal only on its next tick: a player dropped right after it
+    was stopped (or its call ended) can reach its end in that tick, and the event then runs
+    ``onEof2`` on freed memory (seen as AttributeErrors on unrelated objects, then workers
+    killed by SIGSEGV, under load). PJSIP fixed it upstream after 2.15.1 (#5045).
+
+    So a stopped player waits here, disconnected, for ``hold_s`` (25 bridge ticks; the
+    event thread delivers within microseconds unless the machine is starved), and is then
+    destroyed on the pump thread with its Python object whole, like a tap port. PJSUA has
+    room for 32 players a process, so past ``max_held`` waiting the oldest go sooner, never
+    before ``min_hold_s`` (5 ticks).
+    """
+
+    def __init__(self, hold_s: float = _PLAYER_HOLD_S, min_hold_s: float = _PLAYER_MIN_HOLD_S,
+                 max_held: int = _PLAYER_MAX_HELD,
+                 destroy: Callable[[_Player], None] | None = None) -> None:
+        self.hold_s = hold_s
+        self.min_hold_s = min_hold_s
+        self.max_held = max_held
+        self._destroy = destroy or _destroy_player
+        self._players: deque[tuple[float, _Player]] = deque()  # (retired at, player)
+
+    def __len__(self) -> int:
+        return len(self._players)
+
+    def add(self, player: _Player, now: float | None = None) -> None:
+        player.finished = True
+        self._players.append((time.monotonic() if now is None else now, player))
+
+    def reap(self, now: float | None = None, *, room: int = 0) -> None:
+        """Destroy the players whose hold has passed (pump thread); with ``room``, also the
+        oldest past their minimum hold until at most ``max_held - room`` wait."""
+        now = time.monotonic() if now is None else now
+        limit = self.max_held - room
+        while self._players:
+            retired_at, player = self._players[0]
+            held = now - retired_at
+            if held < self.hold_s and not (len(self._players) > limit
+                                           and held >= self.min_hold_s):
+                break
+            self._players.popleft()
+            self._destroy(player)
+
+    def destroy_all(self) -> None:
+        """At library shutdown: every player goes before the library does."""
+        while self._players:
+            self._destroy(self._players.popleft()[1])
+
+
+def _destroy_player(player: _Player) -> None:
+    """The C++ player (and its WAV port) go now, while the Python object is whole."""
+    pj.AudioMediaPlayer.__swig_destroy__(player)
 
 
 def _destroy_media_port(port: pj.AudioMediaPort) -> None:
@@ -272,6 +345,7 @@ class Phone:
         self._accepting = True
         self._calls: dict[int, _LegState] = {}  # pjsua call id -> state; strong references
         self._dead: list[_LegState] = []
+        self._retired_players = _RetiredPlayers()  # pump thread only
         self._closing_recordings: list[_ClosingRecording] = []  # pump thread only
         self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
         self._next_leg_id = 1
@@ -344,6 +418,18 @@ class Phone:
         for leg in list(self._legs.values()):
             leg._deliver(LegHungUp(leg.leg_id, HangupSide.LOCAL, 0, "phone stopped", False))
         self._legs.clear()
+
+    async def play(self, state: _LegState, files: Sequence[Path], playback_id: int) -> None:
+        """Start a playback on the pump thread. When stopped players still fill every PJSUA
+        player slot (a flow restarting prompts faster than every few ms), waits for one to be
+        released, for up to a second."""
+        for _ in range(_PLAYER_SLOT_TRIES - 1):
+            try:
+                await self.submit(lambda: self._play(state, files, playback_id))
+                return
+            except _PlayersBusy:
+                await asyncio.sleep(_PLAYER_MIN_HOLD_S / 2)
+        await self.submit(lambda: self._play(state, files, playback_id))
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn`` on the pump thread; the returned future holds its result or error."""
@@ -600,6 +686,7 @@ class Phone:
             self._drop_call(state)
         self._calls.clear()
         self._dead.clear()
+        self._retired_players.destroy_all()
         if self._account is not None:
             try:
                 self._account.shutdown()
@@ -784,7 +871,27 @@ class Phone:
         if state.audio is None or state.leg is None:
             raise LegGoneError("the call has no audio yet")
         self._stop_player(state)
-        player = _Player(self, state.leg, playback_id)
+        try:
+            player = self._create_player(state.leg, files, playback_id)
+        except pj.Error as exc:
+            if exc.status != _PJ_ETOOMANY or not self._retired_players:
+                raise
+            # Every PJSUA player slot is taken, mostly by stopped players still held.
+            self._retired_players.reap(room=self._retired_players.max_held)
+            try:
+                player = self._create_player(state.leg, files, playback_id)
+            except pj.Error as again:
+                if again.status != _PJ_ETOOMANY:
+                    raise
+                raise _PlayersBusy(
+                    f"every PJSUA player slot is taken ({len(self._retired_players)} stopped "
+                    "players are held until PJMEDIA can no longer call them back)") from None
+        player.startTransmit(state.audio)
+        state.player = player
+        self._clock_priority.expect()  # the bridge clock starts with the first connection
+
+    def _create_player(self, leg: CallLeg, files: Sequence[Path], playback_id: int) -> _Player:
+        player = _Player(self, leg, playback_id)
         if len(files) == 1:
             player.createPlayer(str(files[0]), pj.PJMEDIA_FILE_NO_LOOP)
         else:
@@ -792,9 +899,7 @@ class Phone:
             for f in files:
                 names.append(str(f))
             player.createPlaylist(names, f"playlist-{playback_id}", pj.PJMEDIA_FILE_NO_LOOP)
-        player.startTransmit(state.audio)
-        state.player = player
-        self._clock_priority.expect()  # the bridge clock starts with the first connection
+        return player
 
     def _stop_player(self, state: _LegState) -> None:
         player = state.player
@@ -807,8 +912,8 @@ class Phone:
                 player.stopTransmit(state.audio)
             except pj.Error:
                 pass
-        # Destroyed later on this thread: its EOF callback may be running on the clock thread.
-        state.old_players.append(player)
+        # An ended call's port leaves the bridge with the call, and that disconnects it.
+        self._retired_players.add(player)
 
     def _stop_playback(self, state: _LegState) -> None:
         if not state.disconnected:
@@ -937,14 +1042,12 @@ class Phone:
                     pass
             _destroy_media_port(port)
         state.tap_connected = False
-        state.old_players.clear()
         state.audio = None
 
     def _reap_dead(self) -> None:
         """Drop pjsua2 objects of ended calls, after their DISCONNECTED was handled."""
-        for state in self._calls.values():
-            if state.old_players and not state.disconnected:
-                state.old_players = [p for p in state.old_players if not p.finished]
+        if self._retired_players:
+            self._retired_players.reap()
         while self._dead:
             state = self._dead.pop()
             self._release_media(state)
