@@ -74,6 +74,7 @@ _PLAYER_HOLD_S = 0.5
 _PLAYER_MIN_HOLD_S = 0.1
 _PLAYER_MAX_HELD = 20
 _PJ_ETOOMANY = 70010
+_PJSIP_ESESSIONTERMINATED = 171140
 _PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
@@ -769,6 +770,12 @@ class Phone:
                     state.leg.leg_id, side, info.lastStatusCode, info.lastReason, state.answered
                 )
                 self._post(self._leg_ended, state.leg, event)
+            # The Call goes now, not on the next turn: once this callback returns, PJSUA may
+            # give the slot to an INVITE read in the same libHandleEvents, and ~Call clears
+            # the slot's user data and hangs up whatever call is active in it.
+            self._drop_call(state)
+            if self._calls.get(info.id) is state:
+                del self._calls[info.id]
 
     def _on_media_state(self, call: _PjCall) -> None:
         state = call.state
@@ -927,7 +934,14 @@ class Phone:
         op = pj.CallOpParam()
         if status_code is not None and not state.answered:
             op.statusCode = status_code
-        state.call.hangup(op)
+        try:
+            state.call.hangup(op)
+        except pj.Error as exc:
+            if exc.status != _PJSIP_ESESSIONTERMINATED:
+                raise
+            # The far end (or a timeout) ended the INVITE session first: the hang-up is done,
+            # and the DISCONNECTED that tells how is PJSIP's to report, not a failure of ours.
+            log.info("hang-up of a session already ended: %s", exc.reason)
 
     def _send_dtmf(self, state: _LegState, digits: str, method: DtmfMethod) -> None:
         call = self._live(state)
@@ -1045,7 +1059,7 @@ class Phone:
         state.audio = None
 
     def _reap_dead(self) -> None:
-        """Drop pjsua2 objects of ended calls, after their DISCONNECTED was handled."""
+        """Release the media of ended calls (their pjsua2 Call went at DISCONNECTED)."""
         if self._retired_players:
             self._retired_players.reap()
         while self._dead:
@@ -1058,8 +1072,10 @@ class Phone:
 
     @staticmethod
     def _drop_call(state: _LegState) -> None:
-        """Delete the pjsua2 Call here, on the pump thread, while the library is alive
-        (the loop side's CallLeg keeps the state object, but never the Call)."""
+        """Let go of the pjsua2 Call on the pump thread, while the library is alive (the loop
+        side's CallLeg keeps the state object, but never the Call). Called inside the
+        DISCONNECTED callback, the Call is deleted when the callback returns, before PJSUA
+        can reuse its slot (pjsua2 documents deleting the Call there)."""
         call = state.call
         if call is not None:
             call.state = None
