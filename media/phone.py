@@ -67,6 +67,7 @@ _RECORDER_KICK_S = 0.1
 _RECORDER_KICKS = 3
 _RECORDER_CHECK_MS = 20
 _CLOCK_LOOK_MS = 10  # pump turn while a just-started media clock thread is looked for
+_IDLE_PUMP_TIMEOUT_MS = 1000  # pump turn while no call is up
 # A stopped player is destroyed this long after it was disconnected (see _RetiredPlayers),
 # sooner (but never before _PLAYER_MIN_HOLD_S) when more than _PLAYER_MAX_HELD wait:
 # PJSUA has room for 32 players per process (PJSUA_MAX_PLAYERS).
@@ -575,6 +576,11 @@ class Phone:
             return
         self._post(_set_result, started, None)
         timeout_ms = self.config.pump_timeout_ms if self._wake_sock_possible() else 10
+        # With no call up nothing needs a turn but a command (which wakes the pump), a SIP
+        # message or a PJSIP timer (libHandleEvents waits no longer than the next one); the
+        # timeout only bounds how late a DTMF digit from the media thread is handed over.
+        idle_timeout_ms = (max(timeout_ms, _IDLE_PUMP_TIMEOUT_MS) if self._wake_sock_possible()
+                           else timeout_ms)
         assert self._ep is not None
         while not self._stopping:
             self._wake_pending = False
@@ -587,8 +593,10 @@ class Phone:
                 self._ep.libHandleEvents(min(timeout_ms, _RECORDER_CHECK_MS))
             elif self._clock_priority.pending:
                 self._ep.libHandleEvents(min(timeout_ms, _CLOCK_LOOK_MS))
-            else:
+            elif self._calls or self._dead or self._retired_players:
                 self._ep.libHandleEvents(timeout_ms)
+            else:
+                self._ep.libHandleEvents(idle_timeout_ms)
         self._run_commands()
         self._shutdown_calls()
         self._destroy_pjsua()
