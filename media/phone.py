@@ -1073,10 +1073,7 @@ class Phone:
         while self._dead:
             state = self._dead.pop()
             self._release_media(state)
-            for cid, s in list(self._calls.items()):
-                if s is state:
-                    del self._calls[cid]
-            self._drop_call(state)
+            self._drop_call(state)  # normally gone already, at DISCONNECTED
 
     @staticmethod
     def _drop_call(state: _LegState) -> None:
