@@ -2,8 +2,10 @@
 
     ivr prompts load PATH --set NAME [--flow F ...]   check, convert, store, activate
     ivr prompts list [--set NAME]                     versions, and which one is active
-    ivr prompts activate NAME VERSION                 switch to a stored version
-    ivr prompts rollback NAME                         back to the version before the active one
+    ivr prompts activate NAME VERSION                 switch to a stored version, or
+                                                      ``shipped`` (the set in prompts/)
+    ivr prompts rollback NAME                         back to the version before the active
+                                                      one (from v1: the shipped set)
 
 Exit status: 0 done, 1 refused (every problem printed as ``file: reason``), 2 bad settings.
 """
@@ -29,8 +31,8 @@ from .prompt_store import (
     store_root_for,
 )
 
-RESTART_NOTE = ("Workers load their prompts when they start: restart the IVR (ivr run) for "
-                "calls to hear this version.")
+RELOAD_NOTE = ("A running stack takes it with 'ivr reload' (new calls hear it; calls in "
+               "progress finish on the version they began with).")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -87,7 +89,7 @@ def cmd_prompts_load(args: argparse.Namespace) -> int:
     print(f"  stored in {report.path} (mono 16-bit, 8000 and 16000 Hz)")
     if report.previous:
         print(f"  undo with: ivr prompts rollback {report.set_name}")
-    print(RESTART_NOTE)
+    print(RELOAD_NOTE)
     return 0
 
 
@@ -125,23 +127,29 @@ def cmd_prompts_activate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     root = store_root_for(settings.paths.var_dir)
     try:
-        info = activate(args.set_name, args.version, root, _flows(args, settings, args.set_name))
+        info = activate(args.set_name, args.version, root, _flows(args, settings, args.set_name),
+                        shipped_dir=settings.paths.prompts_dir)
     except PromptStoreError as exc:
         return _refused(f"cannot activate {args.set_name} {args.version}", exc)
-    print(f"prompt set {info.set_name}: v{info.version} is active ({info.path})")
-    print(RESTART_NOTE)
+    print(f"prompt set {info.set_name}: {_which(info)} is active ({info.path})")
+    print(RELOAD_NOTE)
     return 0
+
+
+def _which(info: VersionInfo) -> str:
+    return "the shipped set" if info.version == 0 else f"v{info.version}"
 
 
 def cmd_prompts_rollback(args: argparse.Namespace) -> int:
     settings = _settings(args)
     root = store_root_for(settings.paths.var_dir)
     try:
-        info = rollback(args.set_name, root, _flows(args, settings, args.set_name))
+        info = rollback(args.set_name, root, _flows(args, settings, args.set_name),
+                        shipped_dir=settings.paths.prompts_dir)
     except PromptStoreError as exc:
         return _refused(f"cannot roll back {args.set_name}", exc)
-    print(f"prompt set {info.set_name}: rolled back to v{info.version} ({info.path})")
-    print(RESTART_NOTE)
+    print(f"prompt set {info.set_name}: rolled back to {_which(info)} ({info.path})")
+    print(RELOAD_NOTE)
     return 0
 
 
@@ -164,7 +172,8 @@ def add_prompts_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     lst.set_defaults(fn=cmd_prompts_list)
     act = prompts.add_parser("activate", help="make a stored version the active one")
     act.add_argument("set_name", metavar="NAME")
-    act.add_argument("version", metavar="VERSION", help="3 or v3")
+    act.add_argument("version", metavar="VERSION",
+                     help="3 or v3, or 'shipped' for the set shipped in prompts/")
     act.add_argument("--flow", action="append", default=[], metavar="F", help=flow_help)
     act.set_defaults(fn=cmd_prompts_activate)
     rb = prompts.add_parser("rollback", help="activate the version before the active one")

@@ -13,7 +13,8 @@ stored as a new version and made active::
     var/prompts/<set>/v2/source-manifest.yaml   the manifest as uploaded
     var/prompts/<set>/v2/<name>.8000.wav   converted, played as they are (no decoding per call)
     var/prompts/<set>/v2/<name>.16000.wav
-    var/prompts/<set>/ACTIVE               "v2": the version workers load
+    var/prompts/<set>/ACTIVE               "v2": the version workers load ("shipped", or no
+                                           file: the set shipped in prompts/<set>/)
 
 The work happens in a temporary directory inside the store (``.upload-*``), so the finished
 version is moved into place with one rename. ``ACTIVE`` is switched by writing
@@ -61,6 +62,7 @@ AUDIO_FORMATS = {".wav": "WAV", ".mp3": "MP3", ".ogg": "OGG", ".flac": "FLAC"}
 MANIFEST = "manifest.yaml"
 SOURCE_MANIFEST = "source-manifest.yaml"
 ACTIVE = "ACTIVE"
+SHIPPED = "shipped"  # ACTIVE naming no version: workers use the shipped set (prompts/<set>/)
 
 # --- limits on an upload -------------------------------------------------------------------
 MAX_FILES = 500  # entries in a zip, or files in a directory
@@ -187,7 +189,8 @@ def _versions(set_dir: Path) -> list[int]:
 
 
 def active_version(set_name: str, store_root: Path) -> int | None:
-    """The active version of a set, or None if nothing was ever loaded for it."""
+    """The active version of a set, or None if the shipped set is in use (nothing was ever
+    loaded, or the operator went back to the shipped set)."""
     check_set_name(set_name)
     pointer = store_root / set_name / ACTIVE
     try:
@@ -196,6 +199,8 @@ def active_version(set_name: str, store_root: Path) -> int | None:
         return None
     except OSError as exc:
         raise PromptStoreError(f"{pointer}: cannot read: {exc.strerror}") from exc
+    if text == SHIPPED:
+        return None
     m = _VERSION_DIR.match(text)
     if not m:
         raise PromptStoreError(f"{pointer}: holds {text!r}, not a version such as v3")
@@ -301,10 +306,11 @@ def _fsync_dir(d: Path) -> None:
         os.close(fd)
 
 
-def _write_active(set_dir: Path, version: int) -> None:
+def _write_active(set_dir: Path, version: int | None) -> None:
+    """Point ACTIVE at ``v<version>``, or at the shipped set for None."""
     tmp = set_dir / f"{ACTIVE}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(f"v{version}\n")
+        fh.write(f"v{version}\n" if version is not None else f"{SHIPPED}\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, set_dir / ACTIVE)
@@ -349,14 +355,17 @@ def _check_version(set_name: str, vdir: Path, flows: Sequence[Path]) -> None:
 
 
 def activate(set_name: str, version: int | str, store_root: Path,
-             flows: Sequence[Path] = ()) -> VersionInfo:
-    """Make ``version`` (3 or "v3") the active version of a set, atomically.
+             flows: Sequence[Path] = (), shipped_dir: Path | None = None) -> VersionInfo:
+    """Make ``version`` (3 or "v3") the active version of a set, atomically; ``"shipped"``
+    goes back to the set shipped in ``shipped_dir`` (``prompts/``).
 
     The version must be complete and hold every prompt the ``flows`` use.
     """
     check_set_name(set_name)
-    v = _parse_version(version)
     set_dir = store_root / set_name
+    if str(version).strip() == SHIPPED:
+        return _activate_shipped(set_name, set_dir, shipped_dir)
+    v = _parse_version(version)
     vdir = set_dir / f"v{v}"
     if not vdir.is_dir():
         have = ", ".join(f"v{n}" for n in _versions(set_dir)) or "none"
@@ -367,18 +376,34 @@ def activate(set_name: str, version: int | str, store_root: Path,
     return next(i for i in list_versions(set_name, store_root) if i.version == v)
 
 
-def rollback(set_name: str, store_root: Path, flows: Sequence[Path] = ()) -> VersionInfo:
-    """Activate the newest version older than the active one (repeat to go further back)."""
+def _activate_shipped(set_name: str, set_dir: Path, shipped_dir: Path | None) -> VersionInfo:
+    shipped = shipped_dir / set_name if shipped_dir is not None else None
+    if shipped is None or not (shipped / MANIFEST).is_file():
+        where = f" in {shipped_dir}" if shipped_dir is not None else ""
+        raise PromptStoreError(f"prompt set {set_name!r} has no shipped set{where} to go "
+                               "back to")
+    with _locked(set_dir):
+        _write_active(set_dir, None)
+    return VersionInfo(set_name, 0, shipped, True, "(shipped)", str(shipped), 0)
+
+
+def rollback(set_name: str, store_root: Path, flows: Sequence[Path] = (),
+             shipped_dir: Path | None = None) -> VersionInfo:
+    """Activate the newest version older than the active one (repeat to go further back);
+    from the oldest loaded version, back to the shipped set when there is one."""
     check_set_name(set_name)
     current = active_version(set_name, store_root)
     if current is None:
-        raise PromptStoreError(f"prompt set {set_name!r} has no loaded version to roll back")
+        raise PromptStoreError(f"prompt set {set_name!r}: the shipped set is in use; nothing "
+                               "to roll back")
     older = [v for v in _versions(store_root / set_name) if v < current]
-    if not older:
-        raise PromptStoreError(
-            f"prompt set {set_name!r}: v{current} is the oldest version; nothing to roll back "
-            "to (use 'ivr prompts activate' to choose a version)")
-    return activate(set_name, older[-1], store_root, flows)
+    if older:
+        return activate(set_name, older[-1], store_root, flows)
+    if shipped_dir is not None and (shipped_dir / set_name / MANIFEST).is_file():
+        return activate(set_name, SHIPPED, store_root, flows, shipped_dir)
+    raise PromptStoreError(
+        f"prompt set {set_name!r}: v{current} is the oldest version and no set is shipped; "
+        "nothing to roll back to (use 'ivr prompts activate' to choose a version)")
 
 
 # --- flows ---------------------------------------------------------------------------------

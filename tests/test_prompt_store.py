@@ -241,6 +241,31 @@ def test_new_version_keeps_the_previous_one_and_rollback_and_activate_switch(
     assert not (root / SET / "ACTIVE.tmp").exists()
 
 
+def test_rollback_from_the_first_upload_returns_to_the_shipped_set(
+        tmp_path: Path, good_files: Path, flow: Path) -> None:
+    root = tmp_path / "var" / "prompts"
+    shipped = tmp_path / "prompts"
+    (shipped / SET).mkdir(parents=True)
+    write_wav(shipped / SET / "welcome.wav", speech(8000, lead_s=0.05), 8000)
+    write_manifest(shipped / SET, {"welcome": "welcome.wav"}, language=SET)
+    cache = tmp_path / "var" / "cache" / "prompts"
+    load_upload(good_files, SET, [flow], root)
+
+    back = rollback(SET, root, [flow], shipped_dir=shipped)
+    assert (back.version, back.path) == (0, shipped / SET)
+    assert active_version(SET, root) is None
+    assert (root / SET / "ACTIVE").read_text() == "shipped\n"
+    sets = load_prompt_sets(shipped, cache, 8000, store_root=root)
+    assert sets[SET].files["welcome"] == cache / SET / "welcome.8000.wav"  # the shipped one
+    with pytest.raises(PromptStoreError, match="shipped set is in use"):
+        rollback(SET, root, shipped_dir=shipped)
+    assert activate(SET, "v1", root, [flow]).version == 1  # and forward again
+    assert activate(SET, "shipped", root, shipped_dir=shipped).version == 0
+    assert active_version(SET, root) is None
+    with pytest.raises(PromptStoreError, match="no shipped set"):
+        activate("fr-FR", "shipped", root, shipped_dir=shipped)
+
+
 def test_activate_refuses_a_version_without_a_prompt_the_flow_uses(
         tmp_path: Path, store: Path, flow: Path) -> None:
     bigger = tmp_path / "flow2.yaml"
@@ -515,4 +540,5 @@ def test_cli_load_good_then_bad_then_rollback(tmp_path: Path, good_files: Path, 
     back = ivr(tmp_path, "rollback", SET)
     assert back.returncode == 0, back.stderr
     assert "rolled back to v1" in back.stdout
+    assert "ivr reload" in back.stdout and "restart" not in back.stdout
     assert active_version(SET, root) == 1
