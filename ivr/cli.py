@@ -94,9 +94,22 @@ def _fmt_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
+def _existing_store(settings: Settings) -> CallStore | None:
+    """The call store for reading; None (with a message) when there is none, so that a
+    mistyped var dir is named instead of answered with an empty new database."""
+    if not settings.db_path.is_file():
+        print(f"ivr: no call store at {settings.db_path} (paths.var_dir is "
+              f"{settings.paths.var_dir}; has the stack run with these settings?)",
+              file=sys.stderr)
+        return None
+    return CallStore(settings.db_path)
+
+
 def cmd_calls(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = CallStore(settings.db_path)
+    store = _existing_store(settings)
+    if store is None:
+        return 1
     calls = store.recent_calls(args.limit)
     if args.json:
         print(json.dumps([c.__dict__ for c in calls], indent=2))
@@ -112,7 +125,9 @@ def cmd_calls(args: argparse.Namespace) -> int:
 
 def cmd_call(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = CallStore(settings.db_path)
+    store = _existing_store(settings)
+    if store is None:
+        return 1
     call = store.get_call(args.call_id) or store.find_by_sip_call_id(args.call_id)
     if call is None:
         print(f"ivr: no call {args.call_id!r} in {settings.db_path}", file=sys.stderr)

@@ -113,7 +113,16 @@ class FlowSettings(_Section):
     vars: dict[str, str] = {}
 
 
+# The checkout (or install prefix) holding the ivr package: relative default paths start here.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
 class PathSettings(_Section):
+    """Relative paths are resolved when the settings are loaded (``load_settings``): from a
+    settings file, against that file's directory; from an environment variable, against the
+    current directory; the defaults, against the project (``PROJECT_ROOT``). So every command
+    finds the same store and prompts from any directory."""
+
     var_dir: Path = Path("var")
     flow: Path = Path("ivr/flows/default.yaml")
     prompts_dir: Path = Path("prompts")
@@ -206,8 +215,10 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
             base = {}
         if isinstance(base, dict):  # else keep the file's bad value, so it is refused
             data[section] = {**base, **values}
+    from_file = set(loaded_paths) if isinstance(
+        loaded_paths := (data.get("paths") if path is not None else None), dict) else set()
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -221,3 +232,24 @@ def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None
                 where = f"{smap.path}:{line}" if line else smap.path
             problems.append(f"{where}: {dotted}: {err['msg']}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc
+    return _resolve_paths(settings, path, from_file, origin)
+
+
+def _resolve_paths(settings: Settings, file: Path | None, from_file: set[str],
+                   origin: Mapping[tuple[str, str], str]) -> Settings:
+    """Make ``paths.*`` absolute, by where each value came from (see ``PathSettings``)."""
+    resolved: dict[str, Path] = {}
+    for name in PathSettings.model_fields:
+        value: Path = getattr(settings.paths, name)
+        value = value.expanduser()
+        if not value.is_absolute():
+            if ("paths", name) in origin:
+                base = Path.cwd()
+            elif name in from_file and file is not None:
+                base = file.resolve().parent
+            else:
+                base = PROJECT_ROOT
+            value = base / value
+        resolved[name] = value
+    return settings.model_copy(
+        update={"paths": settings.paths.model_copy(update=resolved)})

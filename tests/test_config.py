@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr.config import ConfigError, Settings, load_settings
+from ivr.config import PROJECT_ROOT, ConfigError, Settings, load_settings
 
 
 def write(tmp_path: Path, text: str, name: str = "ivr.yaml") -> Path:
@@ -21,14 +21,15 @@ def write(tmp_path: Path, text: str, name: str = "ivr.yaml") -> Path:
 
 def test_defaults_without_file_or_environment() -> None:
     s = load_settings(None, env={})
-    assert s == Settings()
+    assert s.model_dump(exclude={"paths"}) == Settings().model_dump(exclude={"paths"})
     assert (s.sip.bind_address, s.sip.port, s.sip.transports) == ("127.0.0.1", 5060,
                                                                   ["udp", "tcp"])
     assert s.media.codecs == ["PCMU/8000", "PCMA/8000", "G722/16000"]
     assert s.media.clock_rate_hz == 8000
     assert s.worker.drain_timeout_s == 30.0
-    assert s.paths.var_dir == Path("var")
-    assert s.db_path == Path("var") / "ivr.sqlite3"
+    assert s.paths.var_dir == PROJECT_ROOT / "var"
+    assert s.db_path == PROJECT_ROOT / "var" / "ivr.sqlite3"
+    assert s.paths.flow == PROJECT_ROOT / "ivr" / "flows" / "default.yaml"
     assert (s.log.level, s.log.format) == ("INFO", "json")
 
 
@@ -70,6 +71,23 @@ def test_environment_overrides_parse_values_as_yaml() -> None:
     assert s.paths.var_dir == Path("/tmp/elsewhere")
 
 
+def test_relative_paths_resolve_from_the_file_the_environment_or_the_project(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    path = write(conf, "paths:\n  var_dir: ../state\n  flow: flows/main.yaml\n")
+    elsewhere = tmp_path / "somewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    s = load_settings(path, env={"IVR_PATHS_PROMPTS_DIR": "my-prompts"})
+    assert s.paths.var_dir == conf / ".." / "state"  # the settings file's directory
+    assert s.paths.flow == conf / "flows" / "main.yaml"
+    assert s.paths.prompts_dir == elsewhere / "my-prompts"  # the current directory
+    d = load_settings(None, env={})
+    assert d.paths.prompts_dir == PROJECT_ROOT / "prompts"  # not the current directory
+    assert (d.paths.prompts_dir / "en-US" / "manifest.yaml").is_file()
+
+
 def test_environment_keeps_names_and_addresses_as_text() -> None:
     s = load_settings(None, env={"IVR_WORKER_NAME": "7", "IVR_SIP_BIND_ADDRESS": "::1"})
     assert s.worker.name == "7"
@@ -97,7 +115,7 @@ def test_an_explicit_path_wins_over_ivr_config(tmp_path: Path) -> None:
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
-    assert load_settings(write(tmp_path, "# nothing set\n"), env={}) == Settings()
+    assert load_settings(write(tmp_path, "# nothing set\n"), env={}) == load_settings(None, {})
 
 
 def test_bad_port_in_file_names_file_line_and_field(tmp_path: Path) -> None:
@@ -210,8 +228,9 @@ def test_to_yaml_round_trips_through_load_settings(tmp_path: Path) -> None:
 
 
 def test_to_yaml_of_the_defaults_round_trips(tmp_path: Path) -> None:
-    path = write(tmp_path, Settings().to_yaml(), "defaults.yaml")
-    assert load_settings(path, env={}) == Settings()
+    defaults = load_settings(None, env={})  # paths made absolute
+    path = write(tmp_path, defaults.to_yaml(), "defaults.yaml")
+    assert load_settings(path, env={}) == defaults
 
 
 def test_every_setting_is_documented_with_its_variable_and_default() -> None:
