@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import subprocess
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class Caller:
     codecs: list[str] = field(default_factory=lambda: ["PCMU"])
     telephone_event: bool = True
     media_port: int | None = None  # put this port in the SDP instead of sipp's own
+    description: str = ""  # the scenario's header comment (default: what it offers)
     _actions: list[str] = field(default_factory=list)
     _ending: str = ""
     _cseq: int = 1
@@ -111,7 +113,12 @@ class Caller:
             rtpmaps += ["      a=rtpmap:101 telephone-event/8000", "      a=fmtp:101 0-15"]
         rtpmaps.append("      a=ptime:20")
         text = TEMPLATE.read_text()
-        return (text.replace("__NAME__", self.name)
+        description = self.description or f"A caller that offers {'/'.join(self.codecs)}."
+        if "--" in description:
+            raise ValueError("a scenario description cannot hold '--' (an XML comment)")
+        description = textwrap.fill(description, 92, subsequent_indent="     ")
+        return (text.replace("__DESCRIPTION__", description)
+                .replace("__NAME__", self.name)
                 .replace("__CODECS__", "/".join(self.codecs))
                 .replace("__MEDIA_PORT__", str(self.media_port) if self.media_port
                          else "[media_port]")
