@@ -43,7 +43,8 @@ def english_support() -> sipp.Caller:
 def english_voicemail() -> sipp.Caller:
     c = sipp.Caller("english-voicemail", codecs=["PCMA"], description=(
         "The default flow's sales path while no agent can answer: it lets the language menu "
-        "time out (English), presses 1 for sales, then it leaves sip-tester's 7 s speech sample as a voicemail after the beep "
+        "time out (English), presses 1 for sales, then it leaves sip-tester's 7 s speech "
+        "sample as a voicemail after the beep "
         "and waits in silence until the IVR ends the message, says goodbye and hangs up. "
         "Offers PCMA (the sample's codec) with RFC 4733 digits."))
     c.pause(8000).rfc2833("1").pause(9000)
