@@ -30,6 +30,7 @@ from typing import Any
 from .config import Settings
 from .front import Front
 from .logs import log_event
+from .peers import PeerCredentials, peer_credentials, refusal
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
 from .store import CallStore, StoreError, StoreOp
 
@@ -69,6 +70,7 @@ class WorkerSlot:
     open_calls: set[str] = field(default_factory=set)
     exit_seen: asyncio.Event = field(default_factory=asyncio.Event)
     exit_info: str = ""
+    spawned: asyncio.Event = field(default_factory=asyncio.Event)  # the zygote named its pid
 
     def is_empty(self) -> bool:
         return self.state is SlotState.EMPTY
@@ -253,6 +255,7 @@ class Controller:
         slot.pid = None
         slot.exit_seen = asyncio.Event()
         slot.exit_info = ""
+        slot.spawned = asyncio.Event()
         slot.started_at = time.monotonic()
         self._zygote_writer.write(encode(
             "spawn", slot=slot.slot, name=slot.name, sip_port=slot.sip_port,
@@ -312,12 +315,28 @@ class Controller:
             hello = decode(line)
             if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
                 raise ProtocolError(f"expected hello with protocol {PROTOCOL_VERSION}")
+            peer = peer_credentials(writer)
             if hello.get("role") == "zygote":
-                await self._serve_zygote(reader, writer)
+                why = refusal(hello, peer, zygote_pid=self._zygote.pid if self._zygote else None,
+                              zygote_connected=self._zygote_writer is not None, worker_pid=None)
+                if why is None:
+                    await self._serve_zygote(reader, writer)
+                else:
+                    self._refuse(hello, peer, why)
                 return
-            slot = self._slot_of(hello)
+            claimed = self._slot_of(hello)
+            if claimed.state is SlotState.STARTING and not claimed.spawned.is_set():
+                # The zygote's `spawned` report and the child's hello race on two sockets.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(claimed.spawned.wait(), 5.0)
+            why = refusal(hello, peer, zygote_pid=None, zygote_connected=False,
+                          worker_pid=claimed.pid if claimed.state is SlotState.STARTING
+                          and claimed.writer is None else None)
+            if why is not None:
+                self._refuse(hello, peer, why)
+                return
+            slot = claimed
             slot.writer = writer
-            slot.pid = int(hello["pid"])
             slot.max_calls = int(hello.get("max_calls", 4))
             if slot.state is SlotState.STARTING:
                 slot.state = SlotState.SERVING
@@ -341,6 +360,11 @@ class Controller:
             if task is not None:
                 self._tasks.discard(task)
 
+    def _refuse(self, hello: dict[str, Any], peer: PeerCredentials | None, why: str) -> None:
+        """One line for a peer that is not ours; nothing it sent is applied."""
+        log_event("controller.peer_refused", role=hello.get("role"), slot=hello.get("slot"),
+                  pid=peer.pid if peer else None, uid=peer.uid if peer else None, why=why)
+
     def _slot_of(self, hello: dict[str, Any]) -> WorkerSlot:
         index = hello.get("slot")
         if not isinstance(index, int) or not 0 <= index < len(self.slots):
@@ -359,6 +383,7 @@ class Controller:
             if msg["type"] == "spawned":
                 slot = self.slots[int(msg["slot"])]
                 slot.pid = int(msg["pid"])
+                slot.spawned.set()
             elif msg["type"] == "exited" and msg.get("slot") is not None:
                 slot = self.slots[int(msg["slot"])]
                 how = (f"killed by signal {msg['signal']}" if msg.get("signal")
