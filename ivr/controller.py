@@ -29,6 +29,7 @@ from typing import Any
 
 from .config import Settings
 from .front import Front
+from .journal import SCAN_S, replay_journals
 from .logs import log_event
 from .peers import PeerCredentials, peer_credentials, refusal
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
@@ -107,6 +108,7 @@ class Controller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._store_pending: list[StoreOp] = []
         self._store_flush: asyncio.TimerHandle | None = None
+        self._journals_scanned_at = time.monotonic()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Controller:
             self.store = CallStore(s.db_path)
         except StoreError as exc:
             raise ControllerError(str(exc)) from exc
+        self._replay_journals()  # the workers' own account first: orphans are presumed
         closed = self.store.close_orphans(time.time(), "failure")
         if closed:
             log_event("controller.orphans_closed", calls=len(closed))
@@ -409,6 +412,8 @@ class Controller:
         elif kind == "stats":
             slot.legs = int(msg.get("legs", 0))
             self._keep_idle_ready()
+            if time.monotonic() - self._journals_scanned_at >= SCAN_S:
+                self._replay_journals()
         elif kind == "state":
             if msg.get("state") in ("draining", "stopping") and slot.state is SlotState.SERVING:
                 slot.state = SlotState.DRAINING
@@ -435,7 +440,7 @@ class Controller:
                 self._store_pending.append((
                     "call_ended", call_id, time.time(),
                     {"reason": "failure", "hangup_by": "system", "sip_code": None,
-                     "sip_reason": f"worker {slot.name} {how}"}))
+                     "sip_reason": f"worker {slot.name} {how}", "presumed": True}))
             self.flush_store()
             log_event("pool.calls_failed", worker=slot.name, calls=len(slot.open_calls),
                       how=how)
@@ -486,6 +491,21 @@ class Controller:
             return
         for (method, call_id, _at, _args), err in failed:
             log.error("could not apply %s of call %s: %s", method, call_id, err)
+
+    def _replay_journals(self) -> None:
+        """Apply the journals of workers that lost their controller (``ivr/journal.py``)."""
+        self._journals_scanned_at = time.monotonic()
+        if self.store is None:
+            return
+        self.flush_store()  # what live workers sent comes first
+        try:
+            done = replay_journals(self.store, self.settings.run_dir / "journal")
+        except StoreError as exc:
+            log.error("could not apply the workers' journals (kept for retry): %s", exc)
+            return
+        if done.applied or done.failed:
+            log_event("controller.journals_applied", journals=done.journals,
+                      applied=done.applied, already_stored=done.skipped, failed=done.failed)
 
     def _keep_idle_ready(self) -> None:
         if self._stopping or self._zygote_writer is None:
