@@ -4,8 +4,9 @@ It never imports pjsua2. It starts the zygote (the warm parent, ``ivr/zygote.py`
 it to fork workers, one per *slot*; slot ``i`` always listens on ``pool.worker_port_base + i``
 so Kamailio's destination list never changes. It applies the call records the workers send
 (``ivr/protocol.py``), tracks each worker's live legs, keeps ``pool.min_idle_workers`` idle
-workers ready (up to ``pool.max_workers``), and replaces a worker that dies, closing its
-calls as ended by failure.
+workers ready (up to ``pool.max_workers``), retires workers idle for ``pool.idle_retire_s``
+beyond that (``ivr/pool_policy.py``), and replaces a worker that dies, closing its calls as
+ended by failure.
 
 Slot states::
 
@@ -32,6 +33,7 @@ from .front import Front
 from .journal import SCAN_S, replay_journals
 from .logs import log_event
 from .peers import PeerCredentials, peer_credentials, refusal
+from .pool_policy import SlotLoad, to_retire
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
 from .store import CallStore, StoreError, StoreOp
 
@@ -72,6 +74,7 @@ class WorkerSlot:
     exit_seen: asyncio.Event = field(default_factory=asyncio.Event)
     exit_info: str = ""
     spawned: asyncio.Event = field(default_factory=asyncio.Event)  # the zygote named its pid
+    idle_since: float | None = None  # monotonic; None while it has a call
 
     def is_empty(self) -> bool:
         return self.state is SlotState.EMPTY
@@ -259,6 +262,7 @@ class Controller:
         slot.exit_seen = asyncio.Event()
         slot.exit_info = ""
         slot.spawned = asyncio.Event()
+        slot.idle_since = None
         slot.started_at = time.monotonic()
         self._zygote_writer.write(encode(
             "spawn", slot=slot.slot, name=slot.name, sip_port=slot.sip_port,
@@ -343,6 +347,7 @@ class Controller:
             slot.max_calls = int(hello.get("max_calls", 4))
             if slot.state is SlotState.STARTING:
                 slot.state = SlotState.SERVING
+                slot.idle_since = time.monotonic()
                 if self._front is not None:
                     self._background(self._front.worker_up(slot.uri))
             log_event("pool.worker_up", worker=slot.name, pid=slot.pid, sip=hello.get("sip"),
@@ -411,6 +416,10 @@ class Controller:
                 slot.open_calls.discard(call_id)
         elif kind == "stats":
             slot.legs = int(msg.get("legs", 0))
+            if slot.legs:
+                slot.idle_since = None
+            elif slot.idle_since is None:
+                slot.idle_since = time.monotonic()
             self._keep_idle_ready()
             if time.monotonic() - self._journals_scanned_at >= SCAN_S:
                 self._replay_journals()
@@ -519,6 +528,23 @@ class Controller:
             if slot.state is SlotState.EMPTY:
                 self._spawn(slot)
                 idle += 1
+        self._retire_idle(time.monotonic())
+
+    def _retire_idle(self, now: float) -> None:
+        """Drain workers idle for pool.idle_retire_s beyond the floor (ivr/pool_policy.py);
+        their slots stay empty until the pool grows again."""
+        pool = self.settings.pool
+        live = [SlotLoad(x.slot, x.state is SlotState.SERVING, x.legs, x.idle_since)
+                for x in self.slots if x.state in (SlotState.SERVING, SlotState.STARTING)]
+        for index in to_retire(live, now, floor_workers=pool.workers,
+                               min_idle_workers=pool.min_idle_workers,
+                               idle_retire_s=pool.idle_retire_s):
+            slot = self.slots[index]
+            idle_s = now - slot.idle_since if slot.idle_since is not None else 0.0
+            log_event("pool.worker_retired", worker=slot.name, slot=slot.slot, pid=slot.pid,
+                      idle_s=round(idle_s, 1), workers=len(live) - 1)
+            live = [x for x in live if x.slot != index]
+            self._drain(slot)
 
     def _background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
