@@ -534,7 +534,8 @@ class Controller:
         """Drain workers idle for pool.idle_retire_s beyond the floor (ivr/pool_policy.py);
         their slots stay empty until the pool grows again."""
         pool = self.settings.pool
-        live = [SlotLoad(x.slot, x.state is SlotState.SERVING, x.legs, x.idle_since)
+        live = [SlotLoad(x.slot, x.state is SlotState.SERVING, max(x.legs, len(x.open_calls)),
+                         x.idle_since)
                 for x in self.slots if x.state in (SlotState.SERVING, SlotState.STARTING)]
         for index in to_retire(live, now, floor_workers=pool.workers,
                                min_idle_workers=pool.min_idle_workers,
