@@ -10,7 +10,7 @@ ended by failure.
 
 Slot states::
 
-    EMPTY --spawn--> STARTING --hello--> SERVING --drain/SIGTERM--> DRAINING
+    EMPTY --spawn--> STARTING --hello--> SERVING --drain, retire-> DRAINING
                         |                  |                           |
                         +------ exit / link lost (any state) ---------> EMPTY (+ restart)
 """
