@@ -145,6 +145,12 @@ class Settings(_Section):
     def run_dir(self) -> Path:
         return self.paths.var_dir / "run"
 
+    @property
+    def journal_dir(self) -> Path:
+        """Pooled workers' call records the controller has yet to apply (``ivr/journal.py``);
+        kept across restarts, unlike ``run_dir``'s sockets and pid files."""
+        return self.paths.var_dir / "journal"
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 

@@ -508,7 +508,7 @@ class Controller:
             return
         self.flush_store()  # what live workers sent comes first
         try:
-            done = replay_journals(self.store, self.settings.run_dir / "journal")
+            done = replay_journals(self.store, self.settings.journal_dir)
         except StoreError as exc:
             log.error("could not apply the workers' journals (kept for retry): %s", exc)
             return

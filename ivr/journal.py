@@ -3,8 +3,9 @@
 A pooled worker sends its call records to the controller and gets no acknowledgement. When
 the controller goes away, its workers rightly keep their calls going (they drain), so what
 those calls did must still reach the store. A worker whose link is lost therefore writes its
-store messages to a journal file, ``var/run/journal/<worker>-<pid>.jsonl``, one message a
-line in the wire format of ``ivr/protocol.py``::
+store messages to a journal file, ``var/journal/<worker>-<pid>.jsonl`` (not under
+``var/run/``, whose pid files and sockets a start may clear), one message a line in the wire
+format of ``ivr/protocol.py``::
 
     {"type": "journal", "worker": "w003", "pid": 4711}      first line
     {"type": "store", "op": ..., "call_id": ..., "at": ..., "args": {...}}   in order

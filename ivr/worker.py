@@ -155,7 +155,7 @@ class Worker:
             })
             await self._link.connect()
             self._remote = RemoteRecorder(
-                self._link, JournalWriter(s.run_dir / "journal", s.worker.name, os.getpid()))
+                self._link, JournalWriter(s.journal_dir, s.worker.name, os.getpid()))
             return self._remote
         self._store = CallStore(s.db_path)
         orphans = self._store.close_orphans(time.time(), "failure", worker=s.worker.name)

@@ -196,6 +196,6 @@ def test_a_call_that_ends_normally_while_the_controller_is_dead_keeps_its_real_e
         assert (record["end_reason"], record["hangup_by"], record["sip_code"]) == (
             "caller_hangup", "caller", 200)
         assert again.wait_for('"controller.journals_applied"')
-        assert not list((again.var_dir / "run" / "journal").glob("*.jsonl"))
+        assert not list((again.var_dir / "journal").glob("*.jsonl"))
     finally:
         assert again.stop() == 0
