@@ -85,6 +85,8 @@ class PoolSettings(_Section):
     worker_port_base: int = Field(default=5100, ge=1024, le=65000)  # slot i: base + i
     rtp_ports_per_worker: int = Field(default=20, ge=8, le=1000)
     restart_delay_s: float = Field(default=1.0, ge=0, le=60)
+    # A worker idle this long is retired, down to `workers` and `min_idle_workers` (0: never).
+    idle_retire_s: float = Field(default=60.0, ge=0, le=86400)
     # Call events from the workers are written in one transaction per batch, at most this
     # late (0: one transaction per event, as a standalone worker does).
     store_batch_ms: int = Field(default=50, ge=0, le=1000)
@@ -151,6 +153,12 @@ class Settings(_Section):
     @property
     def run_dir(self) -> Path:
         return self.paths.var_dir / "run"
+
+    @property
+    def journal_dir(self) -> Path:
+        """Pooled workers' call records the controller has yet to apply (``ivr/journal.py``);
+        kept across restarts, unlike ``run_dir``'s sockets and pid files."""
+        return self.paths.var_dir / "journal"
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

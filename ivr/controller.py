@@ -4,12 +4,13 @@ It never imports pjsua2. It starts the zygote (the warm parent, ``ivr/zygote.py`
 it to fork workers, one per *slot*; slot ``i`` always listens on ``pool.worker_port_base + i``
 so Kamailio's destination list never changes. It applies the call records the workers send
 (``ivr/protocol.py``), tracks each worker's live legs, keeps ``pool.min_idle_workers`` idle
-workers ready (up to ``pool.max_workers``), and replaces a worker that dies, closing its
-calls as ended by failure.
+workers ready (up to ``pool.max_workers``), retires workers idle for ``pool.idle_retire_s``
+beyond that (``ivr/pool_policy.py``), and replaces a worker that dies, closing its calls as
+ended by failure.
 
 Slot states::
 
-    EMPTY --spawn--> STARTING --hello--> SERVING --drain/SIGTERM--> DRAINING
+    EMPTY --spawn--> STARTING --hello--> SERVING --drain, retire-> DRAINING
                         |                  |                           |
                         +------ exit / link lost (any state) ---------> EMPTY (+ restart)
 """
@@ -29,7 +30,10 @@ from typing import Any
 
 from .config import Settings
 from .front import Front
+from .journal import SCAN_S, replay_journals
 from .logs import log_event
+from .peers import PeerCredentials, peer_credentials, refusal
+from .pool_policy import SlotLoad, to_retire
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
 from .store import CallStore, StoreError, StoreOp
 
@@ -69,6 +73,8 @@ class WorkerSlot:
     open_calls: set[str] = field(default_factory=set)
     exit_seen: asyncio.Event = field(default_factory=asyncio.Event)
     exit_info: str = ""
+    spawned: asyncio.Event = field(default_factory=asyncio.Event)  # the zygote named its pid
+    idle_since: float | None = None  # monotonic; None while it has a call
 
     def is_empty(self) -> bool:
         return self.state is SlotState.EMPTY
@@ -105,6 +111,7 @@ class Controller:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._store_pending: list[StoreOp] = []
         self._store_flush: asyncio.TimerHandle | None = None
+        self._journals_scanned_at = time.monotonic()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -118,6 +125,7 @@ class Controller:
             self.store = CallStore(s.db_path)
         except StoreError as exc:
             raise ControllerError(str(exc)) from exc
+        self._replay_journals()  # the workers' own account first: orphans are presumed
         closed = self.store.close_orphans(time.time(), "failure")
         if closed:
             log_event("controller.orphans_closed", calls=len(closed))
@@ -253,6 +261,8 @@ class Controller:
         slot.pid = None
         slot.exit_seen = asyncio.Event()
         slot.exit_info = ""
+        slot.spawned = asyncio.Event()
+        slot.idle_since = None
         slot.started_at = time.monotonic()
         self._zygote_writer.write(encode(
             "spawn", slot=slot.slot, name=slot.name, sip_port=slot.sip_port,
@@ -312,15 +322,32 @@ class Controller:
             hello = decode(line)
             if hello.get("type") != "hello" or hello.get("protocol") != PROTOCOL_VERSION:
                 raise ProtocolError(f"expected hello with protocol {PROTOCOL_VERSION}")
+            peer = peer_credentials(writer)
             if hello.get("role") == "zygote":
-                await self._serve_zygote(reader, writer)
+                why = refusal(hello, peer, zygote_pid=self._zygote.pid if self._zygote else None,
+                              zygote_connected=self._zygote_writer is not None, worker_pid=None)
+                if why is None:
+                    await self._serve_zygote(reader, writer)
+                else:
+                    self._refuse(hello, peer, why)
                 return
-            slot = self._slot_of(hello)
+            claimed = self._slot_of(hello)
+            if claimed.state is SlotState.STARTING and not claimed.spawned.is_set():
+                # The zygote's `spawned` report and the child's hello race on two sockets.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(claimed.spawned.wait(), 5.0)
+            why = refusal(hello, peer, zygote_pid=None, zygote_connected=False,
+                          worker_pid=claimed.pid if claimed.state is SlotState.STARTING
+                          and claimed.writer is None else None)
+            if why is not None:
+                self._refuse(hello, peer, why)
+                return
+            slot = claimed
             slot.writer = writer
-            slot.pid = int(hello["pid"])
             slot.max_calls = int(hello.get("max_calls", 4))
             if slot.state is SlotState.STARTING:
                 slot.state = SlotState.SERVING
+                slot.idle_since = time.monotonic()
                 if self._front is not None:
                     self._background(self._front.worker_up(slot.uri))
             log_event("pool.worker_up", worker=slot.name, pid=slot.pid, sip=hello.get("sip"),
@@ -341,6 +368,11 @@ class Controller:
             if task is not None:
                 self._tasks.discard(task)
 
+    def _refuse(self, hello: dict[str, Any], peer: PeerCredentials | None, why: str) -> None:
+        """One line for a peer that is not ours; nothing it sent is applied."""
+        log_event("controller.peer_refused", role=hello.get("role"), slot=hello.get("slot"),
+                  pid=peer.pid if peer else None, uid=peer.uid if peer else None, why=why)
+
     def _slot_of(self, hello: dict[str, Any]) -> WorkerSlot:
         index = hello.get("slot")
         if not isinstance(index, int) or not 0 <= index < len(self.slots):
@@ -359,6 +391,7 @@ class Controller:
             if msg["type"] == "spawned":
                 slot = self.slots[int(msg["slot"])]
                 slot.pid = int(msg["pid"])
+                slot.spawned.set()
             elif msg["type"] == "exited" and msg.get("slot") is not None:
                 slot = self.slots[int(msg["slot"])]
                 how = (f"killed by signal {msg['signal']}" if msg.get("signal")
@@ -383,7 +416,13 @@ class Controller:
                 slot.open_calls.discard(call_id)
         elif kind == "stats":
             slot.legs = int(msg.get("legs", 0))
+            if slot.legs:
+                slot.idle_since = None
+            elif slot.idle_since is None:
+                slot.idle_since = time.monotonic()
             self._keep_idle_ready()
+            if time.monotonic() - self._journals_scanned_at >= SCAN_S:
+                self._replay_journals()
         elif kind == "state":
             if msg.get("state") in ("draining", "stopping") and slot.state is SlotState.SERVING:
                 slot.state = SlotState.DRAINING
@@ -410,7 +449,7 @@ class Controller:
                 self._store_pending.append((
                     "call_ended", call_id, time.time(),
                     {"reason": "failure", "hangup_by": "system", "sip_code": None,
-                     "sip_reason": f"worker {slot.name} {how}"}))
+                     "sip_reason": f"worker {slot.name} {how}", "presumed": True}))
             self.flush_store()
             log_event("pool.calls_failed", worker=slot.name, calls=len(slot.open_calls),
                       how=how)
@@ -462,6 +501,21 @@ class Controller:
         for (method, call_id, _at, _args), err in failed:
             log.error("could not apply %s of call %s: %s", method, call_id, err)
 
+    def _replay_journals(self) -> None:
+        """Apply the journals of workers that lost their controller (``ivr/journal.py``)."""
+        self._journals_scanned_at = time.monotonic()
+        if self.store is None:
+            return
+        self.flush_store()  # what live workers sent comes first
+        try:
+            done = replay_journals(self.store, self.settings.journal_dir)
+        except StoreError as exc:
+            log.error("could not apply the workers' journals (kept for retry): %s", exc)
+            return
+        if done.applied or done.failed:
+            log_event("controller.journals_applied", journals=done.journals,
+                      applied=done.applied, already_stored=done.skipped, failed=done.failed)
+
     def _keep_idle_ready(self) -> None:
         if self._stopping or self._zygote_writer is None:
             return
@@ -474,6 +528,24 @@ class Controller:
             if slot.state is SlotState.EMPTY:
                 self._spawn(slot)
                 idle += 1
+        self._retire_idle(time.monotonic())
+
+    def _retire_idle(self, now: float) -> None:
+        """Drain workers idle for pool.idle_retire_s beyond the floor (ivr/pool_policy.py);
+        their slots stay empty until the pool grows again."""
+        pool = self.settings.pool
+        live = [SlotLoad(x.slot, x.state is SlotState.SERVING, max(x.legs, len(x.open_calls)),
+                         x.idle_since)
+                for x in self.slots if x.state in (SlotState.SERVING, SlotState.STARTING)]
+        for index in to_retire(live, now, floor_workers=pool.workers,
+                               min_idle_workers=pool.min_idle_workers,
+                               idle_retire_s=pool.idle_retire_s):
+            slot = self.slots[index]
+            idle_s = now - slot.idle_since if slot.idle_since is not None else 0.0
+            log_event("pool.worker_retired", worker=slot.name, slot=slot.slot, pid=slot.pid,
+                      idle_s=round(idle_s, 1), workers=len(live) - 1)
+            live = [x for x in live if x.slot != index]
+            self._drain(slot)
 
     def _background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

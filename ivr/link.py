@@ -1,18 +1,24 @@
 """A worker's end of the controller protocol (``ivr/protocol.py``).
 
 :class:`RemoteRecorder` has the same call-record methods as :class:`~ivr.store.CallStore`;
-each becomes a ``store`` message the controller applies to the real store in order.
+each becomes a ``store`` message the controller applies to the real store in order. Once the
+link is lost they go to the worker's journal instead (``ivr/journal.py``), preceded by every
+record the controller may not have written yet.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .journal import JournalWriter, UnconfirmedRecords
+from .logs import log_event
 from .protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
+from .store import StoreOp
 
 log = logging.getLogger("ivr.link")
 
@@ -82,13 +88,63 @@ class ControllerLink:
 
 
 class RemoteRecorder:
-    """The call-record interface of CallStore, sent to the controller."""
+    """The call-record interface of CallStore, sent to the controller; journaled once the
+    link is lost (``journal``: where; None drops them, as before there were journals)."""
 
-    def __init__(self, link: ControllerLink) -> None:
+    def __init__(self, link: ControllerLink, journal: JournalWriter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._link = link
+        self._journal = journal
+        self._clock = clock
+        self._unconfirmed = UnconfirmedRecords()
+        self._journal_failed = False
 
     def _op(self, op: str, call_id: str, at: float, **args: Any) -> None:
+        record: StoreOp = (op, call_id, at, args)
+        if self._link.lost:
+            self.link_lost()
+            self._journal_write(record)
+            return
+        self._unconfirmed.sent(record, self._clock())
         self._link.send("store", op=op, call_id=call_id, at=at, args=args)
+        if self._link.lost:  # that send found the link gone: the record is unconfirmed
+            self.link_lost()
+
+    def link_lost(self) -> None:
+        """Open the journal with every record the controller may not have written."""
+        journal = self._journal
+        if journal is None or journal.is_open or self._journal_failed:
+            return
+        records = self._unconfirmed.all(self._clock())
+        try:
+            journal.open(records)
+        except OSError as exc:
+            self._journal_failed = True
+            log.error("cannot open the call-record journal %s; records are lost: %s",
+                      journal.path, exc)
+            return
+        log_event("worker.journal_opened", path=str(journal.path), records=len(records))
+
+    def _journal_write(self, record: StoreOp) -> None:
+        if self._journal is None or not self._journal.is_open:
+            log.warning("controller link is down; dropped the %s of call %s", record[0],
+                        record[1])
+            return
+        try:
+            self._journal.write(record)
+        except OSError as exc:
+            log.error("cannot write the call-record journal %s: %s", self._journal.path, exc)
+
+    def close(self) -> None:
+        """After the link's own close: a link found lost at the last moment still journals."""
+        if self._link.lost:
+            self.link_lost()
+        if self._journal is not None and self._journal.is_open:
+            try:
+                self._journal.close()
+            except OSError as exc:
+                log.error("cannot close the call-record journal %s: %s",
+                          self._journal.path, exc)
 
     def call_arrived(self, call_id: str, at: float, *, sip_call_id: str, worker: str,
                      from_uri: str, to_uri: str, flow: str, flow_version: int) -> None:

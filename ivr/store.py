@@ -3,8 +3,10 @@
 Embedded default: SQLite in WAL mode under ``var/``. A standalone worker writes every event in
 its own transaction as it happens; the pool's controller applies what its workers sent in one
 transaction per batch (:meth:`CallStore.apply_batch`, at most ``pool.store_batch_ms`` late). A
-crash loses at most the events in flight; a call whose end was never written is closed as
-``failure`` by :meth:`CallStore.close_orphans` at the next start.
+pooled worker that lost its controller journals its records (``ivr/journal.py``), replayed
+idempotently by :meth:`CallStore.replay`. A call whose end was never written is closed as a
+*presumed* ``failure`` by :meth:`CallStore.close_orphans` at the next start; a worker's own
+journaled end replaces a presumed one, never the reverse.
 The SQL is kept to what PostgreSQL also accepts, so the same interface can move there.
 """
 
@@ -85,6 +87,13 @@ class StoreError(Exception):
 
 
 @dataclass(frozen=True)
+class ReplayOutcome:
+    applied: int
+    skipped: int  # already in the store
+    failed: list[tuple[StoreOp, StoreError]]
+
+
+@dataclass(frozen=True)
 class CallRecord:
     call_id: str
     sip_call_id: str
@@ -118,6 +127,8 @@ class CallStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._in_batch = False
+        self._replaying = False
+        self._replay_skipped = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
@@ -200,17 +211,47 @@ class CallStore:
             raise StoreError(f"{self.path}: cannot commit {len(failed)} writes: {exc}") from exc
         return failed
 
+    def replay(self, ops: Iterable[StoreOp]) -> ReplayOutcome:
+        """Apply recorder calls a worker journaled, in one transaction, skipping each one
+        already stored (the same event of the same call at the same time): replaying a
+        journal twice, or records that did reach the store, changes nothing. A call's end
+        replaces only an end the controller presumed (``presumed``), never a worker's own.
+        Raises StoreError, with nothing written, if the commit fails."""
+        listed = list(ops)
+        self._replaying, self._replay_skipped = True, 0
+        try:
+            failed = self.apply_batch(listed)
+        finally:
+            self._replaying = False
+        skipped = self._replay_skipped
+        return ReplayOutcome(len(listed) - skipped - len(failed), skipped, failed)
+
+    def _stored(self, call_id: str, at: float, kind: str, data: str) -> bool:
+        return self._db.execute(
+            "SELECT 1 FROM call_events WHERE call_id = ? AND at = ? AND kind = ? AND data = ?",
+            (call_id, at, kind, data)).fetchone() is not None
+
+    def _end_is_presumed(self, call_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT data FROM call_events WHERE call_id = ? AND kind = 'ended' "
+            "ORDER BY id DESC LIMIT 1", (call_id,)).fetchone()
+        return row is not None and json.loads(row[0]).get("presumed") is True
+
     def _write(self, call_id: str, at: float, kind: str, data: dict[str, Any],
                update_sql: str | None = None, params: tuple[Any, ...] = (),
                only_if_updated: bool = False) -> None:
+        encoded = json.dumps(data, separators=(",", ":"))
         try:
+            if self._replaying and self._stored(call_id, at, kind, encoded):
+                self._replay_skipped += 1
+                return
             with self._tx() as db:
                 if update_sql:
                     if db.execute(update_sql, params).rowcount == 0 and only_if_updated:
                         return
                 db.execute(
                     "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                    (call_id, at, kind, json.dumps(data, separators=(",", ":"))),
+                    (call_id, at, kind, encoded),
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot record {kind} of call {call_id}: {exc}") from exc
@@ -261,13 +302,25 @@ class CallStore:
         self._write(call_id, at, kind, data)
 
     def call_ended(self, call_id: str, at: float, *, reason: str, hangup_by: str,
-                   sip_code: int | None, sip_reason: str | None) -> None:
+                   sip_code: int | None, sip_reason: str | None,
+                   presumed: bool = False) -> None:
+        """``presumed``: written by the controller for a call whose worker's own account
+        is missing (the worker died, or the program restarted); a journaled end from the
+        worker replaces it (see :meth:`replay`)."""
+        data: dict[str, Any] = {"reason": reason, "hangup_by": hangup_by,
+                                "sip_code": sip_code, "sip_reason": sip_reason}
+        if presumed:
+            data["presumed"] = True
+        open_only = " AND ended_at IS NULL"
+        try:
+            if self._replaying and self._end_is_presumed(call_id):
+                open_only = ""  # the worker's account replaces the controller's guess
+        except (sqlite3.Error, ValueError) as exc:
+            raise StoreError(f"{self.path}: cannot read the end of call {call_id}: {exc}") from exc
         self._write(
-            call_id, at, "ended",
-            {"reason": reason, "hangup_by": hangup_by, "sip_code": sip_code,
-             "sip_reason": sip_reason},
+            call_id, at, "ended", data,
             "UPDATE calls SET ended_at = ?, end_reason = ?, hangup_by = ?, sip_code = ?,"
-            " sip_reason = ? WHERE call_id = ? AND ended_at IS NULL",
+            f" sip_reason = ? WHERE call_id = ?{open_only}",
             (at, reason, hangup_by, sip_code, sip_reason, call_id),
             only_if_updated=True,  # a second end changes nothing and logs nothing
         )
@@ -282,7 +335,7 @@ class CallStore:
         ids = [r[0] for r in self._db.execute(sql, params).fetchall()]
         for call_id in ids:
             self.call_ended(call_id, at, reason=reason, hangup_by="system",
-                            sip_code=None, sip_reason=None)
+                            sip_code=None, sip_reason=None, presumed=True)
         return ids
 
     # -- reading -----------------------------------------------------------------------

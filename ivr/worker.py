@@ -27,6 +27,7 @@ from media.phone import Phone, PhoneConfig
 from .config import Settings
 from .flow import Flow
 from .flowset import FlowSetError, load_flow_and_prompts
+from .journal import JournalWriter
 from .link import ControllerLink, LinkLostError, RemoteRecorder
 from .logs import log_event
 from .prompts import PromptSet
@@ -89,6 +90,7 @@ class Worker:
         self._recorder: CallRecorder | None = None
         self._store: CallStore | None = None
         self._link: ControllerLink | None = None
+        self._remote: RemoteRecorder | None = None
         self._controller_socket = controller_socket
         self._slot = slot
         self._flow: Flow | None = preloaded[0] if preloaded else None
@@ -135,6 +137,8 @@ class Worker:
 
     async def _serve_link(self, link: ControllerLink) -> None:
         await link.serve(self._on_controller_message)
+        if self._remote is not None:
+            self._remote.link_lost()
         if self.state is WorkerState.SERVING:
             log.error("the controller went away; draining")
             self.request_stop()
@@ -150,7 +154,9 @@ class Worker:
                 "flow_version": self._flow.version,
             })
             await self._link.connect()
-            return RemoteRecorder(self._link)
+            self._remote = RemoteRecorder(
+                self._link, JournalWriter(s.journal_dir, s.worker.name, os.getpid()))
+            return self._remote
         self._store = CallStore(s.db_path)
         orphans = self._store.close_orphans(time.time(), "failure", worker=s.worker.name)
         if orphans:
@@ -215,6 +221,8 @@ class Worker:
             self._store.close()
         if self._link is not None:
             await self._link.close()
+        if self._remote is not None:
+            self._remote.close()
 
     async def _drain(self) -> None:
         assert self._phone is not None

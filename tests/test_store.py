@@ -141,7 +141,8 @@ def test_close_orphans_closes_only_open_calls_of_the_worker(store: CallStore) ->
                                                                    "system")
         assert (call.sip_code, call.sip_reason) == (None, None)
         assert store.events(call_id)[-1].data == {"reason": "failure", "hangup_by": "system",
-                                                  "sip_code": None, "sip_reason": None}
+                                                  "sip_code": None, "sip_reason": None,
+                                                  "presumed": True}  # no worker's account
     done = store.get_call("done1")
     assert done is not None and (done.ended_at, done.end_reason) == (T0 + 5, "normal")
     other = store.get_call("other")
