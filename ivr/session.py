@@ -92,6 +92,9 @@ class CallSession:
                            wall=lambda: dt.datetime.fromtimestamp(wall_clock(), dt.UTC))
         self._wall = wall_clock
         self._pending: asyncio.Task[Any] | None = None
+        # The one read of the leg's events in progress: shared by the main loop and the waits
+        # for the end (a second reader would take the LegHungUp the other one waits for).
+        self._next_event: asyncio.Task[Any] | None = None
         self._recording: Path | None = None
         self._recordings = 0
         self._mono = asyncio.get_running_loop().time
@@ -155,6 +158,10 @@ class CallSession:
                 await leg.hangup(500)
             except MediaError:
                 pass
+        finally:
+            if self._next_event is not None:
+                self._next_event.cancel()
+                self._next_event = None
 
     async def _answer_and_run(self) -> None:
         leg = self.leg
@@ -177,15 +184,13 @@ class CallSession:
                   clock_rate_hz=media.clock_rate_hz, telephone_event=media.telephone_event,
                   inband_dtmf=media.inband_dtmf)
         await self._apply(self.run.start(self._mono()))
-        next_event: asyncio.Task[Any] | None = None
         try:
             while not self.ended:
                 deadline = self.run.deadline
                 timeout = None if deadline is None else max(0.0, deadline - self._mono())
                 if self.run.state is RunState.RECORDING:
                     timeout = SILENCE_POLL_S if timeout is None else min(timeout, SILENCE_POLL_S)
-                if next_event is None:
-                    next_event = asyncio.ensure_future(leg.next_event())
+                next_event = self._event_task()
                 waiting: set[asyncio.Task[Any]] = {next_event}
                 if self._pending is not None:
                     waiting.add(self._pending)
@@ -194,26 +199,42 @@ class CallSession:
                 if self._pending is not None and self._pending in done:
                     finished, self._pending = self._pending, None
                     await self._apply(finished.result())
-                if next_event in done:
-                    event, next_event = next_event.result(), None
-                    await self._on_event(event)
+                if next_event in done and self._next_event is next_event:
+                    self._next_event = None
+                    await self._on_event(next_event.result())
                 elif not done:
                     now = self._mono()
                     if self.run.state is RunState.RECORDING and self._silence_over():
                         await self._apply(self.run.on_silence(now))
                     await self._apply(self.run.on_timer(now))
         finally:
-            if next_event is not None:
-                next_event.cancel()
+            if self._next_event is not None:
+                self._next_event.cancel()
+                self._next_event = None
             if self._pending is not None:
                 self._pending.cancel()
+
+    def _event_task(self) -> asyncio.Task[Any]:
+        """The pending read of the leg's next event, started if none is."""
+        if self._next_event is None:
+            self._next_event = asyncio.ensure_future(self.leg.next_event())
+        return self._next_event
+
+    async def _take_event(self, timeout_s: float) -> object:
+        """The leg's next event, or TimeoutError (the read stays pending for the next call)."""
+        task = self._event_task()
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout_s))
+        if not done:
+            raise TimeoutError
+        self._next_event = None
+        return task.result()
 
     async def _wait_media(self) -> MediaReady | None:
         leg = self.leg
         deadline = self._mono() + self.media_timeout_s
         while True:
             try:
-                event = await asyncio.wait_for(leg.next_event(), max(0.0, deadline - self._mono()))
+                event = await self._take_event(deadline - self._mono())
             except TimeoutError:
                 log_event("call.no_media", call_id=self.call_id)
                 await leg.hangup(408)
@@ -393,8 +414,7 @@ class CallSession:
         deadline = self._mono() + HANGUP_CONFIRM_S
         while not self.ended:
             try:
-                event = await asyncio.wait_for(
-                    self.leg.next_event(), max(0.0, deadline - self._mono()))
+                event = await self._take_event(deadline - self._mono())
             except TimeoutError:
                 self._end(self._flow_hangup_reason or "failure", "ivr", None,
                           "no answer to BYE")
