@@ -111,6 +111,7 @@ class CallSession:
             log.exception("call %s: could not store %s", self.call_id, what)
 
     def _end(self, reason: str, hangup_by: str, code: int | None, sip_reason: str | None) -> None:
+        """Record the end once. Reasons are listed in docs/flows.md ("End reasons")."""
         if self.ended:
             return
         self.ended = True
@@ -279,7 +280,10 @@ class CallSession:
     def _on_leg_hung_up(self, event: LegHungUp) -> None:
         for action in self.run.on_caller_hangup(self._mono()):
             self._note(action)
-        if event.side is HangupSide.REMOTE:
+        if event.no_ack:
+            self._end("no_ack", "system", event.status_code,
+                      "the caller never ACKed the 200 OK (RFC 3261 timer H)")
+        elif event.side is HangupSide.REMOTE:
             self._end("caller_hangup", "caller", event.status_code, event.reason)
         elif self._flow_hangup_reason is not None:
             self._end(self._flow_hangup_reason, "ivr", event.status_code, event.reason)

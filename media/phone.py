@@ -76,6 +76,7 @@ _PLAYER_MIN_HOLD_S = 0.1
 _PLAYER_MAX_HELD = 20
 _PJ_ETOOMANY = 70010
 _PJSIP_ESESSIONTERMINATED = 171140
+_SIP_REQUEST_TIMEOUT = 408
 _PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
@@ -129,7 +130,8 @@ class _LegState:
     recording_path: Path | None = None
     transfer_reports: int = 0  # TransferResult events since the last transfer()
     media_reported: bool = False
-    answered: bool = False
+    sent_2xx: bool = False  # we answered the INVITE with 2xx (the caller's ACK is due)
+    answered: bool = False  # CONFIRMED: the caller's ACK came
     local_hangup: bool = False
     disconnected: bool = False
 
@@ -774,8 +776,12 @@ class Phone:
             self._dead.append(state)
             if state.leg is not None:
                 side = HangupSide.LOCAL if state.local_hangup else HangupSide.REMOTE
+                # PJSIP ends a 2xx never ACKed with 408 once timer H fires (and sends BYE).
+                no_ack = (state.sent_2xx and not state.answered
+                          and info.lastStatusCode == _SIP_REQUEST_TIMEOUT)
                 event = LegHungUp(
-                    state.leg.leg_id, side, info.lastStatusCode, info.lastReason, state.answered
+                    state.leg.leg_id, side, info.lastStatusCode, info.lastReason, state.answered,
+                    no_ack,
                 )
                 self._post(self._leg_ended, state.leg, event)
             # The Call goes now, not on the next turn: once this callback returns, PJSUA may
@@ -880,6 +886,8 @@ class Phone:
         op = pj.CallOpParam()
         op.statusCode = status_code
         self._live(state).answer(op)
+        if 200 <= status_code < 300:
+            state.sent_2xx = True
 
     def _play(self, state: _LegState, files: Sequence[Path], playback_id: int) -> None:
         self._live(state)
