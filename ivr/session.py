@@ -275,6 +275,8 @@ class CallSession:
             if event.playback_id == self.leg.current_playback_id:
                 await self._apply(self.run.on_playback_done(now))
         elif isinstance(event, LegHungUp):
+            if self._recording is not None:  # a message ended by hanging up: keep it if any
+                await self._finish_recording()
             self._on_leg_hung_up(event)
 
     def _on_leg_hung_up(self, event: LegHungUp) -> None:
@@ -382,9 +384,17 @@ class CallSession:
         self._recording = path
 
     async def _stop_recording(self) -> None:
-        path, self._recording = self._recording, None
-        if path is None:
+        if self._recording is None:
             return
+        path, duration_s, heard = await self._finish_recording()
+        await self._apply(self.run.on_recording_done(self._mono(), path, duration_s, heard))
+
+    async def _finish_recording(self) -> tuple[str, float, bool]:
+        """Stop the recording (also on a leg that has ended) and keep the WAV only if it holds
+        the caller's voice: a recording of silence is deleted and is not recorded as a
+        ``recording`` (its path is given as ""). Returns (path, duration, heard voice)."""
+        path, self._recording = self._recording, None
+        assert path is not None
         leg: Any = self.leg
         try:
             duration_s = float(await leg.stop_recording())
@@ -392,12 +402,18 @@ class CallSession:
             log.error("call %s: recording failed: %s", self.call_id, exc)
             duration_s = 0.0
         heard = bool(leg.heard_voice)
+        if not heard:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("call %s: cannot delete the silent recording %s: %s",
+                            self.call_id, path, exc)
+            return "", duration_s, False
         at = self._wall()
         self._record("recording", lambda: self.store.call_event(
             self.call_id, at, "recording", {"path": str(path), "duration_s": duration_s,
                                             "heard_voice": heard}))
-        await self._apply(self.run.on_recording_done(self._mono(), str(path), duration_s,
-                                                     heard))
+        return str(path), duration_s, True
 
     async def _lookup(self, action: Lookup) -> list[Action]:
         from .services import http_lookup

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests import sipp
 from tests.conftest import FLOWS, start_worker
-from tests.rtp import dtmf_tones, write_rtp_pcap
+from tests.rtp import dtmf_tones, write_call_pcap, write_rtp_pcap
 from tests.test_calls_sipp import events, wait_ended
 
 pytestmark = [
@@ -68,3 +70,78 @@ def test_a_call_never_acked_ends_at_timer_h_recorded_as_no_ack(tmp_path: Path) -
     assert row["ended_at"] <= bye_answered_by
     # It is timer H that ended it, nothing before (a second to spare).
     assert row["ended_at"] - row["answered_at"] >= TIMER_H_S - 1
+
+
+def _recordings(var_dir: Path) -> list[Path]:
+    return sorted((var_dir / "recordings").rglob("*.wav"))
+
+
+def _events(db: Path, call_id: str) -> list[tuple[str, dict]]:
+    return [(k, json.loads(d)) for k, d in events(db, call_id)]
+
+
+def _message_pcap(path: Path, start_s: float, length_s: float) -> None:
+    """The caller speaks (a 440 Hz tone well above the voice threshold) for ``length_s``."""
+    t = np.arange(int(8000 * length_s)) / 8000
+    write_call_pcap(path, [], audio=[(start_s, (6000 * np.sin(2 * np.pi * 440 * t))
+                                      .astype(np.int16))])
+
+
+def test_a_voicemail_of_silence_leaves_no_file_and_no_recording(tmp_path: Path) -> None:
+    wp = start_worker(tmp_path, flow=FLOWS / "voicemail.yaml")
+    try:
+        result = sipp.run(sipp.Caller("silent_voicemail").ivr_hangs_up(20000), wp.target,
+                          tmp_path)
+        assert result.ok, result.output + result.errors
+        row = wait_ended(wp.db)
+    finally:
+        wp.stop()
+    assert row["end_reason"] == "no_message"
+    evs = _events(wp.db, row["call_id"])
+    assert "recording" not in [k for k, _ in evs]
+    done = [d for k, d in evs if k == "record.done"]
+    assert len(done) == 1 and done[0]["path"] == "" and done[0]["heard_voice"] is False
+    assert _recordings(wp.var_dir) == []
+    assert not any('"recording"' in line or ".wav" in line for line in wp.lines)
+
+
+def test_a_voicemail_that_holds_a_message_is_kept(tmp_path: Path) -> None:
+    wp = start_worker(tmp_path, flow=FLOWS / "voicemail.yaml")
+    try:
+        pcap = tmp_path / "message.pcap"
+        _message_pcap(pcap, start_s=0.8, length_s=1.0)
+        caller = sipp.Caller("voicemail_message").play_pcap(pcap).ivr_hangs_up(20000)
+        result = sipp.run(caller, wp.target, tmp_path)
+        assert result.ok, result.output + result.errors
+        row = wait_ended(wp.db)
+    finally:
+        wp.stop()
+    assert row["end_reason"] == "message_left"
+    recordings = [d for k, d in _events(wp.db, row["call_id"]) if k == "recording"]
+    assert len(recordings) == 1 and recordings[0]["heard_voice"] is True
+    assert _recordings(wp.var_dir) == [Path(recordings[0]["path"])]
+
+
+@pytest.mark.parametrize("speaks", [True, False])
+def test_a_caller_who_hangs_up_while_recorded_leaves_a_message_only_if_they_spoke(
+        speaks: bool, tmp_path: Path) -> None:
+    wp = start_worker(tmp_path, flow=FLOWS / "voicemail.yaml")
+    try:
+        caller = sipp.Caller(f"hangs_up_recorded_{speaks}")
+        if speaks:
+            pcap = tmp_path / "message.pcap"
+            _message_pcap(pcap, start_s=0.8, length_s=1.5)
+            caller.play_pcap(pcap)
+        # Hang up while the message is recorded: after the speech, before 1 s of silence.
+        result = sipp.run(caller.pause(2500).caller_hangs_up(), wp.target, tmp_path)
+        assert result.ok, result.output + result.errors
+        row = wait_ended(wp.db)
+    finally:
+        wp.stop()
+    assert row["end_reason"] == "caller_hangup"
+    recordings = [d for k, d in _events(wp.db, row["call_id"]) if k == "recording"]
+    if speaks:
+        assert len(recordings) == 1 and recordings[0]["heard_voice"] is True
+        assert _recordings(wp.var_dir) == [Path(recordings[0]["path"])]
+    else:
+        assert recordings == [] and _recordings(wp.var_dir) == []
