@@ -31,6 +31,7 @@ from media import (
 
 from .flow import Flow, FlowRun, Hangup, Note, Play, RunState, StopPlayback
 from .flow.interpreter import (
+    MASK,
     Action,
     Lookup,
     QueueCall,
@@ -266,11 +267,14 @@ class CallSession:
         if isinstance(event, DtmfReceived):
             node = self.run.node_name
             at = self._wall()
+            actions = self.run.on_digit(event.digit, now)
+            # A key of a sensitive entry (card number, PIN) is recorded as MASK, never itself.
+            digit = MASK if self.run.digit_masked else event.digit
             self._record("dtmf", lambda: self.store.call_dtmf(
-                self.call_id, at, digit=event.digit, method=event.method.value, node=node))
-            log_event("call.dtmf", call_id=self.call_id, digit=event.digit,
+                self.call_id, at, digit=digit, method=event.method.value, node=node))
+            log_event("call.dtmf", call_id=self.call_id, digit=digit,
                       method=event.method.value, node=node)
-            await self._apply(self.run.on_digit(event.digit, now))
+            await self._apply(actions)
         elif isinstance(event, PlaybackFinished):
             if event.playback_id == self.leg.current_playback_id:
                 await self._apply(self.run.on_playback_done(now))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -145,3 +146,55 @@ def test_a_caller_who_hangs_up_while_recorded_leaves_a_message_only_if_they_spok
         assert _recordings(wp.var_dir) == [Path(recordings[0]["path"])]
     else:
         assert recordings == [] and _recordings(wp.var_dir) == []
+
+
+class _PinCheck(BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.seen.append(self.path)
+        body = b'{"name": "Ann"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_sensitive_pin_reaches_the_lookup_and_neither_the_log_nor_the_store(
+        tmp_path: Path) -> None:
+    handler = type("Handler", (_PinCheck,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    crm = f"http://127.0.0.1:{server.server_address[1]}"
+    wp = start_worker(tmp_path, flow=FLOWS / "sensitive.yaml",
+                      env={"IVR_FLOWS_VARS": json.dumps({"crm_url": crm})})
+    try:
+        stream = tmp_path / "pin.pcap"
+        write_call_pcap(stream, [(0.8, "9"), (1.1, "7"), (1.4, "3"), (1.7, "1"), (2.0, "#")])
+        caller = sipp.Caller("sensitive_pin").play_pcap(stream)
+        result = sipp.run(caller.ivr_hangs_up(20000), wp.target, tmp_path)
+        assert result.ok, result.output + result.errors
+        row = wait_ended(wp.db)
+    finally:
+        wp.stop()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert row["end_reason"] == "verified"
+    assert handler.seen == ["/pins/9731"]  # the lookup had the digits
+    evs = _events(wp.db, row["call_id"])
+    assert [d["digit"] for k, d in evs if k == "dtmf"] == ["X"] * 5
+    assert [d["digits"] for k, d in evs if k == "collect.done"] == ["XXXX"]
+    log = "".join(wp.lines)
+    assert '"call.dtmf"' in log and "/pins/" not in log
+    raw = b"".join(p.read_bytes() for p in wp.var_dir.glob("ivr.sqlite3*"))
+    for text, where in ((log.encode(), "log"), (raw, "store")):
+        assert b"9731" not in text, where
+        for digit in b"9731":
+            for spaced in (b'"digit": "%c"', b'"digit":"%c"'):
+                assert spaced % digit not in text, where
