@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from ivr.config import ConfigError, load_settings
+from ivr.zygote import worker_settings
 from media.sipcheck import RefusalLog, Source, invite_problem, source_allowed
 from tests import sipp
 from tests.conftest import start_stack, start_worker
@@ -211,3 +213,23 @@ def test_rfc4475_invalid_messages_get_400_and_a_normal_call_works_after(
         assert n_calls == 1  # the refused message never became a call
     finally:
         wp.stop()
+
+
+def test_trusted_sources_are_read_from_the_environment_and_a_bad_one_is_named() -> None:
+    s = load_settings(None, env={"IVR_WORKER_TRUSTED_SOURCES": '[127.0.0.1:5060, "[::1]:5070"]'})
+    assert s.worker.trusted_sources == ["127.0.0.1:5060", "[::1]:5070"]
+    with pytest.raises(ConfigError, match="IVR_WORKER_TRUSTED_SOURCES.*front.example"):
+        load_settings(None, env={"IVR_WORKER_TRUSTED_SOURCES": "[front.example:5060]"})
+
+
+def test_pooled_workers_trust_the_front_and_standalone_ones_anyone() -> None:
+    base = load_settings(None, env={"IVR_SIP_PORT": "5070"})
+    pooled = worker_settings(base, "w000", 5100, 40000, 20, "127.0.0.1")
+    assert pooled.worker.trusted_sources == ["127.0.0.1:5070"]
+    wildcard = load_settings(None, env={"IVR_SIP_BIND_ADDRESS": "0.0.0.0"})
+    assert worker_settings(wildcard, "w000", 5100, 40000, 20, "127.0.0.1").worker \
+        .trusted_sources == ["127.0.0.1:5060"]
+    no_front = load_settings(None, env={"IVR_FRONT_ENABLED": "false"})
+    assert worker_settings(no_front, "w000", 5100, 40000, 20, "127.0.0.1").worker \
+        .trusted_sources == []
+    assert base.worker.trusted_sources == []  # ivr worker
