@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from media.sipcheck import Source
+
 from .yamlsrc import SourceMap, YamlError, load_yaml
 
 ENV_PREFIX = "IVR_"
@@ -73,6 +75,16 @@ class WorkerSettings(_Section):
     max_calls: int = Field(default=4, ge=1, le=4)  # the pjsua2-python wheel's PJSUA limit
     drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
     media_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Who may send this worker INVITEs: "host" or "host:port" ("[v6]:port"); empty: anyone
+    # (a standalone worker). In the pool the controller sets it to the front's address.
+    trusted_sources: list[str] = []
+
+    @field_validator("trusted_sources")
+    @classmethod
+    def _sources(cls, v: list[str]) -> list[str]:
+        for text in v:
+            Source.parse(text)  # ValueError names the bad entry
+        return v
 
 
 class PoolSettings(_Section):

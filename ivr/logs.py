@@ -52,6 +52,10 @@ def setup_logging(level: str = "INFO", fmt: str = "json") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request's URL at INFO, and a lookup's URL can carry a caller's
+    # account number or PIN ({account} in the template): only its warnings are kept.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def log_event(event: str, **fields: Any) -> None:

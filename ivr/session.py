@@ -31,6 +31,7 @@ from media import (
 
 from .flow import Flow, FlowRun, Hangup, Note, Play, RunState, StopPlayback
 from .flow.interpreter import (
+    MASK,
     Action,
     Lookup,
     QueueCall,
@@ -92,6 +93,9 @@ class CallSession:
                            wall=lambda: dt.datetime.fromtimestamp(wall_clock(), dt.UTC))
         self._wall = wall_clock
         self._pending: asyncio.Task[Any] | None = None
+        # The one read of the leg's events in progress: shared by the main loop and the waits
+        # for the end (a second reader would take the LegHungUp the other one waits for).
+        self._next_event: asyncio.Task[Any] | None = None
         self._recording: Path | None = None
         self._recordings = 0
         self._mono = asyncio.get_running_loop().time
@@ -108,6 +112,7 @@ class CallSession:
             log.exception("call %s: could not store %s", self.call_id, what)
 
     def _end(self, reason: str, hangup_by: str, code: int | None, sip_reason: str | None) -> None:
+        """Record the end once. Reasons are listed in docs/flows.md ("End reasons")."""
         if self.ended:
             return
         self.ended = True
@@ -155,6 +160,10 @@ class CallSession:
                 await leg.hangup(500)
             except MediaError:
                 pass
+        finally:
+            if self._next_event is not None:
+                self._next_event.cancel()
+                self._next_event = None
 
     async def _answer_and_run(self) -> None:
         leg = self.leg
@@ -177,15 +186,13 @@ class CallSession:
                   clock_rate_hz=media.clock_rate_hz, telephone_event=media.telephone_event,
                   inband_dtmf=media.inband_dtmf)
         await self._apply(self.run.start(self._mono()))
-        next_event: asyncio.Task[Any] | None = None
         try:
             while not self.ended:
                 deadline = self.run.deadline
                 timeout = None if deadline is None else max(0.0, deadline - self._mono())
                 if self.run.state is RunState.RECORDING:
                     timeout = SILENCE_POLL_S if timeout is None else min(timeout, SILENCE_POLL_S)
-                if next_event is None:
-                    next_event = asyncio.ensure_future(leg.next_event())
+                next_event = self._event_task()
                 waiting: set[asyncio.Task[Any]] = {next_event}
                 if self._pending is not None:
                     waiting.add(self._pending)
@@ -194,26 +201,42 @@ class CallSession:
                 if self._pending is not None and self._pending in done:
                     finished, self._pending = self._pending, None
                     await self._apply(finished.result())
-                if next_event in done:
-                    event, next_event = next_event.result(), None
-                    await self._on_event(event)
+                if next_event in done and self._next_event is next_event:
+                    self._next_event = None
+                    await self._on_event(next_event.result())
                 elif not done:
                     now = self._mono()
                     if self.run.state is RunState.RECORDING and self._silence_over():
                         await self._apply(self.run.on_silence(now))
                     await self._apply(self.run.on_timer(now))
         finally:
-            if next_event is not None:
-                next_event.cancel()
+            if self._next_event is not None:
+                self._next_event.cancel()
+                self._next_event = None
             if self._pending is not None:
                 self._pending.cancel()
+
+    def _event_task(self) -> asyncio.Task[Any]:
+        """The pending read of the leg's next event, started if none is."""
+        if self._next_event is None:
+            self._next_event = asyncio.ensure_future(self.leg.next_event())
+        return self._next_event
+
+    async def _take_event(self, timeout_s: float) -> object:
+        """The leg's next event, or TimeoutError (the read stays pending for the next call)."""
+        task = self._event_task()
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout_s))
+        if not done:
+            raise TimeoutError
+        self._next_event = None
+        return task.result()
 
     async def _wait_media(self) -> MediaReady | None:
         leg = self.leg
         deadline = self._mono() + self.media_timeout_s
         while True:
             try:
-                event = await asyncio.wait_for(leg.next_event(), max(0.0, deadline - self._mono()))
+                event = await self._take_event(deadline - self._mono())
             except TimeoutError:
                 log_event("call.no_media", call_id=self.call_id)
                 await leg.hangup(408)
@@ -244,21 +267,29 @@ class CallSession:
         if isinstance(event, DtmfReceived):
             node = self.run.node_name
             at = self._wall()
+            actions = self.run.on_digit(event.digit, now)
+            # A key of a sensitive entry (card number, PIN) is recorded as MASK, never itself.
+            digit = MASK if self.run.digit_masked else event.digit
             self._record("dtmf", lambda: self.store.call_dtmf(
-                self.call_id, at, digit=event.digit, method=event.method.value, node=node))
-            log_event("call.dtmf", call_id=self.call_id, digit=event.digit,
+                self.call_id, at, digit=digit, method=event.method.value, node=node))
+            log_event("call.dtmf", call_id=self.call_id, digit=digit,
                       method=event.method.value, node=node)
-            await self._apply(self.run.on_digit(event.digit, now))
+            await self._apply(actions)
         elif isinstance(event, PlaybackFinished):
             if event.playback_id == self.leg.current_playback_id:
                 await self._apply(self.run.on_playback_done(now))
         elif isinstance(event, LegHungUp):
+            if self._recording is not None:  # a message ended by hanging up: keep it if any
+                await self._finish_recording()
             self._on_leg_hung_up(event)
 
     def _on_leg_hung_up(self, event: LegHungUp) -> None:
         for action in self.run.on_caller_hangup(self._mono()):
             self._note(action)
-        if event.side is HangupSide.REMOTE:
+        if event.no_ack:
+            self._end("no_ack", "system", event.status_code,
+                      "the caller never ACKed the 200 OK (RFC 3261 timer H)")
+        elif event.side is HangupSide.REMOTE:
             self._end("caller_hangup", "caller", event.status_code, event.reason)
         elif self._flow_hangup_reason is not None:
             self._end(self._flow_hangup_reason, "ivr", event.status_code, event.reason)
@@ -357,9 +388,17 @@ class CallSession:
         self._recording = path
 
     async def _stop_recording(self) -> None:
-        path, self._recording = self._recording, None
-        if path is None:
+        if self._recording is None:
             return
+        path, duration_s, heard = await self._finish_recording()
+        await self._apply(self.run.on_recording_done(self._mono(), path, duration_s, heard))
+
+    async def _finish_recording(self) -> tuple[str, float, bool]:
+        """Stop the recording (also on a leg that has ended) and keep the WAV only if it holds
+        the caller's voice: a recording of silence is deleted and is not recorded as a
+        ``recording`` (its path is given as ""). Returns (path, duration, heard voice)."""
+        path, self._recording = self._recording, None
+        assert path is not None
         leg: Any = self.leg
         try:
             duration_s = float(await leg.stop_recording())
@@ -367,12 +406,18 @@ class CallSession:
             log.error("call %s: recording failed: %s", self.call_id, exc)
             duration_s = 0.0
         heard = bool(leg.heard_voice)
+        if not heard:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("call %s: cannot delete the silent recording %s: %s",
+                            self.call_id, path, exc)
+            return "", duration_s, False
         at = self._wall()
         self._record("recording", lambda: self.store.call_event(
             self.call_id, at, "recording", {"path": str(path), "duration_s": duration_s,
                                             "heard_voice": heard}))
-        await self._apply(self.run.on_recording_done(self._mono(), str(path), duration_s,
-                                                     heard))
+        return str(path), duration_s, True
 
     async def _lookup(self, action: Lookup) -> list[Action]:
         from .services import http_lookup
@@ -393,8 +438,7 @@ class CallSession:
         deadline = self._mono() + HANGUP_CONFIRM_S
         while not self.ended:
             try:
-                event = await asyncio.wait_for(
-                    self.leg.next_event(), max(0.0, deadline - self._mono()))
+                event = await self._take_event(deadline - self._mono())
             except TimeoutError:
                 self._end(self._flow_hangup_reason or "failure", "ivr", None,
                           "no answer to BYE")

@@ -66,6 +66,7 @@ def phone_config(settings: Settings) -> PhoneConfig:
         rtp_thread=s.media.rtp_thread,
         realtime_priority=s.media.realtime_priority,
         pjsip_log_level=s.media.pjsip_log_level,
+        trusted_sources=tuple(s.worker.trusted_sources),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import json
 import logging
 import os
@@ -38,10 +39,22 @@ from .worker import StartupError, Worker
 log = logging.getLogger("ivr.zygote")
 
 
+def front_source(base: Settings) -> str:
+    """Where Kamailio's requests to the workers come from: its listening socket (UDP; a
+    wildcard bind sends from the workers' own address)."""
+    host = base.sip.bind_address
+    if ipaddress.ip_address(host).is_unspecified:
+        host = base.pool.worker_address
+    return f"[{host}]:{base.sip.port}" if ":" in host else f"{host}:{base.sip.port}"
+
+
 def worker_settings(base: Settings, name: str, sip_port: int, rtp_port_start: int,
                     rtp_port_range: int, address: str) -> Settings:
+    worker: dict[str, Any] = {"name": name}
+    if base.front.enabled:  # pooled workers take SIP only from the front (its limits, its count)
+        worker["trusted_sources"] = [front_source(base)]
     return base.model_copy(update={
-        "worker": base.worker.model_copy(update={"name": name}),
+        "worker": base.worker.model_copy(update=worker),
         "sip": base.sip.model_copy(update={"port": sip_port, "bind_address": address}),
         "rtp": base.rtp.model_copy(update={"port_start": rtp_port_start,
                                            "port_range": rtp_port_range}),

@@ -53,12 +53,19 @@ class PlaybackFinished(LegEvent):
 
 @dataclass(frozen=True)
 class LegHungUp(LegEvent):
-    """The leg is over. ``status_code``/``reason`` are the last SIP status PJSIP saw."""
+    """The leg is over. ``status_code``/``reason`` are the last SIP status PJSIP saw.
+
+    ``answered`` is set once the caller's ACK confirmed the call. ``no_ack``: we answered 2xx
+    and the caller never ACKed it; PJSIP gave up retransmitting the 200 (RFC 3261 timer H,
+    64*T1 = 32 s) and ended the dialog with a BYE of its own (``side`` is REMOTE then: the
+    hang-up was not asked for by us).
+    """
 
     side: HangupSide
     status_code: int
     reason: str
     answered: bool
+    no_ack: bool = False
 
 
 @dataclass(frozen=True)

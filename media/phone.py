@@ -53,6 +53,7 @@ from .events import (
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
 from .leg import CallLeg
 from .rtsched import ClockPriority
+from .sipcheck import RefusalLog, Source, invite_problem, source_allowed
 
 log = logging.getLogger("media.phone")
 
@@ -76,6 +77,7 @@ _PLAYER_MIN_HOLD_S = 0.1
 _PLAYER_MAX_HELD = 20
 _PJ_ETOOMANY = 70010
 _PJSIP_ESESSIONTERMINATED = 171140
+_SIP_REQUEST_TIMEOUT = 408
 _PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
@@ -102,6 +104,8 @@ class PhoneConfig:
     user_agent: str = "callcenter-ivr"
     pjsip_log_level: int = 1
     local_user: str = "ivr"
+    # Who may send INVITEs ("host" or "host:port"); empty: anyone. Others get 403.
+    trusted_sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -129,7 +133,8 @@ class _LegState:
     recording_path: Path | None = None
     transfer_reports: int = 0  # TransferResult events since the last transfer()
     media_reported: bool = False
-    answered: bool = False
+    sent_2xx: bool = False  # we answered the INVITE with 2xx (the caller's ACK is due)
+    answered: bool = False  # CONFIRMED: the caller's ACK came
     local_hangup: bool = False
     disconnected: bool = False
 
@@ -146,7 +151,13 @@ class _PjAccount(pj.Account):  # type: ignore[misc]
         self._phone = phone
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802
-        self._phone._on_incoming(self, prm.callId)
+        self._phone._on_incoming(self, prm.callId, prm.rdata)
+
+    def onIncomingSubscribe(self, prm: pj.OnIncomingSubscribeParam) -> None:  # noqa: N802
+        # PJSUA would accept a presence subscription from anyone (200)
+        if not source_allowed(prm.rdata.srcAddress, self._phone._trusted):
+            prm.code = 403
+            prm.reason = "Forbidden (not from the front)"
 
 
 class _PjCall(pj.Call):  # type: ignore[misc]
@@ -336,6 +347,8 @@ class Phone:
     def __init__(self, config: PhoneConfig, on_incoming: Callable[[CallLeg], None]) -> None:
         self.config = config
         self._clock_priority = ClockPriority(config.realtime_priority)
+        self._trusted = [Source.parse(s) for s in config.trusted_sources]
+        self._refusals = RefusalLog()  # pump thread only
         self._on_incoming_cb = on_incoming
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -730,12 +743,14 @@ class Phone:
 
     # -- callbacks (pump thread)
 
-    def _on_incoming(self, account: _PjAccount, call_id: int) -> None:
+    def _on_incoming(self, account: _PjAccount, call_id: int, rdata: pj.SipRxData) -> None:
         call = _PjCall(self, account, call_id)
         state = _LegState(call=call)
         call.state = state
         self._calls[call_id] = state
         info = call.getInfo()
+        if self._refuse_invite(call, state, rdata.srcAddress, rdata.wholeMsg):
+            return
         if not self._accepting:
             op = pj.CallOpParam()
             op.statusCode = 503
@@ -760,6 +775,27 @@ class Phone:
         leg._handle = state
         self._post(self._leg_created, leg)
 
+    def _refuse_invite(self, call: _PjCall, state: _LegState, src: str, msg: str) -> bool:
+        """Answer 403 an INVITE from a source not trusted (in the pool: not the front) and
+        400 a malformed one (RFC 4475 clerr, mismatch01); True if it was refused."""
+        if not source_allowed(src, self._trusted):
+            code, reason = 403, "Forbidden (calls come through the front)"
+        else:
+            problem = invite_problem(msg)
+            if problem is None:
+                return False
+            code, reason = 400, f"Bad Request ({problem})"
+        op = pj.CallOpParam()
+        op.statusCode = code
+        op.reason = reason
+        state.local_hangup = True
+        call.answer(op)
+        suppressed = self._refusals.allow(time.monotonic())
+        if suppressed is not None:  # one line a second at most: a flood must not fill the log
+            more = f" ({suppressed} more refused since the last line)" if suppressed else ""
+            log.warning("refused an INVITE from %s with %d %s%s", src, code, reason, more)
+        return True
+
     def _on_call_state(self, call: _PjCall) -> None:
         state = call.state
         if state is None:
@@ -774,8 +810,12 @@ class Phone:
             self._dead.append(state)
             if state.leg is not None:
                 side = HangupSide.LOCAL if state.local_hangup else HangupSide.REMOTE
+                # PJSIP ends a 2xx never ACKed with 408 once timer H fires (and sends BYE).
+                no_ack = (state.sent_2xx and not state.answered
+                          and info.lastStatusCode == _SIP_REQUEST_TIMEOUT)
                 event = LegHungUp(
-                    state.leg.leg_id, side, info.lastStatusCode, info.lastReason, state.answered
+                    state.leg.leg_id, side, info.lastStatusCode, info.lastReason, state.answered,
+                    no_ack,
                 )
                 self._post(self._leg_ended, state.leg, event)
             # The Call goes now, not on the next turn: once this callback returns, PJSUA may
@@ -880,6 +920,8 @@ class Phone:
         op = pj.CallOpParam()
         op.statusCode = status_code
         self._live(state).answer(op)
+        if 200 <= status_code < 300:
+            state.sent_2xx = True
 
     def _play(self, state: _LegState, files: Sequence[Path], playback_id: int) -> None:
         self._live(state)

@@ -57,11 +57,18 @@ from .model import (
     SetNode,
     SurveyNode,
     TransferNode,
+    sensitive_vars,
 )
 
 log = logging.getLogger("ivr.flow")
 
 MAX_JUMPS_WITHOUT_INPUT = 200
+MASK = "X"  # stands for one digit of a sensitive entry ("*" and "#" are keys)
+
+
+def mask(digits: str) -> str:
+    """A sensitive entry as the record keeps it: one ``X`` per key."""
+    return MASK * len(digits)
 
 
 class RunState(StrEnum):
@@ -211,6 +218,12 @@ class FlowRun:
         self._phase = ""
         self._digits: list[str] = []
         self._out: list[Action] = []
+        # Variables that hold a sensitive collect's digits (and copies): never in a Note.
+        self.sensitive = sensitive_vars(flow)
+        # Whether the last key given to on_digit must be masked wherever it is recorded: a
+        # sensitive collect took it, or (in a flow with one) it waits as type-ahead.
+        self.digit_masked = False
+        self._took_sensitive = False
 
     # -- public --------------------------------------------------------------------
 
@@ -267,10 +280,20 @@ class FlowRun:
 
     def on_digit(self, digit: str, now: float) -> list[Action]:
         digit = digit.upper()
+        self.digit_masked = False
         if self.state in (RunState.ENDED, RunState.PAUSING, RunState.NEW):
             return []
-        node = self._node
-        self._note("dtmf", digit=digit, node=self.node_name)
+        node, name = self._node, self.node_name
+        self._took_sensitive = False
+        dtmf_note = len(self._out)
+        self._note("dtmf", digit=digit, node=name)
+        self._on_digit(node, digit, now)
+        self.digit_masked = self._took_sensitive or bool(self.sensitive and self.typeahead)
+        if self.digit_masked:
+            self._out[dtmf_note] = Note("dtmf", {"digit": MASK, "node": name})
+        return self._flush()
+
+    def _on_digit(self, node: Node, digit: str, now: float) -> None:
         if isinstance(node, PlayNode):
             if node.barge_in and self.state is RunState.PROMPTING:
                 self._emit(StopPlayback())
@@ -287,7 +310,7 @@ class FlowRun:
             self._collect_key(node, digit, now)
         elif isinstance(node, SurveyNode):
             if self._phase == "thanks":
-                return self._flush()
+                return
             if self.state is RunState.PROMPTING:
                 self._emit(StopPlayback())
             self._survey_key(node, digit, now)
@@ -299,7 +322,6 @@ class FlowRun:
                 if self.state is RunState.PROMPTING:
                     self._emit(StopPlayback())
                 self._review_key(node, digit, now)
-        return self._flush()
 
     def on_timer(self, now: float) -> list[Action]:
         if self.deadline is None or now < self.deadline:
@@ -364,7 +386,7 @@ class FlowRun:
             self.vars[var] = ("" if value is None else value if isinstance(value, str)
                               else json.dumps(value, ensure_ascii=False))
             found[var] = self.vars[var]
-        self._note("lookup.done", node=self.node_name, vars=found)
+        self._note("lookup.done", node=self.node_name, vars=self._shown(found))
         self._goto(node.next, now)
         return self._flush()
 
@@ -405,6 +427,10 @@ class FlowRun:
     @property
     def _node(self) -> Node:
         return self.flow.nodes[self.node_name]
+
+    def _shown(self, names: Mapping[str, Any]) -> dict[str, str]:
+        """The variables' values as a Note may show them: sensitive ones masked."""
+        return {k: mask(self.vars[k]) if k in self.sensitive else self.vars[k] for k in names}
 
     def _emit(self, action: Action) -> None:
         self._out.append(action)
@@ -516,7 +542,7 @@ class FlowRun:
         if isinstance(node, SetNode):
             for var, template in node.vars.items():
                 self.vars[var] = render(template, self.vars)
-            self._note("vars.set", node=self.node_name, vars={k: self.vars[k] for k in node.vars})
+            self._note("vars.set", node=self.node_name, vars=self._shown(node.vars))
             return node.next
         if isinstance(node, LanguageNode):
             self.language = node.language
@@ -601,6 +627,8 @@ class FlowRun:
                 return
 
     def _collect_key(self, node: CollectNode, digit: str, now: float) -> None:
+        if node.sensitive:
+            self._took_sensitive = True
         if self._phase == "confirm":
             assert node.confirm is not None
             if digit not in (node.confirm.yes_key, node.confirm.no_key):
@@ -652,7 +680,8 @@ class FlowRun:
                 problem = "fails the Luhn check"
         if problem is not None:
             self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts,
-                                digits=digits, problem=problem)
+                                digits=mask(digits) if node.sensitive else digits,
+                                problem=problem)
             return
         if node.confirm is not None:
             self._phase = "confirm"
@@ -665,7 +694,8 @@ class FlowRun:
     def _collect_accept(self, node: CollectNode, now: float) -> None:
         digits = "".join(self._digits)
         self.vars[node.var] = digits
-        self._note("collect.done", node=self.node_name, var=node.var, digits=digits)
+        self._note("collect.done", node=self.node_name, var=node.var,
+                   digits=mask(digits) if node.sensitive else digits)
         self._goto(node.next, now)
 
     def _collect_retry(self, node: CollectNode, now: float, why: str,

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..yamlsrc import SourceMap, YamlError, load_yaml, parse_yaml
 
@@ -193,10 +193,19 @@ class CollectNode(_Node):
     max_retries: int = Field(default=3, ge=0, le=10)
     barge_in: bool = True
     confirm: Confirmation | None = None
+    # Card numbers, PINs: the digits are masked in the logs and the store (see docs/flows.md)
+    sensitive: bool = False
     next: str
     on_failure: str
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _sensitive_not_read_back(self) -> CollectNode:
+        if self.sensitive and self.confirm is not None:
+            raise ValueError("confirm reads the digits back to the caller, and a sensitive "
+                             "collect's digits are never spoken or recorded: drop confirm")
+        return self
 
     @field_validator("var")
     @classmethod
@@ -576,9 +585,53 @@ def _issue_from_pydantic(name: str, smap: SourceMap, err: Any) -> FlowIssue:
     return FlowIssue(name, smap.line_of(src), node, text)
 
 
-def check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
-    """Targets that do not exist, a missing start node, nodes no call can reach."""
+def template_vars(template: str) -> set[str]:
+    """The variables a ``{name}`` template refers to."""
+    return set(_TEMPLATE_REF.findall(template))
+
+
+def sensitive_vars(flow: Flow) -> frozenset[str]:
+    """Variables that hold a sensitive collect's digits: its ``var``, and any ``set``
+    variable whose template uses one of them (a copy is as secret as the original)."""
+    found = {n.var for n in flow.nodes.values() if isinstance(n, CollectNode) and n.sensitive}
+    grew = bool(found)
+    while grew:
+        grew = False
+        for node in flow.nodes.values():
+            if isinstance(node, SetNode):
+                for var, template in node.vars.items():
+                    if var not in found and template_vars(template) & found:
+                        found.add(var)
+                        grew = True
+    return frozenset(found)
+
+
+def check_sensitive(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
+    """A sensitive variable must never be spoken (``say``) nor sent as a SIP URI
+    (``transfer``): both would put its digits in the call's record and logs."""
+    secret = sensitive_vars(flow)
     issues: list[FlowIssue] = []
+    if not secret:
+        return issues
+    for name, node in flow.nodes.items():
+        used: set[str] = set()
+        what = ""
+        if isinstance(node, SayNode):
+            used, what = template_vars(node.value) & secret, "say reads out"
+        elif isinstance(node, TransferNode):
+            used, what = template_vars(node.to) & secret, "transfer sends as a SIP URI"
+        for var in sorted(used):
+            issues.append(FlowIssue(
+                smap.path, smap.line_of(("nodes", name)), name,
+                f"{what} {{{var}}}, which holds a sensitive collect's digits "
+                "(they are never spoken nor recorded)"))
+    return issues
+
+
+def check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
+    """Targets that do not exist, a missing start node, nodes no call can reach; sensitive
+    variables used where they would be disclosed."""
+    issues: list[FlowIssue] = check_sensitive(flow, smap)
     for name in flow.nodes:
         if not _NODE_NAME.match(name):
             issues.append(
