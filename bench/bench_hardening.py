@@ -26,6 +26,7 @@ Scenarios and what they print:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -88,6 +89,7 @@ class Bench:
         return SippRun(proc, caller.name)
 
     def start_stack(self, var: Path) -> tuple[subprocess.Popen[str], Path]:
+        """``ivr run`` on ``var``; RuntimeError (naming its log) if it does not get ready."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("IVR_")}
         env.update({
             "IVR_SIP_PORT": "5060", "IVR_SIP_BIND_ADDRESS": "127.0.0.1",
@@ -207,7 +209,11 @@ def stop(proc: subprocess.Popen[str], var: Path) -> list[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
     wait_for(lambda: not stack_processes(var), 10)
-    return stack_processes(var)
+    left = stack_processes(var)
+    for entry in left:  # ours (they carry this run's var dir): clear them for the next scenario
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(entry.split()[0]), signal.SIGKILL)
+    return left
 
 
 def flood(b: Bench) -> None:
@@ -258,9 +264,12 @@ def kill(b: Bench, target: str) -> None:
             print(f"kill-controller: calls ended well {ok}/4 ({bad} failed); stack processes "
                   + (f"all gone after {took:.1f} s" if gone else
                      f"still running after 60 s: {stack_processes(var)}"))
-            proc2, _ = b.start_stack(var)
-            print(f"kill-controller: the next start on the same var dir: "
-                  f"{'ready' if proc2.poll() is None else 'failed'}")
+            try:
+                proc2, log2 = b.start_stack(var)
+            except RuntimeError as exc:
+                print(f"kill-controller: the next start on the same var dir failed: {exc}")
+                return
+            print("kill-controller: the next start on the same var dir: ready")
             left = stop(proc2, var)
             return
         recovered = b.probe_until_answered(30)
