@@ -66,6 +66,8 @@ class MediaSettings(_Section):
     # LimitRTPRIO; without, one warning and normal priority.
     realtime_priority: int = Field(default=10, ge=0, le=99)
     pjsip_log_level: int = Field(default=1, ge=0, le=6)
+    # sdp: RTP only from the address in the caller's SDP; any: PJMEDIA's NAT latching
+    rtp_source: Literal["sdp", "any"] = "sdp"
 
 
 class WorkerSettings(_Section):

@@ -65,6 +65,7 @@ def phone_config(settings: Settings) -> PhoneConfig:
         rtp_thread=s.media.rtp_thread,
         realtime_priority=s.media.realtime_priority,
         pjsip_log_level=s.media.pjsip_log_level,
+        rtp_source=s.media.rtp_source,
     )
 
 

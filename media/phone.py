@@ -52,6 +52,7 @@ from .events import (
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
 from .leg import CallLeg
+from .rtp_guard import connect_socket, parse_address
 from .rtsched import ClockPriority
 
 log = logging.getLogger("media.phone")
@@ -102,6 +103,9 @@ class PhoneConfig:
     user_agent: str = "callcenter-ivr"
     pjsip_log_level: int = 1
     local_user: str = "ivr"
+    # "sdp": RTP only from the address the caller's SDP gave (media/rtp_guard.py);
+    # "any": PJMEDIA's own NAT latching (anyone can take a call's media over).
+    rtp_source: str = "sdp"
 
 
 @dataclass
@@ -796,6 +800,8 @@ class Phone:
                 continue
             if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
+            if self.config.rtp_source == "sdp":
+                self._lock_rtp_source(state.leg, call, idx)
             audio = call.getAudioMedia(idx)
             port_id = audio.getPortId()
             if port_id != state.audio_port_id:
@@ -819,6 +825,29 @@ class Phone:
             )
             self._post(self._leg_media_ready, state.leg, event, tap)
             return
+
+    def _lock_rtp_source(self, leg: CallLeg, call: _PjCall, idx: int) -> None:
+        """Connect the call's RTP and RTCP sockets to the caller's SDP addresses, so that the
+        kernel drops media from anyone else (see media/rtp_guard.py). Again after every
+        media change: a re-INVITE can move the caller's media."""
+        stream = call.getStreamInfo(idx)
+        transport = call.getMedTransportInfo(idx)
+        done: set[int] = set()
+        for local_text, remote_text in ((transport.localRtpName, stream.remoteRtpAddress),
+                                        (transport.localRtcpName, stream.remoteRtcpAddress)):
+            local, remote = parse_address(local_text), parse_address(remote_text)
+            if local is None or remote is None or local[1] in done:
+                continue  # on hold (0.0.0.0), or RTCP multiplexed on the RTP port
+            done.add(local[1])
+            try:
+                locked = connect_socket(local[1], remote)
+            except OSError as exc:
+                log.warning("leg %d: could not restrict RTP on port %d to %s:%d: %s",
+                            leg.leg_id, local[1], *remote, exc)
+                continue
+            if not locked:
+                log.warning("leg %d: found no socket on RTP port %d to restrict to %s:%d",
+                            leg.leg_id, local[1], *remote)
 
     def _reconnect_media(self, state: _LegState) -> None:
         """After a re-INVITE the call's conference slot can change: follow it."""

@@ -1,0 +1,90 @@
+"""In-call media security against a real worker: RTP from anyone but the caller is ignored.
+
+The caller's RTP endpoint is a socket of the test (its port in sipp's SDP); an "intruder" is
+another socket that finds the call's RTP port and sends to it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import sipp
+from tests.conftest import FLOWS, WorkerProcess, start_worker
+from tests.rtp_peer import RtpPeer
+from tests.test_calls_sipp import wait_ended
+
+pytestmark = [
+    pytest.mark.sip,
+    pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed"),
+]
+
+
+def _call_in_background(caller: sipp.Caller, worker: WorkerProcess, tmp_path: Path,
+                        results: list[sipp.SippResult]) -> threading.Thread:
+    t = threading.Thread(target=lambda: results.append(sipp.run(caller, worker.target,
+                                                                  tmp_path)))
+    t.start()
+    return t
+
+
+def test_rtp_from_a_second_source_does_not_take_the_call_over(worker: WorkerProcess,
+                                                               tmp_path: Path) -> None:
+    caller = RtpPeer(ssrc=0x11111111)
+    intruder = RtpPeer(ssrc=0x22222222)
+    results: list[sipp.SippResult] = []
+    scenario = sipp.Caller("hijack", media_port=caller.port).pause(4000).caller_hangs_up()
+    call = _call_in_background(scenario, worker, tmp_path, results)
+    try:
+        ivr_rtp = caller.first_source()
+        caller.stream_audio(ivr_rtp)  # the real caller talks, 50 packets a second
+        time.sleep(0.5)
+        attack_start = time.monotonic()
+        # A burst (more than PJMEDIA's NAT-latching probation of 10 packets in a row), then
+        # a steady stream like a phone's, with an SSRC of its own.
+        intruder.send_audio(ivr_rtp, 40, interval_s=0)
+        intruder.send_audio(ivr_rtp, 50)
+        after = time.monotonic()
+        call.join(timeout=30)
+    finally:
+        caller.close()
+        intruder.close()
+    assert results and results[0].ok, results[0].output + results[0].errors
+    # The IVR kept sending to the caller (50 packets a second) through and after the attack:
+    # at least half of them, whatever the machine's load.
+    window_s = after - (attack_start + 0.2)
+    assert caller.count_between(attack_start + 0.2, after) >= 0.5 * 50 * window_s
+    assert intruder.received == [], f"{len(intruder.received)} RTP packets went to the intruder"
+    assert wait_ended(worker.db)["end_reason"] == "caller_hangup"
+
+
+def test_a_third_partys_rfc4733_digit_does_not_reach_the_flow(tmp_path: Path) -> None:
+    wp = start_worker(tmp_path, flow=FLOWS / "keypad.yaml")
+    caller = RtpPeer(ssrc=0x33333333)
+    intruder = RtpPeer(ssrc=0x44444444)
+    results: list[sipp.SippResult] = []
+    scenario = sipp.Caller("dtmf_injection", media_port=caller.port).ivr_hangs_up(15000)
+    try:
+        call = _call_in_background(scenario, wp, tmp_path, results)
+        ivr_rtp = caller.first_source()
+        intruder.send_digit(ivr_rtp, "7")  # the caller has sent nothing yet
+        time.sleep(0.5)
+        caller.send_digit(ivr_rtp, "3")
+        call.join(timeout=30)
+        assert results and results[0].ok, results[0].output + results[0].errors
+        row = wait_ended(wp.db)
+        con = sqlite3.connect(wp.db)
+        digits = [d for (d,) in con.execute(
+            "SELECT json_extract(data, '$.digit') FROM call_events WHERE kind = 'dtmf'")]
+        con.close()
+    finally:
+        caller.close()
+        intruder.close()
+        wp.stop()
+    assert digits == ["3"]
+    assert row["menu_path"] == "menu:3"
+    assert not any('"digit": "7"' in line for line in wp.lines)
