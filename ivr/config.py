@@ -68,6 +68,8 @@ class MediaSettings(_Section):
     pjsip_log_level: int = Field(default=1, ge=0, le=6)
     # sdp: RTP only from the address in the caller's SDP; any: PJMEDIA's NAT latching
     rtp_source: Literal["sdp", "any"] = "sdp"
+    # no RTP from the caller this long (not on hold) ends the call as rtp_timeout; 0: off
+    rtp_timeout_s: float = Field(default=60.0, ge=0, le=86400)
 
 
 class WorkerSettings(_Section):

@@ -66,6 +66,7 @@ def phone_config(settings: Settings) -> PhoneConfig:
         realtime_priority=s.media.realtime_priority,
         pjsip_log_level=s.media.pjsip_log_level,
         rtp_source=s.media.rtp_source,
+        rtp_timeout_s=s.media.rtp_timeout_s,
     )
 
 

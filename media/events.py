@@ -62,6 +62,21 @@ class LegHungUp(LegEvent):
 
 
 @dataclass(frozen=True)
+class MediaTimedOut(LegEvent):
+    """No RTP from the caller for ``silent_s`` (at least ``media.rtp_timeout_s``) while the
+    call was not on hold: the caller is most likely gone without a BYE. Reported once; the
+    leg stays up until someone hangs it up."""
+
+    silent_s: float
+
+
+@dataclass(frozen=True)
+class SessionExpired(LegEvent):
+    """The SIP session timer ran out (RFC 4028): the caller did not refresh the session, or
+    did not answer our refresh. PJSIP sends the BYE itself; the LegHungUp follows."""
+
+
+@dataclass(frozen=True)
 class TransferResult(LegEvent):
     """Progress of a blind transfer (``CallLeg.transfer``): one per report PJSIP makes.
 

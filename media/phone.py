@@ -47,12 +47,13 @@ from .events import (
     HangupSide,
     LegHungUp,
     MediaReady,
+    MediaTimedOut,
     PlaybackFinished,
     TransferResult,
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
 from .leg import CallLeg
-from .rtp_guard import connect_socket, parse_address
+from .rtp_guard import RxWatch, connect_socket, parse_address
 from .rtsched import ClockPriority
 
 log = logging.getLogger("media.phone")
@@ -80,6 +81,8 @@ _PJSIP_ESESSIONTERMINATED = 171140
 _PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
+_RX_CHECK_MAX_S = 5.0  # the received-packet counters are read at least this often
+_RX_CHECK_MIN_S = 0.5
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
 
 
@@ -106,6 +109,7 @@ class PhoneConfig:
     # "sdp": RTP only from the address the caller's SDP gave (media/rtp_guard.py);
     # "any": PJMEDIA's own NAT latching (anyone can take a call's media over).
     rtp_source: str = "sdp"
+    rtp_timeout_s: float = 60.0  # no RTP from the caller this long: MediaTimedOut; 0: off
 
 
 @dataclass
@@ -125,6 +129,8 @@ class _LegState:
     leg: CallLeg | None = None
     audio: pj.AudioMedia | None = None
     audio_port_id: int = -1
+    audio_index: int = -1  # the audio's index in the call's media (for its stream stats)
+    rx_watch: RxWatch | None = None  # media.rtp_timeout_s, once media is up
     player: _Player | None = None
     tap_port: _TapPort | None = None
     tap: InbandTap | None = None
@@ -353,6 +359,9 @@ class Phone:
         self._dead: list[_LegState] = []
         self._retired_players = _RetiredPlayers()  # pump thread only
         self._closing_recordings: list[_ClosingRecording] = []  # pump thread only
+        timeout_s = config.rtp_timeout_s
+        self._rx_check_s = min(_RX_CHECK_MAX_S, max(_RX_CHECK_MIN_S, timeout_s / 4))
+        self._next_rx_check_s = 0.0  # pump thread only
         self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
         self._next_leg_id = 1
         self._next_playback_id = 1
@@ -592,6 +601,8 @@ class Phone:
             self._reap_dead()
             if self._clock_priority.pending:
                 self._clock_priority.poll()
+            if self.config.rtp_timeout_s > 0 and self._calls:
+                self._check_media_rx()
             if self._closing_recordings:
                 self._check_recordings_closed()
                 self._ep.libHandleEvents(min(timeout_ms, _RECORDER_CHECK_MS))
@@ -802,6 +813,9 @@ class Phone:
                 continue
             if self.config.rtp_source == "sdp":
                 self._lock_rtp_source(state.leg, call, idx)
+            state.audio_index = idx
+            if state.rx_watch is None and self.config.rtp_timeout_s > 0:
+                state.rx_watch = RxWatch(self.config.rtp_timeout_s)
             audio = call.getAudioMedia(idx)
             port_id = audio.getPortId()
             if port_id != state.audio_port_id:
@@ -825,6 +839,29 @@ class Phone:
             )
             self._post(self._leg_media_ready, state.leg, event, tap)
             return
+
+    def _check_media_rx(self) -> None:
+        """Every few seconds: has each call's caller sent RTP since the last look?
+        (media.rtp_timeout_s; with ``rtp_source: sdp`` only the caller's packets count.)"""
+        now = time.monotonic()
+        if now < self._next_rx_check_s:
+            return
+        self._next_rx_check_s = now + self._rx_check_s
+        for state in list(self._calls.values()):
+            watch, call, leg = state.rx_watch, state.call, state.leg
+            if watch is None or call is None or leg is None or state.disconnected:
+                continue
+            try:
+                idx = state.audio_index
+                rx_packets = call.getStreamStat(idx).rtcp.rxStat.pkt
+                info = call.getInfo()  # kept: its media vector dies with it
+            except pj.Error:
+                continue  # the stream is being torn down or renegotiated
+            receiving = (idx < len(info.media)
+                         and bool(info.media[idx].dir & pj.PJMEDIA_DIR_DECODING))
+            if watch.update(rx_packets, receiving, now):
+                state.rx_watch = None  # reported once
+                self._post_event(leg, MediaTimedOut(leg.leg_id, round(watch.silent_s(now), 1)))
 
     def _lock_rtp_source(self, leg: CallLeg, call: _PjCall, idx: int) -> None:
         """Connect the call's RTP and RTCP sockets to the caller's SDP addresses, so that the

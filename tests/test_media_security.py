@@ -88,3 +88,37 @@ def test_a_third_partys_rfc4733_digit_does_not_reach_the_flow(tmp_path: Path) ->
     assert digits == ["3"]
     assert row["menu_path"] == "menu:3"
     assert not any('"digit": "7"' in line for line in wp.lines)
+
+
+def test_a_call_whose_rtp_stops_ends_as_rtp_timeout(tmp_path: Path) -> None:
+    timeout_s = 2.0
+    wp = start_worker(tmp_path, env={"IVR_MEDIA_RTP_TIMEOUT_S": str(timeout_s)})
+    talker = RtpPeer(ssrc=0x55555555)
+    try:
+        # A caller who keeps sending RTP for twice the timeout is not cut off...
+        results: list[sipp.SippResult] = []
+        scenario = sipp.Caller("rtp_flows", media_port=talker.port).pause(
+            int(2 * timeout_s * 1000)).caller_hangs_up()
+        call = _call_in_background(scenario, wp, tmp_path, results)
+        talker.stream_audio(talker.first_source())
+        call.join(timeout=30)
+        assert results and results[0].ok, results[0].output + results[0].errors
+        assert wait_ended(wp.db)["end_reason"] == "caller_hangup"
+        # ... one whose RTP stops is ended by the IVR once the timeout has passed.
+        mute = RtpPeer(ssrc=0x66666666)
+        scenario = sipp.Caller("rtp_stops", media_port=mute.port).ivr_hangs_up(30000)
+        results.clear()
+        call = _call_in_background(scenario, wp, tmp_path, results)
+        mute.send_audio(mute.first_source(), 25)  # half a second of audio, then nothing
+        last_sent = time.time()
+        call.join(timeout=40)
+        mute.close()
+        assert results and results[0].ok, results[0].output + results[0].errors
+        row = wait_ended(wp.db)
+    finally:
+        talker.close()
+        wp.stop()
+        (tmp_path / "worker.log").write_text("".join(wp.lines))
+    assert (row["end_reason"], row["hangup_by"]) == ("rtp_timeout", "system")
+    assert row["ended_at"] >= last_sent + timeout_s - 0.1  # never before the timeout
+    assert any('"call.rtp_timeout"' in line for line in wp.lines)
