@@ -35,6 +35,16 @@ class SipSettings(_Section):
     port: int = Field(default=5060, ge=1, le=65535)
     transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
     public_address: str | None = None  # written into Contact/SDP when behind NAT
+    # RFC 4028 session interval on every call (refreshed by the caller or by us); 0: only
+    # when the caller asks for a session timer
+    session_expires_s: int = Field(default=1800, ge=0, le=86400)
+
+    @field_validator("session_expires_s")
+    @classmethod
+    def _rfc4028_minimum(cls, v: int) -> int:
+        if 0 < v < 90:
+            raise ValueError(f"{v} is below the 90 s minimum of RFC 4028 (0 turns it off)")
+        return v
 
     @field_validator("bind_address")
     @classmethod
@@ -70,6 +80,8 @@ class MediaSettings(_Section):
     rtp_source: Literal["sdp", "any"] = "sdp"
     # no RTP from the caller this long (not on hold) ends the call as rtp_timeout; 0: off
     rtp_timeout_s: float = Field(default=60.0, ge=0, le=86400)
+    # SRTP (SDES keys, RFC 4568) for callers that offer it; mandatory refuses plain RTP
+    srtp: Literal["optional", "mandatory", "off"] = "optional"
 
 
 class WorkerSettings(_Section):

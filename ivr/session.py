@@ -177,7 +177,7 @@ class CallSession:
             inband_dtmf=media.inband_dtmf))
         log_event("call.answered", call_id=self.call_id, codec=media.codec,
                   clock_rate_hz=media.clock_rate_hz, telephone_event=media.telephone_event,
-                  inband_dtmf=media.inband_dtmf)
+                  inband_dtmf=media.inband_dtmf, srtp=media.srtp)
         await self._apply(self.run.start(self._mono()))
         next_event: asyncio.Task[Any] | None = None
         try:

@@ -67,6 +67,8 @@ def phone_config(settings: Settings) -> PhoneConfig:
         pjsip_log_level=s.media.pjsip_log_level,
         rtp_source=s.media.rtp_source,
         rtp_timeout_s=s.media.rtp_timeout_s,
+        session_expires_s=s.sip.session_expires_s,
+        srtp=s.media.srtp,
     )
 
 

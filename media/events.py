@@ -32,12 +32,14 @@ class LegEvent:
 
 @dataclass(frozen=True)
 class MediaReady(LegEvent):
-    """Audio is flowing: the negotiated codec and whether DTMF can come as RTP events."""
+    """Audio is flowing: the negotiated codec, whether DTMF can come as RTP events, and
+    whether the media is SRTP (SDES keys in our answer)."""
 
     codec: str
     clock_rate_hz: int
     telephone_event: bool
     inband_dtmf: bool
+    srtp: bool = False
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from .events import (
     MediaReady,
     MediaTimedOut,
     PlaybackFinished,
+    SessionExpired,
     TransferResult,
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
@@ -81,6 +82,10 @@ _PJSIP_ESESSIONTERMINATED = 171140
 _PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
+_SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+             "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
+_MIN_SE_S = 90  # RFC 4028 section 4; PJSIP refuses less
+_SESSION_EXPIRED_REASON = "No session refresh received."  # PJSIP's sip_timer.c
 _RX_CHECK_MAX_S = 5.0  # the received-packet counters are read at least this often
 _RX_CHECK_MIN_S = 0.5
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
@@ -110,6 +115,12 @@ class PhoneConfig:
     # "any": PJMEDIA's own NAT latching (anyone can take a call's media over).
     rtp_source: str = "sdp"
     rtp_timeout_s: float = 60.0  # no RTP from the caller this long: MediaTimedOut; 0: off
+    # RFC 4028 session timer on every call (we refresh when the caller does not); 0: only
+    # when the caller asks for one (PJSUA's default, PJSIP's 1800 s).
+    session_expires_s: int = 1800
+    # SRTP with SDES keys (RFC 4568) on callers that offer it: "optional" (plain RTP for the
+    # others) | "mandatory" (refuse plain RTP) | "off"
+    srtp: str = "optional"
 
 
 @dataclass
@@ -675,6 +686,8 @@ class Phone:
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{cfg.local_user}@{cfg.public_address or cfg.bind_address}"
             acfg.idUri += f":{cfg.sip_port}"
+            self._set_session_timer(acfg.callConfig)
+            self._set_srtp(acfg.mediaConfig)
             mt = acfg.mediaConfig.transportConfig
             mt.port = cfg.rtp_port
             mt.portRange = cfg.rtp_port_range
@@ -687,6 +700,30 @@ class Phone:
             raise PjsipError(
                 f"PJSIP could not start on {cfg.bind_address}:{cfg.sip_port}: {exc.info()}"
             ) from exc
+
+    def _set_session_timer(self, call_cfg: pj.AccountCallConfig) -> None:
+        """RFC 4028: the session is refreshed (by the caller if it offers to, else by us, with
+        UPDATE or re-INVITE at half the interval); an unrefreshed session (no refresh from
+        the caller, or no answer to ours) ends with a BYE. Min-SE stays at PJSIP's (and the
+        RFC's) 90 s."""
+        expires_s = self.config.session_expires_s
+        if expires_s <= 0:
+            call_cfg.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+            return
+        call_cfg.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        call_cfg.timerSessExpiresSec = expires_s
+        call_cfg.timerMinSESec = _MIN_SE_S
+
+    def _set_srtp(self, media_cfg: pj.AccountMediaConfig) -> None:
+        """SRTP keyed by SDES (RFC 4568 a=crypto in the SDP), never DTLS. PJSUA by default
+        wants SDES only over TLS (keys in clear SDP are readable on the path), but TLS ends
+        at the SIP front, and the hop to the worker is loopback or a private network: so
+        secure signalling is not required here (docs/architecture.md, SRTP)."""
+        media_cfg.srtpUse = _SRTP_USE[self.config.srtp]
+        media_cfg.srtpSecureSignaling = 0
+        keyings = pj.IntVector()
+        keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
+        media_cfg.srtpOpt.keyings = keyings
 
     def _set_codecs(self, ep: pj.Endpoint) -> None:
         wanted = [c.upper() for c in self.config.codecs]
@@ -787,6 +824,11 @@ class Phone:
             # Now, while the bridge clock still runs, so that the WAV gets closed.
             self._release_recorder(state)
             self._dead.append(state)
+            # PJSIP's session timer ends an unrefreshed session itself (BYE, 408): ours.
+            expired = not state.local_hangup and info.lastReason == _SESSION_EXPIRED_REASON
+            if expired and state.leg is not None:
+                state.local_hangup = True
+                self._post_event(state.leg, SessionExpired(state.leg.leg_id))
             if state.leg is not None:
                 side = HangupSide.LOCAL if state.local_hangup else HangupSide.REMOTE
                 event = LegHungUp(
@@ -836,6 +878,7 @@ class Phone:
                 stream.codecClockRate,
                 telephone_event,
                 tap is not None,
+                self.config.srtp != "off" and self._srtp_active(call),
             )
             self._post(self._leg_media_ready, state.leg, event, tap)
             return
@@ -862,6 +905,12 @@ class Phone:
             if watch.update(rx_packets, receiving, now):
                 state.rx_watch = None  # reported once
                 self._post_event(leg, MediaTimedOut(leg.leg_id, round(watch.silent_s(now), 1)))
+
+    @staticmethod
+    def _srtp_active(call: _PjCall) -> bool:
+        """pjsua2 2.15 exposes a transport's SRTP state only in the call's dump (pjsua_dump.c
+        prints each media transport's "SRTP status: Active" or "Not active")."""
+        return "SRTP status: Active" in call.dump(True, "")
 
     def _lock_rtp_source(self, leg: CallLeg, call: _PjCall, idx: int) -> None:
         """Connect the call's RTP and RTCP sockets to the caller's SDP addresses, so that the
