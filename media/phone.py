@@ -54,6 +54,7 @@ from .events import (
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
 from .leg import CallLeg
+from .pjlog import LogLimiter, summarize
 from .rtp_guard import RxWatch, connect_socket, parse_address
 from .rtsched import ClockPriority
 
@@ -88,6 +89,7 @@ _MIN_SE_S = 90  # RFC 4028 section 4; PJSIP refuses less
 _SESSION_EXPIRED_REASON = "No session refresh received."  # PJSIP's sip_timer.c
 _RX_CHECK_MAX_S = 5.0  # the received-packet counters are read at least this often
 _RX_CHECK_MIN_S = 0.5
+_PJ_VERBOSE_LEVEL = 4  # from this pjsip_log_level on, PJSIP's log is passed on whole
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
 
 
@@ -156,9 +158,32 @@ class _LegState:
 
 
 class _PjLogWriter(pj.LogWriter):  # type: ignore[misc]
+    """PJSIP's log into ours: one short line per entry, rate-limited per source address (a
+    rejected packet is otherwise logged whole: see media/pjlog.py). Called on PJSIP's
+    threads (the pump, the media thread)."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self._verbose = verbose  # pjsip_log_level >= 4: whole entries, unlimited (debugging)
+        self._limiter = LogLimiter()
+        self._lock = threading.Lock()
+
     def write(self, entry: pj.LogEntry) -> None:
         level = _PJ_LEVEL_TO_LOGGING.get(entry.level, logging.DEBUG)
-        log.log(level, "pjsip: %s", entry.msg.rstrip())
+        if not log.isEnabledFor(level):
+            return
+        if self._verbose:
+            log.log(level, "pjsip: %s", entry.msg.rstrip())
+            return
+        line, source = summarize(entry.msg)
+        with self._lock:
+            admitted, held = self._limiter.admit(source, time.monotonic())
+        if not admitted:
+            return
+        if held:
+            log.log(level, "pjsip: %s (%d more from %s not logged)", line, held, source)
+        else:
+            log.log(level, "pjsip: %s", line)
 
 
 class _PjAccount(pj.Account):  # type: ignore[misc]
@@ -654,7 +679,7 @@ class Phone:
             ua.mainThreadOnly = True
             ua.maxCalls = cfg.max_calls
             ua.userAgent = cfg.user_agent
-            self._log_writer = _PjLogWriter()
+            self._log_writer = _PjLogWriter(verbose=cfg.pjsip_log_level >= _PJ_VERBOSE_LEVEL)
             ep_cfg.logConfig.writer = self._log_writer
             ep_cfg.logConfig.level = cfg.pjsip_log_level
             ep_cfg.logConfig.consoleLevel = cfg.pjsip_log_level
