@@ -122,3 +122,49 @@ def test_a_call_whose_rtp_stops_ends_as_rtp_timeout(tmp_path: Path) -> None:
     assert (row["end_reason"], row["hangup_by"]) == ("rtp_timeout", "system")
     assert row["ended_at"] >= last_sent + timeout_s - 0.1  # never before the timeout
     assert any('"call.rtp_timeout"' in line for line in wp.lines)
+
+
+def test_a_reinvite_that_moves_the_callers_media_moves_the_lock_with_it(
+        tmp_path: Path) -> None:
+    timeout_s = 1.0  # RTP the worker no longer takes would end the call as rtp_timeout
+    wp = start_worker(tmp_path, env={"IVR_MEDIA_RTP_TIMEOUT_S": str(timeout_s)})
+    first = RtpPeer(ssrc=0x77777777)
+    moved = RtpPeer(ssrc=0x77777777)
+    results: list[sipp.SippResult] = []
+    scenario = (sipp.Caller("media_moves", media_port=first.port).pause(500)
+                .reinvite(moved.port).pause(int(4 * timeout_s * 1000)).caller_hangs_up())
+    try:
+        call = _call_in_background(scenario, wp, tmp_path, results)
+        ivr_rtp = first.first_source()
+        first.stream_audio(ivr_rtp)
+        assert moved.first_source() == ivr_rtp  # after the re-INVITE the IVR sends there
+        moved_at = time.monotonic()
+        moved.stream_audio(ivr_rtp)  # ... and must take the caller's RTP from there
+        call.join(timeout=30)
+        assert results and results[0].ok, results[0].output + results[0].errors
+        row = wait_ended(wp.db)
+    finally:
+        first.close()
+        moved.close()
+        wp.stop()
+    assert first.count_between(moved_at + 0.2, moved_at + 60) == 0
+    assert row["end_reason"] == "caller_hangup"
+
+
+def test_silence_while_the_caller_holds_the_call_is_not_an_rtp_timeout(tmp_path: Path) -> None:
+    timeout_s = 1.0
+    wp = start_worker(tmp_path, env={"IVR_MEDIA_RTP_TIMEOUT_S": str(timeout_s)})
+    peer = RtpPeer(ssrc=0x88888888)
+    results: list[sipp.SippResult] = []
+    # On hold (a=inactive) the caller sends nothing, for three times the timeout.
+    scenario = (sipp.Caller("held_silent", media_port=peer.port).reinvite(peer.port, "inactive")
+                .pause(int(3 * timeout_s * 1000)).caller_hangs_up())
+    try:
+        call = _call_in_background(scenario, wp, tmp_path, results)
+        call.join(timeout=30)
+        assert results and results[0].ok, results[0].output + results[0].errors
+        row = wait_ended(wp.db)
+    finally:
+        peer.close()
+        wp.stop()
+    assert row["end_reason"] == "caller_hangup"
