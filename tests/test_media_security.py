@@ -168,3 +168,13 @@ def test_silence_while_the_caller_holds_the_call_is_not_an_rtp_timeout(tmp_path:
         peer.close()
         wp.stop()
     assert row["end_reason"] == "caller_hangup"
+
+
+def test_with_srtp_mandatory_a_plain_rtp_offer_is_refused_with_488(tmp_path: Path) -> None:
+    wp = start_worker(tmp_path, env={"IVR_MEDIA_SRTP": "mandatory"})
+    refused = (Path(__file__).parent / "sipp" / "expect_busy.xml").read_text()
+    try:
+        result = sipp.run(refused.replace("486", "488"), wp.target, tmp_path, timeout_s=10)
+    finally:
+        wp.stop()
+    assert result.ok, result.output + result.errors
