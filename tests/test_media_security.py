@@ -32,8 +32,17 @@ def _call_in_background(caller: sipp.Caller, worker: WorkerProcess, tmp_path: Pa
     return t
 
 
-def test_rtp_from_a_second_source_does_not_take_the_call_over(worker: WorkerProcess,
+@pytest.mark.parametrize("rtp_thread", ["true", "false"])
+def test_rtp_from_a_second_source_does_not_take_the_call_over(rtp_thread: str,
                                                                tmp_path: Path) -> None:
+    worker = start_worker(tmp_path, env={"IVR_MEDIA_RTP_THREAD": rtp_thread})
+    try:
+        _hijack_attempt(worker, tmp_path)
+    finally:
+        worker.stop()
+
+
+def _hijack_attempt(worker: WorkerProcess, tmp_path: Path) -> None:
     caller = RtpPeer(ssrc=0x11111111)
     intruder = RtpPeer(ssrc=0x22222222)
     results: list[sipp.SippResult] = []
