@@ -68,8 +68,9 @@ def find_udp_socket(port: int) -> int | None:
             if not os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
                 continue
             with socket.socket(fileno=os.dup(fd)) as s:
-                if s.type != socket.SOCK_DGRAM:
-                    continue
+                if s.family not in (socket.AF_INET, socket.AF_INET6) or \
+                        s.type != socket.SOCK_DGRAM:
+                    continue  # netlink's getsockname is a tuple too
                 bound = s.getsockname()
         except OSError:
             continue  # closed meanwhile, or not an inet socket
