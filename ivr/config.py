@@ -37,6 +37,16 @@ class SipSettings(_Section):
     port: int = Field(default=5060, ge=1, le=65535)
     transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
     public_address: str | None = None  # written into Contact/SDP when behind NAT
+    # RFC 4028 session interval on every call (refreshed by the caller or by us); 0: only
+    # when the caller asks for a session timer
+    session_expires_s: int = Field(default=1800, ge=0, le=86400)
+
+    @field_validator("session_expires_s")
+    @classmethod
+    def _rfc4028_minimum(cls, v: int) -> int:
+        if 0 < v < 90:
+            raise ValueError(f"{v} is below the 90 s minimum of RFC 4028 (0 turns it off)")
+        return v
 
     @field_validator("bind_address")
     @classmethod
@@ -68,6 +78,12 @@ class MediaSettings(_Section):
     # LimitRTPRIO; without, one warning and normal priority.
     realtime_priority: int = Field(default=10, ge=0, le=99)
     pjsip_log_level: int = Field(default=1, ge=0, le=6)
+    # sdp: RTP only from the address in the caller's SDP; any: PJMEDIA's NAT latching
+    rtp_source: Literal["sdp", "any"] = "sdp"
+    # no RTP from the caller this long (not on hold) ends the call as rtp_timeout; 0: off
+    rtp_timeout_s: float = Field(default=60.0, ge=0, le=86400)
+    # SRTP (SDES keys, RFC 4568) for callers that offer it; mandatory refuses plain RTP
+    srtp: Literal["optional", "mandatory", "off"] = "optional"
 
 
 class WorkerSettings(_Section):

@@ -25,8 +25,10 @@ from media import (
     LegHungUp,
     MediaError,
     MediaReady,
+    MediaTimedOut,
     PlaybackFinished,
     PromptError,
+    SessionExpired,
 )
 
 from .flow import Flow, FlowRun, Hangup, Note, Play, RunState, StopPlayback
@@ -184,7 +186,7 @@ class CallSession:
             inband_dtmf=media.inband_dtmf))
         log_event("call.answered", call_id=self.call_id, codec=media.codec,
                   clock_rate_hz=media.clock_rate_hz, telephone_event=media.telephone_event,
-                  inband_dtmf=media.inband_dtmf)
+                  inband_dtmf=media.inband_dtmf, srtp=media.srtp)
         await self._apply(self.run.start(self._mono()))
         try:
             while not self.ended:
@@ -282,6 +284,18 @@ class CallSession:
             if self._recording is not None:  # a message ended by hanging up: keep it if any
                 await self._finish_recording()
             self._on_leg_hung_up(event)
+        elif isinstance(event, MediaTimedOut | SessionExpired):
+            self._on_dead_call(event)
+
+    def _on_dead_call(self, event: MediaTimedOut | SessionExpired) -> None:
+        """The caller is gone without a BYE (docs/architecture.md, Dead calls): no RTP for
+        media.rtp_timeout_s (we hang up), or the session timer ran out (PJSIP hangs up)."""
+        if isinstance(event, MediaTimedOut):
+            log_event("call.rtp_timeout", call_id=self.call_id, silent_s=event.silent_s)
+            self.terminate("rtp_timeout")
+        elif self._terminate_reason is None:
+            log_event("call.session_expired", call_id=self.call_id)
+            self._terminate_reason = "session_expired"
 
     def _on_leg_hung_up(self, event: LegHungUp) -> None:
         for action in self.run.on_caller_hangup(self._mono()):

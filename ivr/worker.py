@@ -67,6 +67,10 @@ def phone_config(settings: Settings) -> PhoneConfig:
         realtime_priority=s.media.realtime_priority,
         pjsip_log_level=s.media.pjsip_log_level,
         trusted_sources=tuple(s.worker.trusted_sources),
+        rtp_source=s.media.rtp_source,
+        rtp_timeout_s=s.media.rtp_timeout_s,
+        session_expires_s=s.sip.session_expires_s,
+        srtp=s.media.srtp,
     )
 
 

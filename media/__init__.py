@@ -13,7 +13,9 @@ from .events import (
     LegEvent,
     LegHungUp,
     MediaReady,
+    MediaTimedOut,
     PlaybackFinished,
+    SessionExpired,
     TransferResult,
 )
 from .leg import CallLeg
@@ -29,9 +31,11 @@ __all__ = [
     "LegHungUp",
     "MediaError",
     "MediaReady",
+    "MediaTimedOut",
     "PhoneStateError",
     "PjsipError",
     "PlaybackFinished",
     "PromptError",
+    "SessionExpired",
     "TransferResult",
 ]

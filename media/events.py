@@ -32,12 +32,14 @@ class LegEvent:
 
 @dataclass(frozen=True)
 class MediaReady(LegEvent):
-    """Audio is flowing: the negotiated codec and whether DTMF can come as RTP events."""
+    """Audio is flowing: the negotiated codec, whether DTMF can come as RTP events, and
+    whether the media is SRTP (SDES keys in our answer)."""
 
     codec: str
     clock_rate_hz: int
     telephone_event: bool
     inband_dtmf: bool
+    srtp: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,21 @@ class LegHungUp(LegEvent):
     reason: str
     answered: bool
     no_ack: bool = False
+
+
+@dataclass(frozen=True)
+class MediaTimedOut(LegEvent):
+    """No RTP from the caller for ``silent_s`` (at least ``media.rtp_timeout_s``) while the
+    call was not on hold: the caller is most likely gone without a BYE. Reported once; the
+    leg stays up until someone hangs it up."""
+
+    silent_s: float
+
+
+@dataclass(frozen=True)
+class SessionExpired(LegEvent):
+    """The SIP session timer ran out (RFC 4028): the caller did not refresh the session, or
+    did not answer our refresh. PJSIP sends the BYE itself; the LegHungUp follows."""
 
 
 @dataclass(frozen=True)

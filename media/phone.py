@@ -47,11 +47,15 @@ from .events import (
     HangupSide,
     LegHungUp,
     MediaReady,
+    MediaTimedOut,
     PlaybackFinished,
+    SessionExpired,
     TransferResult,
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
 from .leg import CallLeg
+from .pjlog import LogLimiter, summarize
+from .rtp_guard import RxWatch, connect_socket, parse_address
 from .rtsched import ClockPriority
 from .sipcheck import RefusalLog, Source, invite_problem, source_allowed
 
@@ -81,6 +85,13 @@ _SIP_REQUEST_TIMEOUT = 408
 _PLAYER_SLOT_TRIES = 20  # 50 ms apart
 _WAV_HEADER_BYTES = 44  # PJMEDIA's WAV writer: RIFF, fmt (16 bytes) and data chunk headers
 _ALL_CODECS_OFF = 0
+_SRTP_USE = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
+             "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
+_MIN_SE_S = 90  # RFC 4028 section 4; PJSIP refuses less
+_SESSION_EXPIRED_REASON = "No session refresh received."  # PJSIP's sip_timer.c
+_RX_CHECK_MAX_S = 5.0  # the received-packet counters are read at least this often
+_RX_CHECK_MIN_S = 0.5
+_PJ_VERBOSE_LEVEL = 4  # from this pjsip_log_level on, PJSIP's log is passed on whole
 _PJ_LEVEL_TO_LOGGING = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING}
 
 
@@ -106,6 +117,16 @@ class PhoneConfig:
     local_user: str = "ivr"
     # Who may send INVITEs ("host" or "host:port"); empty: anyone. Others get 403.
     trusted_sources: tuple[str, ...] = ()
+    # "sdp": RTP only from the address the caller's SDP gave (media/rtp_guard.py);
+    # "any": PJMEDIA's own NAT latching (anyone can take a call's media over).
+    rtp_source: str = "sdp"
+    rtp_timeout_s: float = 60.0  # no RTP from the caller this long: MediaTimedOut; 0: off
+    # RFC 4028 session timer on every call (we refresh when the caller does not); 0: only
+    # when the caller asks for one (PJSUA's default, PJSIP's 1800 s).
+    session_expires_s: int = 1800
+    # SRTP with SDES keys (RFC 4568) on callers that offer it: "optional" (plain RTP for the
+    # others) | "mandatory" (refuse plain RTP) | "off"
+    srtp: str = "optional"
 
 
 @dataclass
@@ -125,6 +146,8 @@ class _LegState:
     leg: CallLeg | None = None
     audio: pj.AudioMedia | None = None
     audio_port_id: int = -1
+    audio_index: int = -1  # the audio's index in the call's media (for its stream stats)
+    rx_watch: RxWatch | None = None  # media.rtp_timeout_s, once media is up
     player: _Player | None = None
     tap_port: _TapPort | None = None
     tap: InbandTap | None = None
@@ -140,9 +163,32 @@ class _LegState:
 
 
 class _PjLogWriter(pj.LogWriter):  # type: ignore[misc]
+    """PJSIP's log into ours: one short line per entry, rate-limited per source address (a
+    rejected packet is otherwise logged whole: see media/pjlog.py). Called on PJSIP's
+    threads (the pump, the media thread)."""
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self._verbose = verbose  # pjsip_log_level >= 4: whole entries, unlimited (debugging)
+        self._limiter = LogLimiter()
+        self._lock = threading.Lock()
+
     def write(self, entry: pj.LogEntry) -> None:
         level = _PJ_LEVEL_TO_LOGGING.get(entry.level, logging.DEBUG)
-        log.log(level, "pjsip: %s", entry.msg.rstrip())
+        if not log.isEnabledFor(level):
+            return
+        if self._verbose:
+            log.log(level, "pjsip: %s", entry.msg.rstrip())
+            return
+        line, source = summarize(entry.msg)
+        with self._lock:
+            admitted, held = self._limiter.admit(source, time.monotonic())
+        if not admitted:
+            return
+        if held:
+            log.log(level, "pjsip: %s (%d more from %s not logged)", line, held, source)
+        else:
+            log.log(level, "pjsip: %s", line)
 
 
 class _PjAccount(pj.Account):  # type: ignore[misc]
@@ -362,6 +408,9 @@ class Phone:
         self._dead: list[_LegState] = []
         self._retired_players = _RetiredPlayers()  # pump thread only
         self._closing_recordings: list[_ClosingRecording] = []  # pump thread only
+        timeout_s = config.rtp_timeout_s
+        self._rx_check_s = min(_RX_CHECK_MAX_S, max(_RX_CHECK_MIN_S, timeout_s / 4))
+        self._next_rx_check_s = 0.0  # pump thread only
         self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
         self._next_leg_id = 1
         self._next_playback_id = 1
@@ -601,6 +650,8 @@ class Phone:
             self._reap_dead()
             if self._clock_priority.pending:
                 self._clock_priority.poll()
+            if self.config.rtp_timeout_s > 0 and self._calls:
+                self._check_media_rx()
             if self._closing_recordings:
                 self._check_recordings_closed()
                 self._ep.libHandleEvents(min(timeout_ms, _RECORDER_CHECK_MS))
@@ -641,7 +692,7 @@ class Phone:
             ua.mainThreadOnly = True
             ua.maxCalls = cfg.max_calls
             ua.userAgent = cfg.user_agent
-            self._log_writer = _PjLogWriter()
+            self._log_writer = _PjLogWriter(verbose=cfg.pjsip_log_level >= _PJ_VERBOSE_LEVEL)
             ep_cfg.logConfig.writer = self._log_writer
             ep_cfg.logConfig.level = cfg.pjsip_log_level
             ep_cfg.logConfig.consoleLevel = cfg.pjsip_log_level
@@ -673,6 +724,8 @@ class Phone:
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{cfg.local_user}@{cfg.public_address or cfg.bind_address}"
             acfg.idUri += f":{cfg.sip_port}"
+            self._set_session_timer(acfg.callConfig)
+            self._set_srtp(acfg.mediaConfig)
             mt = acfg.mediaConfig.transportConfig
             mt.port = cfg.rtp_port
             mt.portRange = cfg.rtp_port_range
@@ -685,6 +738,30 @@ class Phone:
             raise PjsipError(
                 f"PJSIP could not start on {cfg.bind_address}:{cfg.sip_port}: {exc.info()}"
             ) from exc
+
+    def _set_session_timer(self, call_cfg: pj.AccountCallConfig) -> None:
+        """RFC 4028: the session is refreshed (by the caller if it offers to, else by us, with
+        UPDATE or re-INVITE at half the interval); an unrefreshed session (no refresh from
+        the caller, or no answer to ours) ends with a BYE. Min-SE stays at PJSIP's (and the
+        RFC's) 90 s."""
+        expires_s = self.config.session_expires_s
+        if expires_s <= 0:
+            call_cfg.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+            return
+        call_cfg.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        call_cfg.timerSessExpiresSec = expires_s
+        call_cfg.timerMinSESec = _MIN_SE_S
+
+    def _set_srtp(self, media_cfg: pj.AccountMediaConfig) -> None:
+        """SRTP keyed by SDES (RFC 4568 a=crypto in the SDP), never DTLS. PJSUA by default
+        wants SDES only over TLS (keys in clear SDP are readable on the path), but TLS ends
+        at the SIP front, and the hop to the worker is loopback or a private network: so
+        secure signalling is not required here (docs/architecture.md, SRTP)."""
+        media_cfg.srtpUse = _SRTP_USE[self.config.srtp]
+        media_cfg.srtpSecureSignaling = 0
+        keyings = pj.IntVector()
+        keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
+        media_cfg.srtpOpt.keyings = keyings
 
     def _set_codecs(self, ep: pj.Endpoint) -> None:
         wanted = [c.upper() for c in self.config.codecs]
@@ -808,6 +885,11 @@ class Phone:
             # Now, while the bridge clock still runs, so that the WAV gets closed.
             self._release_recorder(state)
             self._dead.append(state)
+            # PJSIP's session timer ends an unrefreshed session itself (BYE, 408): ours.
+            expired = not state.local_hangup and info.lastReason == _SESSION_EXPIRED_REASON
+            if expired and state.leg is not None:
+                state.local_hangup = True
+                self._post_event(state.leg, SessionExpired(state.leg.leg_id))
             if state.leg is not None:
                 side = HangupSide.LOCAL if state.local_hangup else HangupSide.REMOTE
                 # PJSIP ends a 2xx never ACKed with 408 once timer H fires (and sends BYE).
@@ -836,6 +918,11 @@ class Phone:
                 continue
             if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
+            if self.config.rtp_source == "sdp":
+                self._lock_rtp_source(state.leg, call, idx)
+            state.audio_index = idx
+            if state.rx_watch is None and self.config.rtp_timeout_s > 0:
+                state.rx_watch = RxWatch(self.config.rtp_timeout_s)
             audio = call.getAudioMedia(idx)
             port_id = audio.getPortId()
             if port_id != state.audio_port_id:
@@ -856,9 +943,62 @@ class Phone:
                 stream.codecClockRate,
                 telephone_event,
                 tap is not None,
+                self.config.srtp != "off" and self._srtp_active(call),
             )
             self._post(self._leg_media_ready, state.leg, event, tap)
             return
+
+    def _check_media_rx(self) -> None:
+        """Every few seconds: has each call's caller sent RTP since the last look?
+        (media.rtp_timeout_s; with ``rtp_source: sdp`` only the caller's packets count.)"""
+        now = time.monotonic()
+        if now < self._next_rx_check_s:
+            return
+        self._next_rx_check_s = now + self._rx_check_s
+        for state in list(self._calls.values()):
+            watch, call, leg = state.rx_watch, state.call, state.leg
+            if watch is None or call is None or leg is None or state.disconnected:
+                continue
+            try:
+                idx = state.audio_index
+                rx_packets = call.getStreamStat(idx).rtcp.rxStat.pkt
+                info = call.getInfo()  # kept: its media vector dies with it
+            except pj.Error:
+                continue  # the stream is being torn down or renegotiated
+            receiving = (idx < len(info.media)
+                         and bool(info.media[idx].dir & pj.PJMEDIA_DIR_DECODING))
+            if watch.update(rx_packets, receiving, now):
+                state.rx_watch = None  # reported once
+                self._post_event(leg, MediaTimedOut(leg.leg_id, round(watch.silent_s(now), 1)))
+
+    @staticmethod
+    def _srtp_active(call: _PjCall) -> bool:
+        """pjsua2 2.15 exposes a transport's SRTP state only in the call's dump (pjsua_dump.c
+        prints each media transport's "SRTP status: Active" or "Not active")."""
+        return "SRTP status: Active" in call.dump(True, "")
+
+    def _lock_rtp_source(self, leg: CallLeg, call: _PjCall, idx: int) -> None:
+        """Connect the call's RTP and RTCP sockets to the caller's SDP addresses, so that the
+        kernel drops media from anyone else (see media/rtp_guard.py). Again after every
+        media change: a re-INVITE can move the caller's media."""
+        stream = call.getStreamInfo(idx)
+        transport = call.getMedTransportInfo(idx)
+        done: set[int] = set()
+        for local_text, remote_text in ((transport.localRtpName, stream.remoteRtpAddress),
+                                        (transport.localRtcpName, stream.remoteRtcpAddress)):
+            local, remote = parse_address(local_text), parse_address(remote_text)
+            if local is None or remote is None or local[1] in done:
+                continue  # on hold (0.0.0.0), or RTCP multiplexed on the RTP port
+            done.add(local[1])
+            try:
+                locked = connect_socket(local[1], remote)
+            except OSError as exc:
+                log.warning("leg %d: could not restrict RTP on port %d to %s:%d: %s",
+                            leg.leg_id, local[1], *remote, exc)
+                continue
+            if not locked:
+                log.warning("leg %d: found no socket on RTP port %d to restrict to %s:%d",
+                            leg.leg_id, local[1], *remote)
 
     def _reconnect_media(self, state: _LegState) -> None:
         """After a re-INVITE the call's conference slot can change: follow it."""

@@ -81,6 +81,30 @@ class Caller:
         self._actions.append(f'  <recv response="{expect}"/>')
         return self
 
+    def reinvite(self, media_port: int, direction: str = "sendrecv") -> Caller:
+        """A re-INVITE offering PCMU (and telephone-event) on ``media_port`` with the SDP
+        direction attribute ``direction`` (``inactive``: a hold); then the ACK."""
+        sdp = "\n".join([
+            "      v=0",
+            "      o=caller 53655765 2353687638 IN IP[local_ip_type] [local_ip]",
+            "      s=-",
+            "      c=IN IP[media_ip_type] [media_ip]",
+            "      t=0 0",
+            f"      m=audio {media_port} RTP/AVP 0 101",
+            "      a=rtpmap:0 PCMU/8000",
+            "      a=rtpmap:101 telephone-event/8000",
+            "      a=fmtp:101 0-15",
+            "      a=ptime:20",
+            f"      a={direction}",
+        ])
+        self._actions.append(self._request("INVITE", "      Content-Type: application/sdp", sdp))
+        self._actions.append('  <recv response="100" optional="true"/>')
+        self._actions.append('  <recv response="200"/>')
+        ack = _IN_DIALOG_HEAD.format(method="ACK", cseq=self._cseq)
+        self._actions.append(f"  <send>\n    <![CDATA[\n{ack}\n      Content-Length: 0\n\n"
+                             "    ]]>\n  </send>")
+        return self
+
     def caller_hangs_up(self) -> Caller:
         self._ending = self._request("BYE") + '\n  <recv response="200" crlf="true"/>'
         return self

@@ -253,3 +253,9 @@ def test_every_setting_is_documented_with_its_variable_and_default() -> None:
     assert rows == expected
     for name in expected:  # and each has a line saying what it means
         assert f"`{name}`" in doc.split("## Meanings", 1)[1], f"{name} has no meaning written"
+
+
+def test_a_session_interval_below_the_rfc_4028_minimum_is_refused() -> None:
+    with pytest.raises(ConfigError, match="below the 90 s minimum of RFC 4028"):
+        load_settings(None, env={"IVR_SIP_SESSION_EXPIRES_S": "60"})
+    assert load_settings(None, env={"IVR_SIP_SESSION_EXPIRES_S": "0"}).sip.session_expires_s == 0

@@ -167,8 +167,10 @@ class Baresip:
 
 @contextlib.contextmanager
 def baresip_calling(uri: str, tmp_path: Path, sip_port: int,
-                    rtp_ports: tuple[int, int]) -> Iterator[Baresip]:
-    """baresip dialling ``uri`` at startup; stopped (and its pipes closed) on the way out."""
+                    rtp_ports: tuple[int, int], mediaenc: str | None = None) -> Iterator[Baresip]:
+    """baresip dialling ``uri`` at startup; stopped (and its pipes closed) on the way out.
+    ``mediaenc`` (``srtp-mand``: an RTP/SAVP offer with SDES keys) loads baresip's srtp
+    module and sets the account's media encryption."""
     assert BARESIP is not None and MODULE_DIR is not None
     conf = tmp_path / "baresip"
     audio = tmp_path / "baresip-audio"
@@ -192,6 +194,7 @@ module			g711.so
 module			aufile.so
 module			sndfile.so
 module_tmp		account.so
+{"module			srtp.so" if mediaenc else ""}
 module_app		menu.so
 snd_path		{audio}
 ringback_disabled	yes
@@ -199,7 +202,8 @@ statmode_default	off
 """)
     # No registration (regint=0): baresip calls the worker directly.
     (conf / "accounts").write_text(
-        '"Interop Tester" <sip:tester@127.0.0.1>;regint=0;audio_codecs=pcmu\n')
+        '"Interop Tester" <sip:tester@127.0.0.1>;regint=0;audio_codecs=pcmu'
+        + (f";mediaenc={mediaenc}" if mediaenc else "") + "\n")
     proc = subprocess.Popen(
         [BARESIP, "-4", "-f", str(conf), "-t", str(SAFETY_QUIT_S), "-e", f"/dial {uri}"],
         cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -293,3 +297,33 @@ def test_baresip_presses_2_and_is_routed_to_support(worker: WorkerProcess, tmp_p
     dtmf = [data for k, data in evs if k == "dtmf"]
     assert dtmf == [{"digit": "2", "method": "rfc4733", "node": node}], dtmf
     assert kinds.index("dtmf") < kinds.index("menu.choice")
+
+
+@pytest.mark.skipif(MODULE_DIR is None or not (MODULE_DIR / "srtp.so").is_file(),
+                    reason="baresip's srtp module not installed")
+def test_a_baresip_srtp_offer_is_answered_with_srtp_and_audio_flows_both_ways(
+        worker: WorkerProcess, tmp_path: Path) -> None:
+    offset = worker.port - 5200
+    sip_port = _free_port(18000 + offset)
+    rtp_start = 22000 + 4 * offset
+    # srtp-mand: baresip offers RTP/SAVP with a=crypto and takes no answer without keys.
+    with baresip_calling(f"sip:ivr@{worker.target}", tmp_path, sip_port,
+                         (rtp_start, rtp_start + 39), mediaenc="srtp-mand") as phone:
+        up = phone.wait_for("Call established", timeout_s=15)
+        time.sleep(1.0)
+        phone.keys("2")  # an RFC 4733 event inside SRTP: the IVR must decrypt to see it
+        sent = phone.wait_for("send DTMF digit: '2'", timeout_s=5, since=up)
+        phone.wait_for("terminated", timeout_s=20, since=sent)
+        rc = phone.stop()
+    out = "".join(phone.lines)
+    assert rc == 0, out
+    assert "SRTP is Enabled" in out, out  # baresip took our a=crypto answer
+    heard = phone.heard().astype(float)  # ... and decrypted the prompts we sent
+    assert len(heard) > 4 * 8000, f"baresip heard only {len(heard) / 8000:.1f} s"
+    rms_dbfs = 20 * np.log10(np.sqrt(np.mean(heard**2)) / 32768 + 1e-12)
+    assert rms_dbfs > -35, f"baresip heard silence ({rms_dbfs:.1f} dBFS)"
+    row = wait_ended(worker.db)
+    assert row["menu_path"] == "main_menu:2"
+    assert row["dtmf_method"] == "rfc4733"
+    answered = [json.loads(line) for line in worker.lines if '"call.answered"' in line]
+    assert [a["srtp"] for a in answered] == [True]
