@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
-from .logs import setup_logging
+from .logs import log_fallback_path, setup_logging
 from .store import CallStore, StoreError
 
 
@@ -48,7 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .controller import run_controller
 
     settings = _settings(args)
-    setup_logging(settings.log.level, settings.log.format)
+    setup_logging(settings.log.level, settings.log.format,
+                  fallback=log_fallback_path(settings.paths.var_dir))
     return run_controller(settings)
 
 

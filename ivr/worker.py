@@ -196,8 +196,8 @@ class Worker:
             await self._stop.wait()
             await self._drain()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            # The signal handlers stay until the end: a second SIGTERM while stopping must
+            # not kill the worker before PJSIP has sent its BYEs.
             self._set_state(WorkerState.STOPPING)
             await self._phone.stop()
             for task in list(self.sessions.values()):
@@ -209,6 +209,8 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             self._set_state(WorkerState.STOPPED)
             await self._close_recorder()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
 
     async def _close_recorder(self) -> None:
         if self._store is not None:
