@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import sys
 import time
@@ -35,7 +36,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .worker import StartupError, Worker
 
     settings = _settings(args)
-    setup_logging(settings.log.level, settings.log.format)
+    setup_logging(settings.log.level, settings.log.format,
+                  fallback=log_fallback_path(settings.paths.var_dir))
+    faulthandler.enable()
     try:
         asyncio.run(Worker(settings).run())
     except (StartupError, StoreError, MediaError) as exc:
