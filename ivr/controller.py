@@ -110,6 +110,7 @@ class Controller:
         self._zygote_writer: asyncio.StreamWriter | None = None
         self._zygote_ready = asyncio.Event()
         self._zygote_restarts = 0
+        self._terminal = _controlling_terminal()  # started from one (make run)?
         self._front_restarts = 0
         self._stop = asyncio.Event()
         self._stopping = False
@@ -138,6 +139,12 @@ class Controller:
     def _on_hangup(self) -> None:
         if self._stop.is_set():
             log_event("controller.signal", signal="SIGHUP", action="ignored: stopping")
+            return
+        if self._terminal is not None and not _terminal_alive():
+            # Our terminal closed (not `ivr reload`): nobody watches this stack any more.
+            log_event("controller.signal", signal="SIGHUP",
+                      action=f"stop: the terminal {self._terminal} is gone")
+            self.request_stop()
             return
         log_event("controller.signal", signal="SIGHUP", action="reload")
         self._background(self.reload())
@@ -625,6 +632,24 @@ class Controller:
             "capacity": sum(x.max_calls for x in live if x.state is SlotState.SERVING),
             "restarts": sum(x.restarts for x in self.slots),
         }
+
+
+def _controlling_terminal() -> str | None:
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        return os.ttyname(fd)
+    except OSError:
+        return "/dev/tty"
+    finally:
+        os.close(fd)
+
+
+def _terminal_alive() -> bool:
+    """False once the controlling terminal has hung up (its window or session closed)."""
+    return _controlling_terminal() is not None
 
 
 def exit_how(returncode: int | None) -> str:

@@ -3,13 +3,17 @@ every part restarted or stopped, and nothing left behind, whatever is killed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +40,16 @@ DRAIN_S = 3.0  # worker.drain_timeout_s in these tests
 # +15 s the zygote allows them), and Kamailio has stopped (10 s): with a margin for a busy
 # machine.
 GONE_AFTER_S = DRAIN_S + 15 + 10 + 30
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path: Path) -> Iterator[None]:
+    """Whatever a test leaves running (it failed half-way) is killed, so it cannot disturb
+    the tests after it; the tests themselves assert that nothing is left."""
+    yield
+    for pid in stack_processes(tmp_path / "var"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def events(stack: StackProcess, name: str) -> list[dict[str, object]]:
@@ -243,3 +257,46 @@ def test_a_stack_whose_stderr_reader_went_away_logs_on_in_var_log(tmp_path: Path
     assert names[0] == "log.stderr_lost" and "BrokenPipeError" in str(lines[0]["error"])
     assert names.index("controller.stopped") < names.index("controller.exit")
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
+
+
+def _read_until(fd: int, text: bytes, timeout_s: float = 60.0) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout_s
+    while text not in seen:
+        assert time.monotonic() < deadline, f"never saw {text!r} in: {seen[-3000:]!r}"
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            seen += os.read(fd, 65536)
+    return seen
+
+
+def test_sighup_reloads_but_stops_the_stack_once_its_terminal_is_gone(tmp_path: Path) -> None:
+    _port, _base, env = stack_settings(tmp_path, workers=1)
+    pid, master = pty.fork()  # `make run` in a terminal: the stack's controlling tty
+    if pid == 0:
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "ivr.cli", "run"], env)
+    try:
+        _read_until(master, b'"controller.ready"')
+        os.kill(pid, signal.SIGHUP)  # as `ivr reload` does
+        _read_until(master, b'"flow.reload"')
+        os.close(master)  # the terminal window closes; its shell sends its jobs SIGHUP
+        master = -1
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            assert time.monotonic() < deadline, "the stack kept running without its terminal"
+            time.sleep(0.2)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        if master >= 0:
+            os.close(master)
+        with contextlib.suppress(ChildProcessError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    wait_no_stack_processes(tmp_path / "var", timeout_s=10)
+    log = (tmp_path / "var" / "log" / "ivr.log").read_text()
+    assert '"action": "stop: the terminal' in log and '"controller.exit"' in log
