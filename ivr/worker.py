@@ -160,6 +160,11 @@ class Worker:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log_event("worker.signal", worker=self.settings.worker.name, signal=sig.name,
+                  state=self.state.value)
+        self.request_stop()
+
     async def run(self) -> None:
         s = self.settings
         if self._flow is None or self._prompts is None:
@@ -179,7 +184,7 @@ class Worker:
             raise StartupError(str(exc)) from exc
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
         if self._link is None:  # a lone worker reloads on SIGHUP; a pooled one on command
             loop.add_signal_handler(signal.SIGHUP,
                                     lambda: loop.create_task(self.reload()))
