@@ -34,7 +34,7 @@ from .flowset import FlowSetError, load_flow_and_prompts
 from .logs import log_alarm, log_event, log_fallback_path, setup_logging
 from .prompts import PromptSet
 from .protocol import PROTOCOL_VERSION, decode, encode
-from .supervise import stop_kamailio
+from .supervise import find_stack_processes, signal_if_ours, stop_kamailio, wait_gone
 from .worker import StartupError, Worker
 
 log = logging.getLogger("ivr.zygote")
@@ -188,6 +188,14 @@ def serve(settings: Settings, socket_path: Path) -> int:
             pass
     sock.close()
     if quit_.controller_lost:
+        # Workers an earlier zygote forked (it died; the controller started this one) drain
+        # too: their BYEs need Kamailio as much as our children's did.
+        others = [p.pid for p in find_stack_processes(settings.run_dir)
+                  if p.role in ("worker", "zygote")]
+        if others:
+            log_event("zygote.waiting", pids=others, why="workers of an earlier zygote")
+            for pid in wait_gone(others, settings.run_dir, settings.worker.drain_timeout_s + 15):
+                signal_if_ours(pid, settings.run_dir, signal.SIGKILL)
         # Nobody else will: Kamailio routed the draining calls' BYEs until now.
         stopped = stop_kamailio(settings.run_dir)
         log_event("zygote.front_stopped", pids=stopped)

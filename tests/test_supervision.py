@@ -149,6 +149,24 @@ def test_a_killed_controller_takes_its_stack_down_after_the_calls_drain(
         stop_and_check_nothing_left(again)
 
 
+def test_a_killed_controller_whose_workers_outlived_a_zygote_still_drains_them_first(
+        tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, workers=2, env={"IVR_WORKER_DRAIN_TIMEOUT_S": str(DRAIN_S)})
+    try:
+        os.kill(zygote_pid(stack), signal.SIGKILL)
+        stack.wait_for('"zygote.restarted"', timeout_s=60)
+        # The calls go to the first zygote's workers; the second zygote has no children.
+        held = hold_calls(stack, tmp_path, "outlived", 2,
+                          sipp.Caller("outlived").ivr_hangs_up(40000), 17890)
+        wait_rows(stack.db, 2, ended=False)
+        os.kill(stack.proc.pid, signal.SIGKILL)
+        rc, out = finish(held, 60)
+        assert rc == 0, out  # Kamailio was still there for their BYEs
+        wait_no_stack_processes(stack.var_dir, GONE_AFTER_S)
+    finally:
+        stack.stop()
+
+
 def test_a_start_after_a_killed_controller_replaces_what_it_left_running(
         tmp_path: Path) -> None:
     stack = start_stack(tmp_path, workers=2, env={"IVR_WORKER_DRAIN_TIMEOUT_S": str(DRAIN_S)})
