@@ -5,7 +5,8 @@ it to fork workers, one per *slot*; slot ``i`` always listens on ``pool.worker_p
 so Kamailio's destination list never changes. It applies the call records the workers send
 (``ivr/protocol.py``), tracks each worker's live legs, keeps ``pool.min_idle_workers`` idle
 workers ready (up to ``pool.max_workers``), and replaces a worker that dies, closing its
-calls as ended by failure.
+calls as ended by failure. It also restarts the zygote and Kamailio if they die, and holds the
+var dir's lock (``ivr/supervise.py``; docs/architecture.md, Supervision).
 
 Slot states::
 
@@ -38,6 +39,8 @@ from .supervise import (
     StackLock,
     StackRunningError,
     StaleProcessError,
+    controlling_terminal,
+    exit_how,
     identify,
     replace_stale,
 )
@@ -110,7 +113,7 @@ class Controller:
         self._zygote_writer: asyncio.StreamWriter | None = None
         self._zygote_ready = asyncio.Event()
         self._zygote_restarts = 0
-        self._terminal = _controlling_terminal()  # started from one (make run)?
+        self._terminal = controlling_terminal()  # started from one (make run)?
         self._front_restarts = 0
         self._stop = asyncio.Event()
         self._stopping = False
@@ -140,7 +143,7 @@ class Controller:
         if self._stop.is_set():
             log_event("controller.signal", signal="SIGHUP", action="ignored: stopping")
             return
-        if self._terminal is not None and not _terminal_alive():
+        if self._terminal is not None and controlling_terminal() is None:
             # Our terminal closed (not `ivr reload`): nobody watches this stack any more.
             log_event("controller.signal", signal="SIGHUP",
                       action=f"stop: the terminal {self._terminal} is gone")
@@ -632,37 +635,6 @@ class Controller:
             "capacity": sum(x.max_calls for x in live if x.state is SlotState.SERVING),
             "restarts": sum(x.restarts for x in self.slots),
         }
-
-
-def _controlling_terminal() -> str | None:
-    try:
-        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
-    except OSError:
-        return None
-    try:
-        return os.ttyname(fd)
-    except OSError:
-        return "/dev/tty"
-    finally:
-        os.close(fd)
-
-
-def _terminal_alive() -> bool:
-    """False once the controlling terminal has hung up (its window or session closed)."""
-    return _controlling_terminal() is not None
-
-
-def exit_how(returncode: int | None) -> str:
-    """``exit code 0`` / ``killed by signal 9 (SIGKILL)``, from a Popen-style return code."""
-    if returncode is None:
-        return "exit status unknown"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = "?"
-        return f"killed by signal {-returncode} ({name})"
-    return f"exit code {returncode}"
 
 
 def run_controller(settings: Settings) -> int:

@@ -16,6 +16,9 @@ by the exact command line each process of this var dir has::
 
 Pid files (``zygote.pid``, ``kamailio/kamailio.pid``) only name the roles; a pid is never
 signalled unless ``/proc/PID/cmdline`` still matches, so a reused pid is safe.
+
+Also here: :func:`exit_how` (how a child ended, as the logs say it) and
+:func:`controlling_terminal` (a SIGHUP after the terminal hung up stops the stack).
 """
 
 from __future__ import annotations
@@ -231,3 +234,31 @@ def replace_stale(run_dir: Path, drain_timeout_s: float,
             + ", ".join(str(p) for p in stale if p.pid in left) + "; stop them by hand")
     log("controller.stale_replaced", processes=", ".join(map(str, stale)))
     return stale
+
+
+def controlling_terminal() -> str | None:
+    """The controlling terminal's name; None without one, or once it has hung up (its
+    window or session closed)."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        return os.ttyname(fd)
+    except OSError:
+        return "/dev/tty"
+    finally:
+        os.close(fd)
+
+
+def exit_how(returncode: int | None) -> str:
+    """``exit code 0`` / ``killed by signal 9 (SIGKILL)``, from a Popen-style return code."""
+    if returncode is None:
+        return "exit status unknown"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "?"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exit code {returncode}"
