@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError, Settings, load_settings
-from .logs import setup_logging
+from .logs import log_fallback_path, setup_logging
 from .store import CallStore, StoreError
 
 
@@ -35,7 +36,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from .worker import StartupError, Worker
 
     settings = _settings(args)
-    setup_logging(settings.log.level, settings.log.format)
+    setup_logging(settings.log.level, settings.log.format,
+                  fallback=log_fallback_path(settings.paths.var_dir))
+    faulthandler.enable()
     try:
         asyncio.run(Worker(settings).run())
     except (StartupError, StoreError, MediaError) as exc:
@@ -48,7 +51,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .controller import run_controller
 
     settings = _settings(args)
-    setup_logging(settings.log.level, settings.log.format)
+    setup_logging(settings.log.level, settings.log.format,
+                  fallback=log_fallback_path(settings.paths.var_dir))
     return run_controller(settings)
 
 

@@ -6,7 +6,8 @@ so Kamailio's destination list never changes. It applies the call records the wo
 (``ivr/protocol.py``), tracks each worker's live legs, keeps ``pool.min_idle_workers`` idle
 workers ready (up to ``pool.max_workers``), retires workers idle for ``pool.idle_retire_s``
 beyond that (``ivr/pool_policy.py``), and replaces a worker that dies, closing its calls as
-ended by failure.
+ended by failure. It also restarts the zygote and Kamailio if they die, and holds the var
+dir's lock (``ivr/supervise.py``; docs/architecture.md, Supervision).
 
 Slot states::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -31,11 +33,21 @@ from typing import Any
 from .config import Settings
 from .front import Front
 from .journal import SCAN_S, replay_journals
-from .logs import log_event
+from .logs import log_alarm, log_event
 from .peers import PeerCredentials, peer_credentials, refusal
 from .pool_policy import SlotLoad, to_retire
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
 from .store import CallStore, StoreError, StoreOp
+from .supervise import (
+    ZYGOTE_PID_FILE,
+    StackLock,
+    StackRunningError,
+    StaleProcessError,
+    controlling_terminal,
+    exit_how,
+    identify,
+    replace_stale,
+)
 
 log = logging.getLogger("ivr.controller")
 
@@ -75,6 +87,8 @@ class WorkerSlot:
     exit_info: str = ""
     spawned: asyncio.Event = field(default_factory=asyncio.Event)  # the zygote named its pid
     idle_since: float | None = None  # monotonic; None while it has a call
+    orphaned: bool = False  # its zygote died: nobody will report its exit
+    respawn: bool = False  # lost while no zygote could fork its replacement
 
     def is_empty(self) -> bool:
         return self.state is SlotState.EMPTY
@@ -104,6 +118,9 @@ class Controller:
         self._zygote: asyncio.subprocess.Process | None = None
         self._zygote_writer: asyncio.StreamWriter | None = None
         self._zygote_ready = asyncio.Event()
+        self._zygote_restarts = 0
+        self._terminal = controlling_terminal()  # started from one (make run)?
+        self._front_restarts = 0
         self._stop = asyncio.Event()
         self._stopping = False
         self._server: asyncio.AbstractServer | None = None
@@ -118,9 +135,39 @@ class Controller:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        if self._stop.is_set():
+            # Still handled while stopping: the default action would kill the controller at
+            # once, leaving Kamailio and the pool with nobody in charge.
+            log_event("controller.signal", signal=sig.name,
+                      action="ignored: already stopping (calls drain for up to "
+                             f"{self.settings.worker.drain_timeout_s:g} s)")
+            return
+        log_event("controller.signal", signal=sig.name, action="stop")
+        self.request_stop()
+
+    def _on_hangup(self) -> None:
+        if self._stop.is_set():
+            log_event("controller.signal", signal="SIGHUP", action="ignored: stopping")
+            return
+        if self._terminal is not None and controlling_terminal() is None:
+            # Our terminal closed (not `ivr reload`): nobody watches this stack any more.
+            log_event("controller.signal", signal="SIGHUP",
+                      action=f"stop: the terminal {self._terminal} is gone")
+            self.request_stop()
+            return
+        log_event("controller.signal", signal="SIGHUP", action="reload")
+        self._background(self.reload())
+
     async def start(self) -> None:
         s = self.settings
-        s.run_dir.mkdir(parents=True, exist_ok=True)
+        # The caller holds the var dir's lock: no other controller runs here. Processes a dead
+        # one left behind are ended first (they hold the ports and the store's open calls).
+        try:
+            await asyncio.to_thread(replace_stale, s.run_dir, s.worker.drain_timeout_s,
+                                    log_event)
+        except StaleProcessError as exc:
+            raise ControllerError(str(exc)) from exc
         try:
             self.store = CallStore(s.db_path)
         except StoreError as exc:
@@ -147,18 +194,19 @@ class Controller:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: self._background(self.reload()))
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
         try:
             await self.start()
             self.pid_path.write_text(f"{os.getpid()}\n")
             await self._stop.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
             with contextlib.suppress(FileNotFoundError):
                 self.pid_path.unlink()
+            # The handlers stay until everything is stopped (see _on_stop_signal).
             await self.shutdown()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
 
     async def reload(self) -> bool:
         """Vet the flow and prompt sets; if all is well, have the zygote and every worker
@@ -223,20 +271,70 @@ class Controller:
 
     async def _start_zygote(self) -> None:
         env = dict(os.environ)
-        self._zygote = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "ivr.zygote", str(self.socket_path),
+        self._zygote_ready = asyncio.Event()
+        # The socket's absolute path in its command line is how a later start recognises
+        # this var dir's zygote and workers (ivr/supervise.py).
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ivr.zygote", str(self.socket_path.resolve()),
             env=env, start_new_session=True,
         )
+        self._zygote = proc
+        (self.settings.run_dir / ZYGOTE_PID_FILE).write_text(f"{proc.pid}\n")
         waiter = asyncio.ensure_future(self._zygote_ready.wait())
-        died = asyncio.ensure_future(self._zygote.wait())
-        done, _ = await asyncio.wait({waiter, died}, timeout=60,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        died = asyncio.ensure_future(proc.wait())
+        await asyncio.wait({waiter, died}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         died.cancel()
         if not self._zygote_ready.is_set():
-            rc = self._zygote.returncode
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            rc = await proc.wait()
             raise ControllerError(
-                f"the worker zygote did not start (exit code {rc}); see the log above")
+                f"the worker zygote did not start ({exit_how(rc)}); see the log above")
+        self._background(self._watch_zygote(proc))
+
+    async def _watch_zygote(self, proc: asyncio.subprocess.Process) -> None:
+        """Log the zygote's end; if the stack is not stopping, start a new one and refill
+        the pool. Its workers go on serving (they talk to us, not to it)."""
+        rc = await proc.wait()
+        how = exit_how(rc)
+        if self._stopping:
+            log_event("zygote.exited", pid=proc.pid, how=how)
+            return
+        log_alarm("zygote.exited", pid=proc.pid, how=how)
+        for slot in self.slots:
+            if slot.state is SlotState.EMPTY:
+                continue
+            if slot.writer is None and not (slot.pid and identify(slot.pid, self.settings.run_dir)):
+                slot.state = SlotState.EMPTY  # its spawn order died with the zygote
+                slot.respawn = True
+            else:
+                slot.orphaned = True
+        delay_s = self.settings.pool.restart_delay_s
+        while not self._stopping:
+            await asyncio.sleep(delay_s)
+            if self._stopping:
+                return
+            try:
+                await self._start_zygote()
+            except ControllerError as exc:
+                log_alarm("zygote.restart_failed", error=str(exc))
+                delay_s = min(max(2 * delay_s, 1.0), 30.0)
+                continue
+            self._zygote_restarts += 1
+            assert self._zygote is not None
+            log_event("zygote.restarted", pid=self._zygote.pid, after=how,
+                      restarts=self._zygote_restarts)
+            self._refill()
+            return
+
+    def _refill(self) -> None:
+        """Fork the workers that died while no zygote could replace them."""
+        for slot in self.slots:
+            if slot.respawn and slot.state is SlotState.EMPTY:
+                self._spawn(slot)
+        self._keep_idle_ready()
 
     async def _stop_zygote(self) -> None:
         if self._zygote is None:
@@ -248,14 +346,22 @@ class Controller:
         try:
             await asyncio.wait_for(self._zygote.wait(), 10)
         except TimeoutError:
+            log_alarm("zygote.kill", pid=self._zygote.pid, why="did not stop within 10 s")
             with contextlib.suppress(ProcessLookupError):
                 self._zygote.kill()
             await self._zygote.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (self.settings.run_dir / ZYGOTE_PID_FILE).unlink()
 
     def _spawn(self, slot: WorkerSlot) -> None:
         if self._zygote_writer is None:
-            raise ControllerError("no zygote to fork workers from")
+            slot.state = SlotState.EMPTY
+            slot.respawn = True  # forked when the zygote is back (_refill)
+            log_event("pool.spawn_deferred", worker=slot.name, why="no zygote")
+            return
         pool = self.settings.pool
+        slot.respawn = False
+        slot.orphaned = False
         slot.state = SlotState.STARTING
         slot.legs = 0
         slot.pid = None
@@ -301,11 +407,46 @@ class Controller:
         from .front import FrontError, start_front
 
         try:
-            serving = [x.uri for x in self.slots if x.state is SlotState.SERVING]
             self._front = await start_front(self.settings, [x.uri for x in self.slots],
-                                            self.settings.worker.max_calls, serving)
+                                            self.settings.worker.max_calls,
+                                            self._serving_uris())
         except FrontError as exc:
             raise ControllerError(str(exc)) from exc
+        self._background(self._watch_front(self._front))
+
+    def _serving_uris(self) -> list[str]:
+        return [x.uri for x in self.slots if x.state is SlotState.SERVING]
+
+    async def _watch_front(self, front: Front) -> None:
+        """Kamailio is the stack's one SIP address: when it dies, start it again at once
+        with the pool's current worker states; back off if it keeps dying."""
+        from .front import FrontError
+
+        delay_s = 0.0
+        while True:
+            started = time.monotonic()
+            pid = front.process.pid
+            rc = await front.wait_exit()
+            if self._stopping or front.stopping:
+                return
+            how = exit_how(rc)
+            log_alarm("front.exited", pid=pid, how=how)
+            if time.monotonic() - started > 30:
+                delay_s = 0.0
+            while not self._stopping:
+                await asyncio.sleep(delay_s)
+                delay_s = min(max(2 * delay_s, 1.0), 30.0)
+                try:
+                    await front.restart(self._serving_uris)
+                except FrontError as exc:
+                    log_alarm("front.restart_failed", error=str(exc))
+                    continue
+                break
+            if self._stopping or front.stopping:
+                return
+            self._front_restarts += 1
+            log_event("front.restarted", pid=front.process.pid, exit=how,
+                      serving=len(self._serving_uris()), restarts=self._front_restarts)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -401,9 +542,8 @@ class Controller:
                 log_event("pool.worker_exit", worker=slot.name, pid=msg.get("pid"), how=how)
                 if slot.writer is None and slot.state is not SlotState.EMPTY:
                     await self._worker_gone(slot)  # died before it said hello
-        self._zygote_writer = None
-        if not self._stopping:
-            log.error("the worker zygote went away; no new workers can start")
+        if self._zygote_writer is writer:  # not the next zygote's
+            self._zygote_writer = None
 
     def _on_worker_message(self, slot: WorkerSlot, msg: dict[str, Any]) -> None:
         kind = msg["type"]
@@ -436,13 +576,17 @@ class Controller:
         slot.writer = None
         if self._front is not None and not self._stopping:
             self._background(self._front.worker_out(slot.uri, draining=False))
-        # The exit report tells how it died; it follows the socket's end within moments.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(slot.exit_seen.wait(), 2.0)
+        # The exit report tells how it died; it follows the socket's end within moments
+        # (unless the zygote that forked it is gone).
+        if not slot.orphaned:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(slot.exit_seen.wait(), 2.0)
         if slot.is_empty():  # handled meanwhile by the zygote's exit report
             return
         slot.state = SlotState.EMPTY
-        how = slot.exit_info or "lost its controller link"
+        how = slot.exit_info or ("exited (its zygote had died: status unknown)"
+                                 if slot.orphaned else "lost its controller link")
+        slot.orphaned = False
         if slot.open_calls:
             # After what the worker sent (queued before): a call it ended keeps its own end.
             for call_id in sorted(slot.open_calls):
@@ -566,9 +710,29 @@ class Controller:
 
 
 def run_controller(settings: Settings) -> int:
+    """``ivr run``: take the var dir's lock (or refuse: another stack runs there), then run
+    the controller until it is stopped. Its last line says how it ended, whatever the end."""
+    faulthandler.enable()  # a crash in C code prints its Python stack to stderr
+    lock = StackLock(settings.run_dir)
     try:
-        asyncio.run(Controller(settings).run())
-    except ControllerError as exc:
+        lock.acquire()
+    except StackRunningError as exc:
         print(f"ivr: cannot start: {exc}", file=sys.stderr)
         return 2
-    return 0
+    except OSError as exc:
+        print(f"ivr: cannot start: {lock.path}: {exc}", file=sys.stderr)
+        return 2
+    code = 1
+    try:
+        asyncio.run(Controller(settings).run())
+        code = 0
+    except ControllerError as exc:
+        print(f"ivr: cannot start: {exc}", file=sys.stderr)
+        code = 2
+    except BaseException as exc:
+        log.critical("the controller failed: %r", exc, exc_info=True)
+        raise
+    finally:
+        log_event("controller.exit", code=code, pid=os.getpid())
+        lock.release()
+    return code

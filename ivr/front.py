@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 from .config import Settings
 from .kamailio import Destination, KamailioConfig, KamailioError, KamailioProcess
@@ -26,6 +28,7 @@ class Front:
         self.process = process
         self.members = members
         self.max_load = max_load
+        self.stopping = False
         self._lock = asyncio.Lock()
 
     async def worker_up(self, uri: str) -> None:
@@ -51,8 +54,60 @@ class Front:
                 log.error("could not take %s out of the front: %s", uri, exc)
 
     async def stop(self) -> None:
-        await asyncio.to_thread(self.process.stop)
-        log_event("front.stopped")
+        self.stopping = True
+        async with self._lock:  # after a restart under way
+            pid = self.process.pid
+            rc = await asyncio.to_thread(self.process.stop)
+        log_event("front.stopped", pid=pid, exit_code=rc)
+
+    async def wait_exit(self) -> int | None:
+        """Wait until the Kamailio running now exits; its return code (negative: the
+        signal that killed it)."""
+        process = self.process
+        pid = process.pid
+        if pid is None:
+            return process.returncode
+        loop = asyncio.get_running_loop()
+        try:
+            pidfd: int | None = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None  # no pidfd (kernel < 5.3): poll below
+        if pidfd is not None:
+            exited: asyncio.Future[None] = loop.create_future()
+
+            def readable() -> None:
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(pidfd, readable)
+            try:
+                await exited
+            finally:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+        while process.running:
+            await asyncio.sleep(0.2)
+        return process.returncode
+
+    async def restart(self, serving: Callable[[], Sequence[str]]) -> None:
+        """Start Kamailio again after it died, on the same files, with the dispatcher set
+        as the pool is now: ``serving()`` workers active, the other slots disabled. The
+        dispatcher state calls queued meanwhile run after it, on the new process."""
+        async with self._lock:
+            if self.stopping:
+                return
+            await asyncio.to_thread(self.process.stop)  # reap it and what is left of it
+            live = set(serving())
+            old = self.process.config
+            cfg = dataclasses.replace(old, destinations=[
+                dataclasses.replace(d, disabled=d.uri not in live) for d in old.destinations])
+            process = KamailioProcess(cfg, binary=self.process.binary,
+                                      kamcmd=self.process.kamcmd)
+            try:
+                await asyncio.to_thread(process.start)
+            except KamailioError as exc:
+                raise FrontError(f"Kamailio (the SIP front) cannot restart: {exc}") from exc
+            self.process = process
 
 
 async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,

@@ -51,6 +51,8 @@ LIST_FILE = "dispatcher.list"
 CTL_SOCKET = "kamailio.ctl"
 PID_FILE = "kamailio.pid"
 LOG_FILE = "kamailio.log"
+RUN_DIR_MODE = 0o700
+LOG_MODE = 0o600
 
 Transport = Literal["udp", "tcp"]
 LogLevel = Literal["error", "warning", "notice", "info", "debug"]
@@ -269,6 +271,7 @@ class KamailioProcess:
     binary: Path = KAMAILIO_BIN
     kamcmd: Path = KAMCMD_BIN
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    returncode: int | None = field(default=None, init=False)  # of the last one that exited
 
     # ---- files and paths
 
@@ -295,10 +298,17 @@ class KamailioProcess:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+        if self._proc is None:
+            return False
+        rc = self._proc.poll()
+        if rc is None:
+            return True
+        self.returncode = rc
+        return False
 
     def write_files(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Its log has callers' numbers in it: this user only (RUN_DIR_MODE, LOG_MODE).
+        self.run_dir.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=True)
         for name, text in render(self.config).items():
             _write_atomic(self.run_dir / name, text)
 
@@ -342,7 +352,10 @@ class KamailioProcess:
             "-P", str(self.run_dir / PID_FILE),
             "-m", str(self.config.shm_mb), "-M", str(self.config.pkg_mb),
         ]
-        with open(self.log_path, "ab") as log:
+        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, LOG_MODE)
+        os.fchmod(log_fd, LOG_MODE)  # one made by an older version was 0644
+        self.returncode = None
+        with open(log_fd, "ab") as log:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 cwd=self.run_dir, start_new_session=True,
@@ -397,7 +410,19 @@ class KamailioProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             rc = proc.wait(timeout=5)
+        # A main process that was killed (SIGKILL, a crash) could not stop its children:
+        # they live on, holding the SIP port. The group still has them, so its id (the
+        # main's pid) cannot have been reused.
+        left = _group_members(proc.pid, self.cfg_path)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = _group_members(proc.pid, self.cfg_path)
         self._proc = None
+        self.returncode = rc
         return rc
 
     def __enter__(self) -> KamailioProcess:
@@ -559,6 +584,24 @@ def _dest_blocks(text: str) -> list[tuple[int, list[str]]]:
         if dest_depth is not None:
             current.append(line)
     return blocks
+
+
+def _group_members(pgid: int, cfg_path: Path) -> list[int]:
+    """The Kamailio processes (run with ``-f cfg_path``) in process group ``pgid``."""
+    found: list[int] = []
+    cfg = os.fsencode(cfg_path)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and cfg in argv:
+            found.append(int(entry.name))
+    return found
 
 
 def _tcp_open(host: str, port: int) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -123,6 +124,20 @@ class CallEventRecord:
     data: dict[str, Any]
 
 
+STORE_FILE_MODE = 0o600  # callers' numbers and the digits they entered
+
+
+def _make_private(path: Path) -> None:
+    """Create the database file for this user only, before SQLite does (it would use
+    0644); SQLite gives the -wal and -shm files the database's mode. Files an older
+    version made world-readable are tightened."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, STORE_FILE_MODE))
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if name.stat().st_mode & 0o077:
+                os.chmod(name, STORE_FILE_MODE)
+
+
 class CallStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -130,7 +145,8 @@ class CallStore:
         self._replaying = False
         self._replay_skipped = 0
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+            _make_private(path)
             self._db = sqlite3.connect(str(path), isolation_level=None, timeout=10.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -171,6 +171,11 @@ class Worker:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        log_event("worker.signal", worker=self.settings.worker.name, signal=sig.name,
+                  state=self.state.value)
+        self.request_stop()
+
     async def run(self) -> None:
         s = self.settings
         if self._flow is None or self._prompts is None:
@@ -190,7 +195,7 @@ class Worker:
             raise StartupError(str(exc)) from exc
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
         if self._link is None:  # a lone worker reloads on SIGHUP; a pooled one on command
             loop.add_signal_handler(signal.SIGHUP,
                                     lambda: loop.create_task(self.reload()))
@@ -207,8 +212,8 @@ class Worker:
             await self._stop.wait()
             await self._drain()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            # The signal handlers stay until the end: a second SIGTERM while stopping must
+            # not kill the worker before PJSIP has sent its BYEs.
             self._set_state(WorkerState.STOPPING)
             await self._phone.stop()
             for task in list(self.sessions.values()):
@@ -220,6 +225,8 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             self._set_state(WorkerState.STOPPED)
             await self._close_recorder()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
 
     async def _close_recorder(self) -> None:
         if self._store is not None:

@@ -14,6 +14,7 @@ blocking socket and ``waitpid``.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import gc
 import ipaddress
 import json
@@ -31,9 +32,10 @@ import media.phone  # noqa: F401  (imported for the children: pjsua2 is loaded o
 from .config import Settings, load_settings
 from .flow import Flow
 from .flowset import FlowSetError, load_flow_and_prompts
-from .logs import log_event, setup_logging
+from .logs import log_alarm, log_event, log_fallback_path, setup_logging
 from .prompts import PromptSet
 from .protocol import PROTOCOL_VERSION, decode, encode
+from .supervise import find_stack_processes, signal_if_ours, stop_kamailio, wait_gone
 from .worker import StartupError, Worker
 
 log = logging.getLogger("ivr.zygote")
@@ -72,6 +74,7 @@ def _run_child(sock: socket.socket, settings: Settings, preloaded: Preloaded,
         sock.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        faulthandler.enable()
         gc.unfreeze()
         ws = worker_settings(settings, str(cmd["name"]), int(cmd["sip_port"]),
                              int(cmd["rtp_port_start"]), int(cmd["rtp_port_range"]),
@@ -90,12 +93,32 @@ def _run_child(sock: socket.socket, settings: Settings, preloaded: Preloaded,
         os._exit(code)
 
 
+class _Quit:
+    """Why the zygote stops: the controller said ``quit``, its socket closed (the controller
+    died), or SIGTERM."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.controller_lost = False
+
+    def on_sigterm(self, _sig: int, _frame: object) -> None:
+        self.reason = self.reason or "SIGTERM"
+
+
+def _how(status: int) -> dict[str, int | None]:
+    code = os.waitstatus_to_exitcode(status)
+    return {"exit_code": code if code >= 0 else None, "signal": -code if code < 0 else None}
+
+
 def serve(settings: Settings, socket_path: Path) -> int:
     try:
         flow, prompts = load_flow_and_prompts(settings)
     except FlowSetError as exc:
         raise StartupError(str(exc)) from exc
     preloaded: Preloaded = (flow, prompts)
+    quit_ = _Quit()
+    signal.signal(signal.SIGTERM, quit_.on_sigterm)
+    controller_pid = os.getppid()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(socket_path))
     sock.sendall(encode("hello", role="zygote", protocol=PROTOCOL_VERSION, pid=os.getpid()))
@@ -104,13 +127,13 @@ def serve(settings: Settings, socket_path: Path) -> int:
     gc.collect()
     gc.freeze()
     log_event("zygote.ready", pid=os.getpid(), flow=flow.name, prompts=sorted(prompts))
-    quitting = False
-    while True:
+    while quit_.reason is None:
         readable, _, _ = select.select([sock], [], [], 0.2)
         if readable:
             data = sock.recv(65536)
             if not data:
-                quitting = True
+                quit_.reason = "the controller went away"
+                quit_.controller_lost = True
             buf += data
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
@@ -132,7 +155,7 @@ def serve(settings: Settings, socket_path: Path) -> int:
                         log_event("zygote.reloaded", flow=preloaded[0].name,
                                   flow_version=preloaded[0].version)
                 elif msg["type"] == "quit":
-                    quitting = True
+                    quit_.reason = "asked by the controller"
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -141,39 +164,55 @@ def serve(settings: Settings, socket_path: Path) -> int:
             if pid == 0:
                 break
             slot = children.pop(pid, None)
-            exit_code = os.waitstatus_to_exitcode(status)
             try:
-                sock.sendall(encode("exited", slot=slot, pid=pid,
-                                    exit_code=exit_code if exit_code >= 0 else None,
-                                    signal=-exit_code if exit_code < 0 else None))
+                sock.sendall(encode("exited", slot=slot, pid=pid, **_how(status)))
             except OSError:
-                pass
-        if quitting:
-            for pid in children:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            break
+                log_event("pool.worker_exit", slot=slot, pid=pid, **_how(status))
+    if quit_.controller_lost:
+        log_alarm("zygote.controller_lost", controller_pid=controller_pid,
+                  workers=len(children), drain_timeout_s=settings.worker.drain_timeout_s,
+                  then="the workers finish their calls, then the front is stopped")
+    else:
+        log_event("zygote.stopping", reason=quit_.reason, workers=len(children))
+    for pid in children:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     # Wait for the children we asked to drain (bounded by their own drain timeout).
     deadline_polls = int((settings.worker.drain_timeout_s + 15) / 0.1)
     for _ in range(deadline_polls):
         if not children:
             break
         try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
         if pid:
-            children.pop(pid, None)
+            log_event("pool.worker_exit", slot=children.pop(pid, None), pid=pid, **_how(status))
         else:
             select.select([], [], [], 0.1)
     for pid in children:
+        log_alarm("zygote.kill_worker", pid=pid, slot=children[pid],
+                  why=f"still running {settings.worker.drain_timeout_s + 15:g} s after SIGTERM")
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     sock.close()
+    if quit_.controller_lost:
+        # Workers an earlier zygote forked (it died; the controller started this one) drain
+        # too: their BYEs need Kamailio as much as our children's did.
+        others = [p.pid for p in find_stack_processes(settings.run_dir)
+                  if p.role in ("worker", "zygote")]
+        if others:
+            log_event("zygote.waiting", pids=others, why="workers of an earlier zygote")
+            for pid in wait_gone(others, settings.run_dir, settings.worker.drain_timeout_s + 15):
+                signal_if_ours(pid, settings.run_dir, signal.SIGKILL)
+        # Nobody else will: Kamailio routed the draining calls' BYEs until now.
+        stopped = stop_kamailio(settings.run_dir)
+        log_event("zygote.front_stopped", pids=stopped)
+    log_event("zygote.stopped", reason=quit_.reason)
     return 0
 
 
@@ -182,14 +221,19 @@ def main() -> int:
         print("usage: python -m ivr.zygote CONTROLLER_SOCKET (settings from IVR_CONFIG/env)",
               file=sys.stderr)
         return 2
+    faulthandler.enable()  # stays on in the forked workers
     settings = load_settings()
-    setup_logging(settings.log.level, settings.log.format)
+    setup_logging(settings.log.level, settings.log.format,
+                  fallback=log_fallback_path(settings.paths.var_dir))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the controller decides when we stop
     try:
         return serve(settings, Path(sys.argv[1]))
     except (StartupError, OSError, json.JSONDecodeError) as exc:
         print(f"ivr zygote: {exc}", file=sys.stderr)
         return 2
+    except BaseException:
+        log.critical("the zygote failed", exc_info=True)
+        raise
 
 
 if __name__ == "__main__":

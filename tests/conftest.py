@@ -130,10 +130,42 @@ class StackProcess(WorkerProcess):
         return pids
 
 
-def start_stack(tmp_path: Path, workers: int = 3, env: dict[str, str] | None = None,
-                flow: Path | None = None) -> StackProcess:
+def stack_processes(var_dir: Path) -> dict[int, str]:
+    """Every live process of the stack on ``var_dir`` (pid -> command line): the controller,
+    the zygote, the workers and Kamailio's processes, found by the var dir in their
+    environment (all inherit the controller's) or command line."""
+    needle = str(var_dir).encode()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if not cmdline:
+            continue  # a zombie
+        if (b"IVR_PATHS_VAR_DIR=" + needle) in environ.split(b"\0") or needle in cmdline:
+            found[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
+    return found
+
+
+def wait_no_stack_processes(var_dir: Path, timeout_s: float) -> None:
+    """Fail unless every process of the stack on ``var_dir`` is gone within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    left = stack_processes(var_dir)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = stack_processes(var_dir)
+    assert not left, f"processes of the stack still running after {timeout_s:g} s: {left}"
+
+
+def stack_settings(tmp_path: Path, workers: int = 3, env: dict[str, str] | None = None,
+                   flow: Path | None = None) -> tuple[int, int, dict[str, str]]:
+    """(front SIP port, the workers' port base, the environment) of a test stack on
+    ``tmp_path/var``."""
     port = free_sip_port()
-    var_dir = tmp_path / "var"
     index = (port - 5200) // 10
     base = 6000 + 10 * index  # the workers' SIP ports: base + slot
     full_env = {
@@ -147,20 +179,32 @@ def start_stack(tmp_path: Path, workers: int = 3, env: dict[str, str] | None = N
         "IVR_POOL_RESTART_DELAY_S": "0.2",
         "IVR_RTP_PORT_START": str(14000 + 200 * (index % 10)),
         "IVR_FRONT_PROBE_INTERVAL_S": "1",
-        "IVR_PATHS_VAR_DIR": str(var_dir),
+        "IVR_PATHS_VAR_DIR": str(tmp_path / "var"),
         "IVR_PATHS_PROMPTS_DIR": str(ROOT / "prompts"),
         "IVR_PATHS_FLOW": str(flow or ROOT / "ivr" / "flows" / "default.yaml"),
         "IVR_LOG_FORMAT": "json",
         "IVR_WORKER_DRAIN_TIMEOUT_S": "5",
         **(env or {}),
     }
+    return port, base, full_env
+
+
+def start_stack(tmp_path: Path, workers: int = 3, env: dict[str, str] | None = None,
+                flow: Path | None = None, same_as: StackProcess | None = None) -> StackProcess:
+    """Start ``ivr run`` on ``tmp_path/var``; ``same_as`` starts it again with the settings
+    (ports, var dir) of an earlier one."""
+    if same_as is not None:
+        port, base, full_env = same_as.port, same_as.worker_port_base, same_as.env
+    else:
+        port, base, full_env = stack_settings(tmp_path, workers, env, flow)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ivr.cli", "run"], cwd=ROOT, env=full_env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    sp = StackProcess(proc, port, var_dir, worker_port_base=base, env=full_env)
+    sp = StackProcess(proc, port, Path(full_env["IVR_PATHS_VAR_DIR"]), worker_port_base=base,
+                      env=full_env)
     _read_lines(sp)
-    sp.wait_for('"controller.ready"', timeout_s=60)
+    sp.wait_for('"controller.ready"', timeout_s=120 if same_as else 60)
     return sp
 
 

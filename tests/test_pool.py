@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import sipp
-from tests.conftest import StackProcess, start_stack
+from tests.conftest import StackProcess, stack_processes, start_stack
 
 pytestmark = [
     pytest.mark.sip,
@@ -160,15 +160,7 @@ def test_graceful_stop_of_the_stack_ends_running_calls_cleanly(tmp_path: Path) -
     calls = wait_rows(stack.db, 3)
     assert all((r["end_reason"], r["hangup_by"]) == ("shutdown", "system") for r in calls)
     assert all(not Path(f"/proc/{pid}").exists() for pid in pids)
-    leftovers = [p.name for p in Path("/proc").glob("[0-9]*") if _runs_in(p, stack.var_dir)]
-    assert not leftovers, "processes of the stack still running (Kamailio, zygote?)"
-
-
-def _runs_in(proc_dir: Path, var_dir: Path) -> bool:
-    try:
-        return str(var_dir).encode() in (proc_dir / "cmdline").read_bytes()
-    except OSError:
-        return False
+    assert not stack_processes(stack.var_dir), "processes of the stack outlived its stop"
 
 
 SWAP_FLOW = """\
