@@ -55,6 +55,13 @@ class Front:
         log_event("front.stopped")
 
 
+def front_max_calls(settings: Settings) -> int:
+    """front.max_calls, or by default what the pool can hold at its largest."""
+    if settings.front.max_calls is not None:
+        return settings.front.max_calls
+    return settings.pool.max_workers * settings.worker.max_calls
+
+
 async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,
                       serving: Sequence[str] = ()) -> Front:
     """Start Kamailio on sip.bind_address:sip.port. Every worker slot is listed from the
@@ -71,6 +78,10 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
         no_reply_timeout_ms=settings.front.no_reply_timeout_ms,
         children=settings.front.children,
         log_level="notice",
+        max_calls=front_max_calls(settings),
+        max_calls_per_source=settings.front.max_calls_per_source,
+        retry_after_s=settings.front.retry_after_s,
+        store_path=settings.db_path,  # refused calls go to its blocked_calls table
     )
     process = KamailioProcess(cfg)
     try:
@@ -78,5 +89,6 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
     except KamailioError as exc:
         raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
     log_event("front.ready", sip=cfg.sip_uri, destinations=len(cfg.destinations),
-              pid=process.pid, log=str(process.log_path))
+              pid=process.pid, log=str(process.log_path), max_calls=cfg.max_calls,
+              max_calls_per_source=cfg.max_calls_per_source or "no limit")
     return Front(process, set(worker_uris), max_load)

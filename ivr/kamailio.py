@@ -138,6 +138,14 @@ class KamailioConfig:
     pike_remove_latency_s: int = 120
     pike_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     max_forwards: int = 10  # Max-Forwards set when a request has none
+    # admission: calls up or being set up at once, in all and from one source address
+    # (0: no limit); past either the front answers 503 + Retry-After
+    max_calls: int = 0
+    max_calls_per_source: int = 0
+    # the call store (SQLite): refused calls are written to its blocked_calls table
+    # (the table must exist: ivr.store creates it); None: they are only logged
+    store_path: Path | None = None
+    blocked_queue_size: int = 10000  # refused calls waiting for the store timer, at most
     log_level: LogLevel = "warning"
     children: int = 2  # UDP receiver processes (per listen socket)
     tcp_children: int = 2  # TCP workers
@@ -172,6 +180,13 @@ class KamailioConfig:
                      "tcp_children", "shm_mb", "pkg_mb"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be at least 1")
+        for name in ("max_calls", "max_calls_per_source"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must be 0 (no limit) or more")
+        if self.blocked_queue_size < 1:
+            out.append("blocked_queue_size: must be at least 1")
+        if self.store_path is not None and _UNSAFE.search(str(self.store_path.resolve())):
+            out.append("store_path: no quotes, backslashes or spaces, please")
         if self.max_forwards > 255:
             out.append("max_forwards: at most 255")
         for net in self.pike_exempt:
@@ -213,7 +228,15 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     if cfg.pike_exempt:
         nets = ",".join(cfg.pike_exempt)
         pike_condition = f'!is_in_subnet("$si", "{nets}") && {pike_condition}'
+    defines = []
+    if cfg.store_path is not None:
+        defines.append("#!define WITH_STORE")
     values: dict[str, object] = {
+        "defines": "\n".join(defines),
+        "store_path": cfg.store_path.resolve() if cfg.store_path is not None else "",
+        "blocked_queue_size": cfg.blocked_queue_size,
+        "max_calls": cfg.max_calls,
+        "max_calls_per_source": cfg.max_calls_per_source,
         "debug": _DEBUG_LEVELS[cfg.log_level],
         "children": cfg.children,
         "tcp_settings": tcp,

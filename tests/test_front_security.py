@@ -1,0 +1,338 @@
+"""The SIP front's security and accounting: forged in-dialog requests, admission limits,
+blocked-call records. A real Kamailio between real sipp peers and raw UDP SIP, on loopback
+(127.0.0.2 plays a second source address); run in a loopback-only network namespace::
+
+    scripts/in-netns .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_front_security.py
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ivr.store import CallStore
+from tests.test_kamailio import (
+    OK,
+    SCENARIOS,
+    SIPP,
+    Rig,
+    rig_factory,  # noqa: F401  (the fixture)
+    wait_until,
+    with_peers,
+)
+
+# ---- raw SIP over UDP, from any loopback address
+
+
+@dataclass
+class Reply:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), "")
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+def parse_reply(data: bytes) -> Reply | None:
+    head = data.decode("utf-8", "replace").split("\r\n\r\n", 1)[0].split("\r\n")
+    m = re.match(r"SIP/2\.0 (\d{3}) ?(.*)", head[0])
+    if m is None:
+        return None
+    headers = [(k.strip(), v.strip()) for k, _, v in (ln.partition(":") for ln in head[1:])]
+    return Reply(int(m.group(1)), m.group(2), headers)
+
+
+class RawPeer:
+    """One UDP socket on ``host`` that sends hand-made requests to the front."""
+
+    def __init__(self, front_port: int, host: str = "127.0.0.1") -> None:
+        self.front = ("127.0.0.1", front_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.host, self.port = self.sock.getsockname()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def request(self, method: str, uri: str, *, call_id: str, from_tag: str,
+                to_tag: str = "", cseq: int = 1, routes: tuple[str, ...] = (),
+                sdp: bool = False) -> bytes:
+        body = ""
+        if sdp:
+            body = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                    "m=audio 29000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+        to = f"<sip:ivr@127.0.0.1:{self.front[1]}>" + (f";tag={to_tag}" if to_tag else "")
+        lines = [
+            f"{method} {uri} SIP/2.0",
+            f"Via: SIP/2.0/UDP {self.host}:{self.port};branch=z9hG4bK{secrets.token_hex(8)}",
+            *(f"Route: {r}" for r in routes),
+            "Max-Forwards: 70",
+            f"From: <sip:raw@{self.host}:{self.port}>;tag={from_tag}",
+            f"To: {to}",
+            f"Call-ID: {call_id}",
+            f"CSeq: {cseq} {method}",
+            f"Contact: <sip:raw@{self.host}:{self.port}>",
+        ]
+        if sdp:
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n" + body).encode()
+
+    def ask(self, data: bytes, timeout_s: float = 5.0) -> Reply | None:
+        """Send one request; its final reply (provisional ones skipped), or None."""
+        self.sock.sendto(data, self.front)
+        return self.final(timeout_s)
+
+    def final(self, timeout_s: float = 5.0) -> Reply | None:
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                reply = parse_reply(self.sock.recv(65535))
+            except TimeoutError:
+                return None
+            if reply is not None and reply.status >= 200:
+                return reply
+        return None
+
+
+class ThirdParty:
+    """A UDP socket on 127.0.0.1 that is no part of the stack: it counts what reaches it."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.setblocking(False)
+
+    @property
+    def uri(self) -> str:
+        return f"sip:victim@127.0.0.1:{self.port}"
+
+    def received(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self.sock.recv(65535))
+            except BlockingIOError:
+                return out
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def new_ids() -> tuple[str, str]:
+    return f"{secrets.token_hex(8)}@forger", secrets.token_hex(4)
+
+
+# ---- item: forged in-dialog requests
+
+
+@with_peers
+def test_forged_in_dialog_requests_never_reach_a_third_party(
+        rig_factory: Callable[..., Rig]) -> None:  # noqa: F811
+    rig = rig_factory([OK], max_load=4)
+    port = rig.front.config.port
+    front_route = f"<sip:127.0.0.1:{port};lr>"
+    victim = ThirdParty()
+    forger = RawPeer(port)
+    caller = RawPeer(port)
+    try:
+        # 1. dialogs the front never set up: a To-tag and a Route naming the front
+        answers = []
+        for method in ("BYE", "INFO", "INVITE", "OPTIONS", "ACK"):
+            call_id, tag = new_ids()
+            msg = forger.request(method, victim.uri, call_id=call_id, from_tag=tag,
+                                 to_tag="forged", routes=(front_route,),
+                                 sdp=method == "INVITE")
+            answers.append((method, forger.ask(msg, timeout_s=2.0 if method == "ACK" else 5.0)))
+        for method, reply in answers:
+            if method == "ACK":
+                assert reply is None
+            else:  # refused for its target (403) before the dialog is even looked up
+                assert reply is not None and reply.status == 403, (method, reply)
+        # aimed at a worker, but no dialog the front knows: 404
+        call_id, tag = new_ids()
+        reply = forger.ask(forger.request("BYE", rig.workers[0].uri, call_id=call_id,
+                                          from_tag=tag, to_tag="forged", routes=(front_route,)))
+        assert reply is not None and reply.status == 404
+        assert rig.workers[0].received("BYE ") == []
+
+        # 2. a real call through the front; its Call-ID, tags and recorded route copied
+        call_id, tag = new_ids()
+        ok = caller.ask(caller.request("INVITE", f"sip:ivr@127.0.0.1:{port}", call_id=call_id,
+                                       from_tag=tag, sdp=True))
+        assert ok is not None and ok.status == 200
+        to_tag = ok.header("To").split("tag=")[1]
+        routes = tuple(ok.all("Record-Route"))[::-1]
+        assert routes and all("did=" in r for r in routes) or "did=" in ",".join(routes)
+        contact = re.search(r"<([^>]+)>", ok.header("Contact"))
+        assert contact is not None
+        worker_target = contact.group(1)
+        caller.sock.sendto(caller.request("ACK", worker_target, call_id=call_id, from_tag=tag,
+                                          to_tag=to_tag, routes=routes), caller.front)
+        # the same dialog, but the Request-URI names the third party: refused
+        for n, method in enumerate(("INFO", "INVITE", "BYE"), start=2):
+            msg = caller.request(method, victim.uri, call_id=call_id, from_tag=tag,
+                                 to_tag=to_tag, cseq=n, routes=routes, sdp=method == "INVITE")
+            reply = caller.ask(msg)
+            assert reply is not None and reply.status == 403, (method, reply)
+        time.sleep(0.5)  # anything relayed would have arrived on loopback by now
+        assert victim.received() == []
+
+        # the call's own in-dialog requests still work: its BYE reaches the worker
+        bye = caller.request("BYE", worker_target, call_id=call_id, from_tag=tag,
+                             to_tag=to_tag, cseq=9, routes=routes)
+        reply = caller.ask(bye)
+        assert reply is not None and reply.status == 200
+        assert len(rig.workers[0].received("BYE ")) == 1
+        rig.wait_loads({rig.workers[0].uri: 0})
+    finally:
+        victim.close()
+        forger.close()
+        caller.close()
+
+
+# ---- items: admission limits and blocked-call records
+
+
+def sipp_call(target: str, scenario: str, workdir: Path, *, source: str, port: int,
+              calls: int = 1, hold_ms: int = 0, timeout_s: int = 20) -> subprocess.Popen[str]:
+    """Start sipp callers from ``source`` (an address on loopback)."""
+    assert SIPP is not None
+    cmd = [SIPP, target, "-sf", str(SCENARIOS / scenario), "-i", source, "-p", str(port),
+           "-mp", str(port + 10000), "-m", str(calls), "-l", str(calls), "-r", "20",
+           "-d", str(hold_ms), "-t", "u1", "-nostdin", "-timeout", f"{timeout_s}s",
+           "-timeout_error", "-trace_err", "-error_file", str(workdir / f"sipp{port}.log")]
+    return subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout_s: float = 40) -> None:
+    try:
+        _, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("sipp still running") from None
+    assert proc.returncode == 0, f"sipp exit {proc.returncode}: {err[-1500:]}"
+
+
+def blocked_rows(store: CallStore, reason: str, n: int = 1) -> list[object]:
+    wait_until(lambda: store.blocked_counts().get(reason, 0) >= n, 10,
+               f"{n} blocked call(s) recorded as {reason}")
+    return [b for b in store.blocked_calls(100) if b.reason == reason]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CallStore:
+    return CallStore(tmp_path / "ivr.sqlite3")
+
+
+@with_peers
+def test_one_source_over_its_limit_gets_503_while_another_source_is_answered(
+        rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
+    rig = rig_factory([OK, OK], max_load=4, max_calls_per_source=2, store_path=store.path)
+    port = rig.front.config.port
+    target = f"127.0.0.1:{port}"
+    held = sipp_call(target, "front_caller.xml", tmp_path, source="127.0.0.1", port=port + 10,
+                     calls=2, hold_ms=5000)
+    rig.wait_loads({w.uri: 1 for w in rig.workers})
+    # a third call from the same address: refused at once, with Retry-After
+    flooder = RawPeer(port)
+    try:
+        call_id, tag = new_ids()
+        reply = flooder.ask(flooder.request("INVITE", f"sip:ivr@{target}", call_id=call_id,
+                                            from_tag=tag, sdp=True))
+    finally:
+        flooder.close()
+    assert reply is not None and reply.status == 503
+    assert reply.header("Retry-After") == str(rig.front.config.retry_after_s)
+    # another address still gets through while the first holds its two calls
+    finish(sipp_call(target, "front_caller.xml", tmp_path, source="127.0.0.2", port=port + 11,
+                     hold_ms=200))
+    finish(held)
+    (row,) = blocked_rows(store, "source_limit")
+    assert (row.sip_code, row.source, row.sip_call_id) == (503, "127.0.0.1", call_id)
+    assert row.from_uri.startswith("sip:raw@127.0.0.1:") and row.to_uri == f"sip:ivr@{target}"
+
+
+@with_peers
+def test_past_the_global_limit_every_source_gets_503_and_a_record(
+        rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
+    rig = rig_factory([OK, OK], max_load=4, max_calls=2, store_path=store.path)
+    port = rig.front.config.port
+    target = f"127.0.0.1:{port}"
+    held = sipp_call(target, "front_caller.xml", tmp_path, source="127.0.0.1", port=port + 10,
+                     calls=2, hold_ms=4000)
+    rig.wait_loads({w.uri: 1 for w in rig.workers})
+    finish(sipp_call(target, "front_caller_refused.xml", tmp_path, source="127.0.0.2",
+                     port=port + 11))
+    finish(held)
+    (row,) = blocked_rows(store, "global_limit")
+    assert (row.sip_code, row.source) == (503, "127.0.0.2")
+    # the limit counts calls up, not calls ever: once they ended, a call is answered
+    finish(sipp_call(target, "front_caller.xml", tmp_path, source="127.0.0.2", port=port + 12))
+
+
+@with_peers
+def test_a_full_stack_answers_486_and_records_the_call_as_blocked(
+        rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
+    rig = rig_factory([OK], max_load=1, store_path=store.path)
+    port = rig.front.config.port
+    target = f"127.0.0.1:{port}"
+    held = sipp_call(target, "front_caller.xml", tmp_path, source="127.0.0.1", port=port + 10,
+                     hold_ms=4000)
+    rig.wait_loads({rig.workers[0].uri: 1})
+    finish(sipp_call(target, "front_caller_busy.xml", tmp_path, source="127.0.0.1",
+                     port=port + 11))
+    finish(held)
+    (row,) = blocked_rows(store, "stack_full")
+    assert row.sip_code == 486 and row.source == "127.0.0.1"
+    assert row.from_uri.startswith("sip:refused") and row.sip_call_id
+    assert store.get_call(row.sip_call_id) is None  # a refused call is no call record
+
+
+@with_peers
+def test_with_no_worker_up_the_caller_gets_503_so_a_carrier_reroutes(
+        rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
+    rig = rig_factory([OK], store_path=store.path)
+    rig.front.set_state(rig.workers[0].uri, "disabled")
+    port = rig.front.config.port
+    finish(sipp_call(f"127.0.0.1:{port}", "front_caller_refused.xml", tmp_path,
+                     source="127.0.0.1", port=port + 10))
+    (row,) = blocked_rows(store, "no_worker")
+    assert row.sip_code == 503
+
+
+@with_peers
+def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came(
+        rig_factory: Callable[..., Rig], store: CallStore) -> None:  # noqa: F811
+    rig = rig_factory([OK], max_calls_per_source=1, max_load=4, store_path=store.path)
+    rig.front.set_state(rig.workers[0].uri, "disabled")
+    port = rig.front.config.port
+    peer = RawPeer(port)
+    try:
+        call_id, tag = new_ids()
+        msg = peer.request("INVITE", f"sip:ivr@127.0.0.1:{port}", call_id=call_id,
+                           from_tag=tag, sdp=True)
+        msg = msg.replace(b"<sip:raw@", b"<sip:o'brien'),('x@")
+        reply = peer.ask(msg)
+    finally:
+        peer.close()
+    assert reply is not None and reply.status == 503
+    (row,) = blocked_rows(store, "no_worker")
+    assert row.from_uri.startswith("sip:o'brien'),('x@")
+    assert store.recent_calls() == []  # the calls table is still there
