@@ -50,6 +50,18 @@ class Front:
             except KamailioError as exc:
                 log.error("could not take %s out of the front: %s", uri, exc)
 
+    async def end_calls_of(self, uri: str) -> int:
+        """End the calls of a worker that died: Kamailio sends BYE to each caller (who would
+        otherwise hear silence, and get 481 for their own BYE) and to the worker."""
+        try:
+            ended = await asyncio.to_thread(self.process.end_calls_of, uri)
+        except KamailioError as exc:
+            log.error("could not end the calls of %s at the front: %s", uri, exc)
+            return 0
+        if ended:
+            log_event("front.calls_ended", worker=uri, calls=ended)
+        return ended
+
     async def stop(self) -> None:
         await asyncio.to_thread(self.process.stop)
         log_event("front.stopped")

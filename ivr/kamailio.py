@@ -13,6 +13,7 @@ in-dialog request (and the BYE that ends the call's load) passes through it. See
                    message), run ``kamailio -DD -E`` as a child, wait until it answers OPTIONS
         .dispatcher_list() / .set_state() / .add_destination() / .remove_destination()
         .reload_dispatcher()   via ``kamcmd`` on the ctl socket in ``run_dir``
+        .calls_of(uri) / .end_calls_of(uri)   a worker's calls (dialog module), BYE both ways
         .stop()    SIGTERM to its PID, then wait (SIGKILL to its process group if it hangs)
 
 Errors::
@@ -497,6 +498,28 @@ class KamailioProcess:
         if destinations is not None:
             self._update_destinations(destinations)
         self._rebuild("dispatcher.reload")
+
+    def calls_of(self, uri: str) -> list[tuple[int, int]]:
+        """The calls the front counts on worker ``uri`` (answered by it), as the dialog
+        module's (h_entry, h_id)."""
+        text = self.rpc("dlg.profile_list", "worker", uri)
+        return [(int(e), int(i)) for e, i in re.findall(r"h_entry: (\d+)\s+h_id: (\d+)", text)]
+
+    def end_calls_of(self, uri: str) -> int:
+        """End every call worker ``uri`` answered: the front sends BYE to the caller (so the
+        phone hangs up) and to the worker. Returns how many were ended. For a worker that
+        died; its calls' loads are released as the BYEs go out."""
+        ended = 0
+        failures = []
+        for h_entry, h_id in self.calls_of(uri):
+            try:
+                self.rpc("dlg.end_dlg", h_entry, h_id)
+                ended += 1
+            except KamailioRpcError as exc:  # ended meanwhile, or not answered yet
+                failures.append(str(exc))
+        if failures and not ended:
+            raise KamailioRpcError(f"no call of {uri} could be ended: {failures[0]}")
+        return ended
 
     def _rebuild(self, method: str, *params: str | int, timeout_s: float = 5.0) -> None:
         # dispatcher.add/remove/reload all rebuild the list and share one rate limit

@@ -7,8 +7,10 @@ blocked-call records. A real Kamailio between real sipp peers and raw UDP SIP, o
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -19,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from ivr.store import CallStore
+from tests import sipp
+from tests.conftest import start_stack
 from tests.test_kamailio import (
     OK,
     SCENARIOS,
@@ -336,3 +340,54 @@ def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came(
     (row,) = blocked_rows(store, "no_worker")
     assert row.from_uri.startswith("sip:o'brien'),('x@")
     assert store.recent_calls() == []  # the calls table is still there
+
+
+# ---- item: a dead worker's callers are hung up by the front
+
+
+@with_peers
+def test_the_front_ends_the_calls_of_a_dead_worker_with_a_bye_to_each_caller(
+        rig_factory: Callable[..., Rig]) -> None:  # noqa: F811
+    rig = rig_factory([OK, OK], max_load=2)
+    a, b = rig.workers
+    # four callers that each expect a BYE (and answer it 200); two calls on each worker
+    held = rig.callers.start("front_caller_hung_up.xml", calls=4, concurrent=4, timeout_s=20)
+    rig.wait_loads({a.uri: 2, b.uri: 2})
+    # (a load counts from the INVITE; only a confirmed call, ACKed, can be ended by BYE)
+    wait_until(lambda: rig.front.rpc("dlg.list").count("state: 4") == 4, 5, "4 calls ACKed")
+    assert a.proc is not None
+    a.proc.kill()  # kill -9: it sends nothing more
+    a.proc.wait()
+    a.proc = None
+    assert len(rig.front.calls_of(a.uri)) == 2
+    assert rig.front.end_calls_of(a.uri) == 2
+    rig.wait_loads({a.uri: 0, b.uri: 2})  # the front's BYE released their load
+    assert rig.front.calls_of(a.uri) == [] and len(rig.front.calls_of(b.uri)) == 2
+    assert rig.front.end_calls_of(b.uri) == 2  # (b is alive: it answers the BYEs)
+    rig.callers.finish(held)  # all four got a BYE and answered it
+    rig.wait_loads({a.uri: 0, b.uri: 0})
+    assert len(b.received("BYE ")) == 2
+
+
+@with_peers
+def test_kill_9_of_a_worker_hangs_up_its_callers_through_the_front(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, workers=1)
+    try:
+        # the caller expects the far end's BYE: only the front can send it once the worker
+        # is dead (the flow itself would not hang up within this: it waits for keys)
+        caller = sipp.Caller("hung_up_by_front").ivr_hangs_up(within_ms=15000)
+        scenario = tmp_path / "hung_up_by_front.xml"
+        scenario.write_text(caller.render())
+        assert SIPP is not None
+        proc = subprocess.Popen(
+            [SIPP, stack.target, "-sf", str(scenario), "-i", "127.0.0.1", "-p", "17350",
+             "-mp", "27350", "-m", "1", "-timeout", "30s", "-timeout_error", "-nostdin"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        stack.wait_for('"call.answered"')
+        (pid,) = stack.worker_pids().values()
+        os.kill(pid, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=40)
+        assert proc.returncode == 0, out[-2000:]  # it got a BYE and answered it
+        stack.wait_for('"front.calls_ended"')
+    finally:
+        assert stack.stop() == 0
