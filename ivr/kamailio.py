@@ -239,6 +239,8 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         "max_calls": cfg.max_calls,
         "max_calls_per_source": cfg.max_calls_per_source,
         "debug": _DEBUG_LEVELS[cfg.log_level],
+        # the core's parser errors (L_ERR) stay out unless everything is wanted
+        "core_log_level": 3 if cfg.log_level == "debug" else -2,
         "children": cfg.children,
         "tcp_settings": tcp,
         "listen": listen,

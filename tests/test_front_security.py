@@ -391,3 +391,46 @@ def test_kill_9_of_a_worker_hangs_up_its_callers_through_the_front(tmp_path: Pat
         stack.wait_for('"front.calls_ended"')
     finally:
         assert stack.stop() == 0
+
+
+# ---- item: hostile input does not fill the log
+
+
+@with_peers
+def test_a_barrage_of_unparsable_datagrams_adds_a_few_log_lines_each_naming_the_source(
+        rig_factory: Callable[..., Rig]) -> None:  # noqa: F811
+    import random
+
+    rig = rig_factory([OK], pike_exempt=("127.0.0.0/8",))
+    port = rig.front.config.port
+    log = rig.front.log_path
+    before = len(log.read_bytes().splitlines())
+    rnd = random.Random(16)
+    broken_sip = (b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n"
+                  b"From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+                  b"Content-Length: 0\r\n\r\n")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hostile:
+        hostile.bind(("127.0.0.2", 0))
+        for i in range(200):
+            junk = bytes(rnd.randrange(256) for _ in range(rnd.randrange(40, 1200)))
+            hostile.sendto(broken_sip if i % 2 else junk, ("127.0.0.1", port))
+        # a request that parses but that sanity refuses, 50 times
+        for _ in range(50):
+            hostile.sendto(broken_sip.replace(b";;,;,,", b"").replace(b"Content-Length: 0",
+                                                                       b"Content-Length: 99"),
+                           ("127.0.0.1", port))
+    # the front is still there and answers; then nothing more is on its way to the log
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        peer = RawPeer(port)
+        call_id, tag = new_ids()
+        assert peer.ask(peer.request("OPTIONS", f"sip:ivr@127.0.0.1:{port}", call_id=call_id,
+                                     from_tag=tag)) is not None
+        peer.close()
+    time.sleep(0.5)
+    added = [ln.decode("utf-8", "replace") for ln in log.read_bytes().splitlines()[before:]]
+    # one line per source per second at most: the barrage takes well under a few seconds
+    # on any machine that runs these tests, hence the generous bound (before: about 2,000 lines)
+    assert 1 <= len(added) <= 12, "\n".join(added)
+    assert all("127.0.0.2" in ln for ln in added), "\n".join(added)
+    assert any("rejected: unparsable message from 127.0.0.2:" in ln for ln in added)
