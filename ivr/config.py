@@ -111,6 +111,20 @@ class FrontSettings(_Section):
     max_calls: int | None = Field(default=None, ge=1, le=100000)
     max_calls_per_source: int = Field(default=0, ge=0, le=100000)
     retry_after_s: int = Field(default=5, ge=1, le=3600)  # on the front's own 503s
+    # Calls only from these networks (CIDR: a carrier's trunk addresses, the office LAN);
+    # others get 403 and a blocked-call record. Empty: from anywhere (the default, with the
+    # front on loopback; the controller logs that it is open).
+    allowed_networks: list[str] = []
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network (CIDR, e.g. 192.0.2.0/24)") from exc
+        return v
 
 
 class FlowSettings(_Section):

@@ -94,13 +94,18 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
         max_calls_per_source=settings.front.max_calls_per_source,
         retry_after_s=settings.front.retry_after_s,
         store_path=settings.db_path,  # refused calls go to its blocked_calls table
+        allowed_networks=tuple(settings.front.allowed_networks),
     )
     process = KamailioProcess(cfg)
     try:
         await asyncio.to_thread(process.start)
     except KamailioError as exc:
         raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
+    if not cfg.allowed_networks:
+        log.warning("the SIP front takes calls from any address that reaches %s "
+                    "(front.allowed_networks is empty)", cfg.sip_uri)
     log_event("front.ready", sip=cfg.sip_uri, destinations=len(cfg.destinations),
               pid=process.pid, log=str(process.log_path), max_calls=cfg.max_calls,
-              max_calls_per_source=cfg.max_calls_per_source or "no limit")
+              max_calls_per_source=cfg.max_calls_per_source or "no limit",
+              callers=", ".join(cfg.allowed_networks) or "any address")
     return Front(process, set(worker_uris), max_load)

@@ -342,6 +342,29 @@ def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came(
     assert store.recent_calls() == []  # the calls table is still there
 
 
+@with_peers
+def test_a_caller_outside_the_allowed_networks_gets_403_and_a_record(
+        rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
+    rig = rig_factory([OK], max_load=4, allowed_networks=("127.0.0.1/32",),
+                      store_path=store.path)
+    port = rig.front.config.port
+    outsider = RawPeer(port, host="127.0.0.2")
+    try:
+        call_id, tag = new_ids()
+        reply = outsider.ask(outsider.request("INVITE", f"sip:ivr@127.0.0.1:{port}",
+                                              call_id=call_id, from_tag=tag, sdp=True))
+    finally:
+        outsider.close()
+    assert reply is not None and reply.status == 403
+    assert rig.workers[0].invites() == set()
+    (row,) = blocked_rows(store, "not_allowed")
+    assert (row.sip_code, row.source, row.sip_call_id) == (403, "127.0.0.2", call_id)
+    # the allowed network still gets through
+    finish(sipp_call(f"127.0.0.1:{port}", "front_caller.xml", tmp_path, source="127.0.0.1",
+                     port=port + 10, hold_ms=200))
+    assert len(rig.workers[0].invites()) == 1
+
+
 # ---- item: a dead worker's callers are hung up by the front
 
 
@@ -434,3 +457,17 @@ def test_a_barrage_of_unparsable_datagrams_adds_a_few_log_lines_each_naming_the_
     assert 1 <= len(added) <= 12, "\n".join(added)
     assert all("127.0.0.2" in ln for ln in added), "\n".join(added)
     assert any("rejected: unparsable message from 127.0.0.2:" in ln for ln in added)
+
+
+def test_allowed_networks_become_an_address_list_and_a_bad_one_is_refused(
+        tmp_path: Path) -> None:
+    from ivr.kamailio import KamailioConfig, KamailioConfigError, render
+
+    files = render(KamailioConfig(run_dir=tmp_path,
+                                  allowed_networks=("198.51.100.7/28", "2001:db8::/32")))
+    assert files["address.list"].splitlines()[1:] == ["1 198.51.100.0 28 0",
+                                                      "1 [2001:db8::] 32 0"]
+    assert "#!define WITH_ACL" in files["kamailio.cfg"]
+    assert "address.list" not in render(KamailioConfig(run_dir=tmp_path))
+    with pytest.raises(KamailioConfigError, match="allowed_networks: 'trunk' is not a network"):
+        KamailioConfig(allowed_networks=("trunk",))
