@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .yamlsrc import SourceMap, YamlError, load_yaml
 
@@ -35,6 +42,22 @@ class SipSettings(_Section):
     port: int = Field(default=5060, ge=1, le=65535)
     transports: list[Literal["udp", "tcp"]] = ["udp", "tcp"]
     public_address: str | None = None  # written into Contact/SDP when behind NAT
+    # SIP over TLS for callers at the front (Kamailio) on this port, with a PEM certificate
+    # (chain) and its private key; None: no TLS. The workers stay on UDP behind it.
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> SipSettings:
+        if self.tls_port is not None:
+            missing = [n for n in ("tls_cert", "tls_key") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"sip.tls_port needs {' and '.join('sip.' + n for n in missing)}"
+                                 " (PEM files; see docs/configuration.md)")
+            if self.tls_port == self.port:
+                raise ValueError("sip.tls_port must differ from sip.port")
+        return self
 
     @field_validator("bind_address")
     @classmethod

@@ -83,6 +83,9 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
         listen_address=settings.sip.bind_address,
         port=settings.sip.port,
         transports=tuple(settings.sip.transports),
+        tls_port=settings.sip.tls_port,
+        tls_cert=settings.sip.tls_cert,
+        tls_key=settings.sip.tls_key,
         destinations=[Destination(uri, max_load, disabled=uri not in set(serving))
                       for uri in worker_uris],
         run_dir=settings.run_dir / "kamailio",

@@ -122,6 +122,11 @@ class KamailioConfig:
     listen_address: str = "127.0.0.1"
     port: int = 5060
     transports: tuple[Transport, ...] = ("udp", "tcp")
+    # SIP over TLS for callers on this port (None: none), with a PEM certificate (chain)
+    # and its key; Kamailio terminates TLS and reaches the workers over UDP
+    tls_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     destinations: Sequence[Destination] = ()
     run_dir: Path = Path("var/kamailio")  # cfg, dispatcher.list, ctl socket, pid, log
     set_id: int = 1  # the dispatcher set INVITEs go to
@@ -174,6 +179,17 @@ class KamailioConfig:
             out.append(f"listen_address: {self.listen_address!r} is not an IP address")
         if not 1 <= self.port <= 65535:
             out.append(f"port: {self.port} is not a port number")
+        if self.tls_port is not None:
+            if not 1 <= self.tls_port <= 65535 or self.tls_port == self.port:
+                out.append(f"tls_port: {self.tls_port} is not a port number other than port")
+            for name in ("tls_cert", "tls_key"):
+                path = getattr(self, name)
+                if path is None:
+                    out.append(f"{name}: needed with tls_port (a PEM file)")
+                elif not Path(path).is_file():
+                    out.append(f"{name}: {path} is not a file")
+                elif _UNSAFE.search(str(Path(path).resolve())):
+                    out.append(f"{name}: no quotes, backslashes or spaces, please")
         if not self.transports or not set(self.transports) <= {"udp", "tcp"}:
             out.append(f"transports: {self.transports!r}: give udp and/or tcp")
         uris = [d.uri for d in self.destinations]
@@ -231,7 +247,9 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     run_dir = cfg.run_dir.resolve()
     host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
     listen = "\n".join(f"listen={t}:{host}:{cfg.port}" for t in cfg.transports)
-    if "tcp" in cfg.transports:
+    if cfg.tls_port is not None:
+        listen += f"\nlisten=tls:{host}:{cfg.tls_port}\nenable_tls=yes"
+    if "tcp" in cfg.transports or cfg.tls_port is not None:  # TLS runs over TCP
         tcp = f"tcp_children={cfg.tcp_children}\ntcp_connection_lifetime=3605"
     else:
         tcp = "disable_tcp=yes"
@@ -244,10 +262,14 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         defines.append("#!define WITH_STORE")
     if cfg.allowed_networks:
         defines.append("#!define WITH_ACL")
+    if cfg.tls_port is not None:
+        defines.append("#!define WITH_TLS")
     values: dict[str, object] = {
         "defines": "\n".join(defines),
         "store_path": cfg.store_path.resolve() if cfg.store_path is not None else "",
         "address_file": run_dir / ADDRESS_FILE,
+        "tls_cert": cfg.tls_cert.resolve() if cfg.tls_cert is not None else "",
+        "tls_key": cfg.tls_key.resolve() if cfg.tls_key is not None else "",
         "blocked_queue_size": cfg.blocked_queue_size,
         "max_calls": cfg.max_calls,
         "max_calls_per_source": cfg.max_calls_per_source,
