@@ -138,6 +138,11 @@ class FrontSettings(_Section):
     # others get 403 and a blocked-call record. Empty: from anywhere (the default, with the
     # front on loopback; the controller logs that it is open).
     allowed_networks: list[str] = []
+    # Callers authenticate with SIP digest (407 challenge) against the users in
+    # credentials_file ("username:password" lines), or not at all ("none", the default).
+    caller_auth: Literal["none", "digest"] = "none"
+    auth_realm: str = "callcenter"
+    credentials_file: Path | None = None
 
     @field_validator("allowed_networks")
     @classmethod
@@ -148,6 +153,14 @@ class FrontSettings(_Section):
             except ValueError as exc:
                 raise ValueError(f"{net!r} is not a network (CIDR, e.g. 192.0.2.0/24)") from exc
         return v
+
+
+    @model_validator(mode="after")
+    def _auth_needs_users(self) -> FrontSettings:
+        if self.caller_auth == "digest" and self.credentials_file is None:
+            raise ValueError("front.caller_auth digest needs front.credentials_file "
+                             "(username:password lines)")
+        return self
 
 
 class FlowSettings(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import Settings
 from .kamailio import Destination, KamailioConfig, KamailioError, KamailioProcess
@@ -67,6 +68,26 @@ class Front:
         log_event("front.stopped")
 
 
+def read_credentials(path: Path) -> tuple[tuple[str, str], ...]:
+    """``username:password`` per line (``#`` comments, blank lines skipped)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FrontError(f"front.credentials_file {path}: cannot read it: {exc}") from exc
+    users: list[tuple[str, str]] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise FrontError(f"{path}:{n}: expected username:password")
+        users.append((user.strip(), password))
+    if not users:
+        raise FrontError(f"front.credentials_file {path}: no username:password line in it")
+    return tuple(users)
+
+
 def front_max_calls(settings: Settings) -> int:
     """front.max_calls, or by default what the pool can hold at its largest."""
     if settings.front.max_calls is not None:
@@ -74,12 +95,10 @@ def front_max_calls(settings: Settings) -> int:
     return settings.pool.max_workers * settings.worker.max_calls
 
 
-async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,
-                      serving: Sequence[str] = ()) -> Front:
-    """Start Kamailio on sip.bind_address:sip.port. Every worker slot is listed from the
-    start (so growing the pool never needs Kamailio's rate-limited dispatcher.add); slots
-    with no serving worker are listed disabled and set active when their worker is up."""
-    cfg = KamailioConfig(
+def _front_config(settings: Settings, worker_uris: Sequence[str], max_load: int,
+                  serving: Sequence[str],
+                  credentials: tuple[tuple[str, str], ...]) -> KamailioConfig:
+    return KamailioConfig(
         listen_address=settings.sip.bind_address,
         port=settings.sip.port,
         transports=tuple(settings.sip.transports),
@@ -98,17 +117,36 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
         retry_after_s=settings.front.retry_after_s,
         store_path=settings.db_path,  # refused calls go to its blocked_calls table
         allowed_networks=tuple(settings.front.allowed_networks),
+        caller_auth=settings.front.caller_auth,
+        auth_realm=settings.front.auth_realm,
+        credentials=credentials,
     )
+
+
+async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,
+                      serving: Sequence[str] = ()) -> Front:
+    """Start Kamailio on sip.bind_address:sip.port. Every worker slot is listed from the
+    start (so growing the pool never needs Kamailio's rate-limited dispatcher.add); slots
+    with no serving worker are listed disabled and set active when their worker is up."""
+    credentials: tuple[tuple[str, str], ...] = ()
+    if settings.front.caller_auth == "digest" and settings.front.credentials_file is not None:
+        credentials = read_credentials(settings.front.credentials_file)
+    try:
+        cfg = _front_config(settings, worker_uris, max_load, serving, credentials)
+    except KamailioError as exc:
+        raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
     process = KamailioProcess(cfg)
     try:
         await asyncio.to_thread(process.start)
     except KamailioError as exc:
         raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
-    if not cfg.allowed_networks:
+    if not cfg.allowed_networks and cfg.caller_auth == "none":
         log.warning("the SIP front takes calls from any address that reaches %s "
-                    "(front.allowed_networks is empty)", cfg.sip_uri)
+                    "(front.allowed_networks is empty, front.caller_auth is none)",
+                    cfg.sip_uri)
     log_event("front.ready", sip=cfg.sip_uri, destinations=len(cfg.destinations),
               pid=process.pid, log=str(process.log_path), max_calls=cfg.max_calls,
               max_calls_per_source=cfg.max_calls_per_source or "no limit",
-              callers=", ".join(cfg.allowed_networks) or "any address")
+              callers=", ".join(cfg.allowed_networks) or "any address",
+              caller_auth=cfg.caller_auth, tls_port=cfg.tls_port)
     return Front(process, set(worker_uris), max_load)

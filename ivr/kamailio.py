@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import ipaddress
 import os
 import re
@@ -50,6 +51,7 @@ TEMPLATE = Path(__file__).with_name("kamailio.cfg.tmpl")
 CFG_FILE = "kamailio.cfg"
 LIST_FILE = "dispatcher.list"
 ADDRESS_FILE = "address.list"
+AUTH_DIR = "authdb"  # db_text directory: the subscriber table (HA1 only)
 CTL_SOCKET = "kamailio.ctl"
 PID_FILE = "kamailio.pid"
 LOG_FILE = "kamailio.log"
@@ -154,6 +156,11 @@ class KamailioConfig:
     # callers: INVITEs only from these networks (CIDR), else 403 and a blocked call;
     # empty: from anywhere
     allowed_networks: tuple[str, ...] = ()
+    # callers: "digest" asks every new call for a username and password of ``credentials``
+    # ((username, password) pairs; only their HA1 hashes are written), in ``auth_realm``
+    caller_auth: Literal["none", "digest"] = "none"
+    auth_realm: str = "callcenter"
+    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     store_path: Path | None = None
     blocked_queue_size: int = 10000  # refused calls waiting for the store timer, at most
     log_level: LogLevel = "warning"
@@ -207,6 +214,16 @@ class KamailioConfig:
                 ipaddress.ip_network(net, strict=False)
             except ValueError:
                 out.append(f"allowed_networks: {net!r} is not a network (CIDR)")
+        if self.caller_auth not in ("none", "digest"):
+            out.append(f"caller_auth: {self.caller_auth!r}: give none or digest")
+        if self.caller_auth == "digest" and not self.credentials:
+            out.append("credentials: digest authentication needs at least one user")
+        if not re.fullmatch(r"[A-Za-z0-9.\-_]+", self.auth_realm):
+            out.append(f"auth_realm: {self.auth_realm!r}: letters, digits, . - _ only")
+        for user, password in self.credentials:
+            if not re.fullmatch(r"[A-Za-z0-9.\-_+]+", user) or not password:
+                out.append(f"credentials: user {user!r}: letters, digits, . - _ + and a "
+                           "password, please")
         for name in ("max_calls", "max_calls_per_source"):
             if getattr(self, name) < 0:
                 out.append(f"{name}: must be 0 (no limit) or more")
@@ -264,10 +281,17 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         defines.append("#!define WITH_ACL")
     if cfg.tls_port is not None:
         defines.append("#!define WITH_TLS")
+    if cfg.caller_auth == "digest":
+        defines.append("#!define WITH_AUTH")
     values: dict[str, object] = {
         "defines": "\n".join(defines),
         "store_path": cfg.store_path.resolve() if cfg.store_path is not None else "",
         "address_file": run_dir / ADDRESS_FILE,
+        "auth_dir": run_dir / AUTH_DIR,
+        "auth_realm": cfg.auth_realm,
+        # the nonce secret: stable for one config, not guessable from outside it
+        "auth_secret": hashlib.sha256(
+            repr(sorted(cfg.credentials)).encode() + str(run_dir).encode()).hexdigest()[:32],
         "tls_cert": cfg.tls_cert.resolve() if cfg.tls_cert is not None else "",
         "tls_key": cfg.tls_key.resolve() if cfg.tls_key is not None else "",
         "blocked_queue_size": cfg.blocked_queue_size,
@@ -302,7 +326,19 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     files = {CFG_FILE: text, LIST_FILE: render_dispatcher_list(cfg.destinations)}
     if cfg.allowed_networks:
         files[ADDRESS_FILE] = render_address_list(cfg.allowed_networks)
+    if cfg.caller_auth == "digest":
+        files[f"{AUTH_DIR}/subscriber"] = render_subscribers(cfg.credentials, cfg.auth_realm)
     return files
+
+
+def render_subscribers(credentials: Sequence[tuple[str, str]], realm: str) -> str:
+    """db_text's subscriber table: username and HA1 = MD5(user:realm:password), the hash
+    digest authentication checks against (RFC 2617 3.2.2.2); no password is written."""
+    lines = ["username(str) domain(str,null) ha1(str)"]
+    for user, password in credentials:
+        ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324
+        lines.append(f"{user}::{ha1}")
+    return "\n".join(lines) + "\n"
 
 
 def render_address_list(networks: Sequence[str]) -> str:
@@ -374,7 +410,11 @@ class KamailioProcess:
     def write_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for name, text in render(self.config).items():
-            _write_atomic(self.run_dir / name, text)
+            path = self.run_dir / name
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            _write_atomic(path, text)
+            if name.startswith(AUTH_DIR):
+                path.chmod(0o600)  # HA1 hashes stand in for passwords
 
     def check_config(self) -> None:
         """Write the files and let ``kamailio -c`` judge them."""

@@ -213,13 +213,15 @@ def test_forged_in_dialog_requests_never_reach_a_third_party(
 
 
 def sipp_call(target: str, scenario: str, workdir: Path, *, source: str, port: int,
-              calls: int = 1, hold_ms: int = 0, timeout_s: int = 20) -> subprocess.Popen[str]:
+              calls: int = 1, hold_ms: int = 0, timeout_s: int = 20,
+              extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     """Start sipp callers from ``source`` (an address on loopback)."""
     assert SIPP is not None
     cmd = [SIPP, target, "-sf", str(SCENARIOS / scenario), "-i", source, "-p", str(port),
            "-mp", str(port + 10000), "-m", str(calls), "-l", str(calls), "-r", "20",
            "-d", str(hold_ms), "-t", "u1", "-nostdin", "-timeout", f"{timeout_s}s",
-           "-timeout_error", "-trace_err", "-error_file", str(workdir / f"sipp{port}.log")]
+           "-timeout_error", "-trace_err", "-error_file", str(workdir / f"sipp{port}.log"),
+           *extra]
     return subprocess.Popen(cmd, cwd=workdir, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -365,6 +367,36 @@ def test_a_caller_outside_the_allowed_networks_gets_403_and_a_record(
     assert len(rig.workers[0].invites()) == 1
 
 
+@with_peers
+def test_with_digest_auth_a_caller_with_the_password_gets_through_and_one_without_gets_403(
+        rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
+    rig = rig_factory([OK], max_load=4, caller_auth="digest",
+                      credentials=(("trunk1", "s3cret"),), store_path=store.path)
+    port = rig.front.config.port
+    target = f"127.0.0.1:{port}"
+    (worker,) = rig.workers
+    # no credentials at all: challenged (407, as a proxy does), which is not a refusal
+    peer = RawPeer(port)
+    try:
+        call_id, tag = new_ids()
+        reply = peer.ask(peer.request("INVITE", f"sip:ivr@{target}", call_id=call_id,
+                                      from_tag=tag, sdp=True))
+    finally:
+        peer.close()
+    assert reply is not None and reply.status == 407
+    assert 'realm="callcenter"' in reply.header("Proxy-Authenticate")
+    finish(sipp_call(target, "front_caller_auth.xml", tmp_path, source="127.0.0.1",
+                     port=port + 10, hold_ms=200, extra=("-au", "trunk1", "-ap", "s3cret")))
+    (invite,) = worker.received("INVITE ")
+    assert "Authorization" not in invite  # consumed at the front
+    finish(sipp_call(target, "front_caller_auth_refused.xml", tmp_path, source="127.0.0.2",
+                     port=port + 11, extra=("-au", "trunk1", "-ap", "guess")))
+    (row,) = blocked_rows(store, "not_allowed")
+    assert (row.sip_code, row.source) == (403, "127.0.0.2")
+    assert len(worker.invites()) == 1
+    assert "s3cret" not in (rig.front.run_dir / "authdb" / "subscriber").read_text()
+
+
 # ---- item: a dead worker's callers are hung up by the front
 
 
@@ -471,3 +503,17 @@ def test_allowed_networks_become_an_address_list_and_a_bad_one_is_refused(
     assert "address.list" not in render(KamailioConfig(run_dir=tmp_path))
     with pytest.raises(KamailioConfigError, match="allowed_networks: 'trunk' is not a network"):
         KamailioConfig(allowed_networks=("trunk",))
+
+
+def test_the_credentials_file_is_read_and_a_bad_line_is_named(tmp_path: Path) -> None:
+    from ivr.front import FrontError, read_credentials
+
+    good = tmp_path / "users"
+    good.write_text("# trunks\ntrunk1:s3:cret\n\nagent7:pw\n")
+    assert read_credentials(good) == (("trunk1", "s3:cret"), ("agent7", "pw"))
+    bad = tmp_path / "bad"
+    bad.write_text("trunk1:x\nnocolon\n")
+    with pytest.raises(FrontError, match=f"{bad}:2: expected username:password"):
+        read_credentials(bad)
+    with pytest.raises(FrontError, match="cannot read it"):
+        read_credentials(tmp_path / "missing")
