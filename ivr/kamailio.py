@@ -34,6 +34,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import string
 import subprocess
 import time
@@ -52,6 +53,9 @@ CFG_FILE = "kamailio.cfg"
 LIST_FILE = "dispatcher.list"
 ADDRESS_FILE = "address.list"
 AUTH_DIR = "authdb"  # db_text directory: the subscriber table (HA1 only)
+DIALOG_DB = "dialogs.sqlite3"  # the dialog module's table, so calls outlive a restart
+# Kamailio's own SQLite schema (package kamailio-sqlite-modules)
+SQLITE_SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
 CTL_SOCKET = "kamailio.ctl"
 PID_FILE = "kamailio.pid"
 LOG_FILE = "kamailio.log"
@@ -288,6 +292,8 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         "store_path": cfg.store_path.resolve() if cfg.store_path is not None else "",
         "address_file": run_dir / ADDRESS_FILE,
         "auth_dir": run_dir / AUTH_DIR,
+        "dialog_db": run_dir / DIALOG_DB,
+        "dialog_db_period_s": 2,
         "auth_realm": cfg.auth_realm,
         # the nonce secret: stable for one config, not guessable from outside it
         "auth_secret": hashlib.sha256(
@@ -329,6 +335,25 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     if cfg.caller_auth == "digest":
         files[f"{AUTH_DIR}/subscriber"] = render_subscribers(cfg.credentials, cfg.auth_realm)
     return files
+
+
+def create_dialog_db(path: Path, schema_dir: Path = SQLITE_SCHEMA_DIR) -> None:
+    """The dialog module's tables (Kamailio's own schema, with its version table), unless
+    the file has them already: kept across restarts, it is how calls outlive one."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if {"version", "dialog", "dialog_vars"} <= have:
+            return
+        try:
+            standard = (schema_dir / "standard-create.sql").read_text()
+            dialog = (schema_dir / "dialog-create.sql").read_text()
+        except OSError as exc:
+            raise KamailioConfigError(
+                f"{schema_dir}: Kamailio's SQLite schema is missing ({exc}); install "
+                "Debian's kamailio-sqlite-modules") from exc
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file: Kamailio need not set it
+        db.executescript("BEGIN;" + standard + dialog + "COMMIT;")
+    path.chmod(0o600)  # callers' addresses
 
 
 def render_subscribers(credentials: Sequence[tuple[str, str]], realm: str) -> str:
@@ -415,6 +440,7 @@ class KamailioProcess:
             _write_atomic(path, text)
             if name.startswith(AUTH_DIR):
                 path.chmod(0o600)  # HA1 hashes stand in for passwords
+        create_dialog_db(self.run_dir / DIALOG_DB)
 
     def check_config(self) -> None:
         """Write the files and let ``kamailio -c`` judge them."""
