@@ -287,6 +287,10 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         defines.append("#!define WITH_TLS")
     if cfg.caller_auth == "digest":
         defines.append("#!define WITH_AUTH")
+    if cfg.max_calls_per_source > 0:
+        defines.append("#!define WITH_SOURCE_LIMIT")
+    if cfg.max_calls > 0:
+        defines.append("#!define WITH_GLOBAL_LIMIT")
     values: dict[str, object] = {
         "defines": "\n".join(defines),
         "store_path": cfg.store_path.resolve() if cfg.store_path is not None else "",
