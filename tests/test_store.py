@@ -324,3 +324,31 @@ def test_a_version_1_store_opens_and_gains_the_blocked_calls_table(db_path: Path
     with sqlite3.connect(db_path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
+
+
+def test_ivr_blocked_lists_refused_calls_with_counts_by_reason(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    var = tmp_path / "var"
+    store = CallStore(var / "ivr.sqlite3")
+    store._db.execute(  # as the front writes them
+        "INSERT INTO blocked_calls (at, reason, sip_code, source, from_uri, to_uri, sip_call_id)"
+        " VALUES (1700000000, 'stack_full', 486, '192.0.2.7', 'sip:alice@x', 'sip:ivr@y', 'c1'),"
+        " (1700000001, 'source_limit', 503, '192.0.2.8', 'sip:bob@x', 'sip:ivr@y', 'c2'),"
+        " (1700000002, 'source_limit', 503, '192.0.2.8', 'sip:bob@x', 'sip:ivr@y', 'c3')")
+    store.close()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IVR_")},
+           "IVR_PATHS_VAR_DIR": str(var)}
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "ivr.cli", "blocked"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == "3 refused in all: 2 source_limit, 1 stack_full"
+    assert "c3" in lines[2] and "source_limit" in lines[2] and "192.0.2.8" in lines[2]
+    assert "486" in lines[4] and "sip:alice@x" in lines[4]
+    js = subprocess.run([sys.executable, "-m", "ivr.cli", "blocked", "--json", "-n", "1"],
+                        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+                        check=True).stdout
+    assert '"sip_call_id": "c3"' in js and '"c2"' not in js
