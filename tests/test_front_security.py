@@ -351,6 +351,29 @@ def test_with_no_worker_up_the_caller_gets_503_so_a_carrier_reroutes(
 
 
 @with_peers
+def test_every_invite_of_a_flood_is_counted_whether_pike_drops_it_or_it_is_refused(
+        rig_factory: Callable[..., Rig], store: CallStore) -> None:  # noqa: F811
+    rig = rig_factory([OK], pike_exempt=("127.0.0.1/32",), pike_max_requests=5,
+                      pike_sampling_s=2, store_path=store.path)
+    rig.front.set_state(rig.workers[0].uri, "disabled")  # what pike lets by: 503, no worker
+    port = rig.front.config.port
+    flooder = RawPeer(port, host="127.0.0.2")
+    sent = 60
+    try:
+        for _ in range(sent):
+            call_id, tag = new_ids()
+            flooder.sock.sendto(flooder.request("INVITE", f"sip:ivr@127.0.0.1:{port}",
+                                                call_id=call_id, from_tag=tag, sdp=True),
+                                flooder.front)
+    finally:
+        flooder.close()
+    wait_until(lambda: sum(store.blocked_counts().values()) >= sent, 10, "every INVITE counted")
+    counts = store.blocked_counts()
+    assert counts.keys() == {"flood", "no_worker"} and sum(counts.values()) == sent, counts
+    assert all(b.sip_code == 0 for b in store.blocked_calls(100) if b.reason == "flood")
+
+
+@with_peers
 def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came(
         rig_factory: Callable[..., Rig], store: CallStore) -> None:  # noqa: F811
     rig = rig_factory([OK], max_calls_per_source=1, max_load=4, store_path=store.path)
