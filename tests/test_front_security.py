@@ -567,3 +567,23 @@ def test_the_credentials_file_is_read_and_a_bad_line_is_named(tmp_path: Path) ->
         read_credentials(bad)
     with pytest.raises(FrontError, match="cannot read it"):
         read_credentials(tmp_path / "missing")
+
+
+@with_peers
+def test_the_stack_counts_a_refused_call_in_its_store(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, workers=1, env={"IVR_FRONT_MAX_CALLS": "1"})
+    try:
+        held = sipp_call(stack.target, "front_caller.xml", tmp_path, source="127.0.0.1",
+                         port=17360, hold_ms=4000)
+        stack.wait_for('"call.answered"')
+        finish(sipp_call(stack.target, "front_caller_refused.xml", tmp_path,
+                         source="127.0.0.2", port=17361))
+        finish(held)
+        store = CallStore(stack.db)
+        try:
+            (row,) = blocked_rows(store, "global_limit")
+        finally:
+            store.close()
+        assert (row.sip_code, row.source) == (503, "127.0.0.2")
+    finally:
+        assert stack.stop() == 0
