@@ -341,13 +341,18 @@ def test_a_full_stack_answers_486_and_records_the_call_as_blocked(
 @with_peers
 def test_with_no_worker_up_the_caller_gets_503_so_a_carrier_reroutes(
         rig_factory: Callable[..., Rig], store: CallStore, tmp_path: Path) -> None:  # noqa: F811
-    rig = rig_factory([OK], store_path=store.path)
+    rig = rig_factory([OK], store_path=store.path, max_calls=1, max_calls_per_source=1)
     rig.front.set_state(rig.workers[0].uri, "disabled")
     port = rig.front.config.port
     finish(sipp_call(f"127.0.0.1:{port}", "front_caller_refused.xml", tmp_path,
-                     source="127.0.0.1", port=port + 10))
-    (row,) = blocked_rows(store, "no_worker")
-    assert row.sip_code == 503
+                     source="127.0.0.1", port=port + 10, calls=3))
+    rows = blocked_rows(store, "no_worker", 3)
+    assert [b.sip_code for b in rows] == [503] * 3
+    # a refused call holds no place against the limits (1 call, 1 per source, here)
+    assert store.blocked_counts() == {"no_worker": 3}
+    rig.front.set_state(rig.workers[0].uri, "active")
+    finish(sipp_call(f"127.0.0.1:{port}", "front_caller.xml", tmp_path, source="127.0.0.1",
+                     port=port + 11))
 
 
 @with_peers
@@ -374,7 +379,7 @@ def test_every_invite_of_a_flood_is_counted_whether_pike_drops_it_or_it_is_refus
 
 
 @with_peers
-def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came(
+def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came_and_counted_once(
         rig_factory: Callable[..., Rig], store: CallStore) -> None:  # noqa: F811
     rig = rig_factory([OK], max_calls_per_source=1, max_load=4, store_path=store.path)
     rig.front.set_state(rig.workers[0].uri, "disabled")
@@ -391,6 +396,17 @@ def test_a_quote_in_a_refused_callers_from_is_stored_as_it_came(
     assert reply is not None and reply.status == 503
     (row,) = blocked_rows(store, "no_worker")
     assert row.from_uri.startswith("sip:o'brien'),('x@")
+    # its retransmission (as if the 503 were lost) is answered again, not counted again
+    peer = RawPeer(port)
+    try:
+        assert peer.ask(msg) is not None
+        call_id2, tag2 = new_ids()
+        assert peer.ask(peer.request("INVITE", f"sip:ivr@127.0.0.1:{port}", call_id=call_id2,
+                                     from_tag=tag2, sdp=True)) is not None
+    finally:
+        peer.close()
+    rows = blocked_rows(store, "no_worker", 2)
+    assert sorted(b.sip_call_id for b in rows) == sorted([call_id, call_id2])
     assert store.recent_calls() == []  # the calls table is still there
 
 
