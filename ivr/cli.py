@@ -5,6 +5,7 @@
     ivr flow check F   validate a flow file against the schema and the prompt sets
     ivr reload         swap the flow and prompt sets in the running stack (checked first)
     ivr calls          list recent calls from the store
+    ivr blocked        calls the front refused, by reason
     ivr call ID        show one call and its events
     ivr config show    print the effective settings (file + environment)
     ivr prompts load P --set NAME   check, convert and activate an uploaded prompt set
@@ -127,6 +128,27 @@ def cmd_calls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blocked(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = CallStore(settings.db_path)
+    since = time.time() - args.hours * 3600 if args.hours else None
+    rows = store.blocked_calls(args.limit, since=since)
+    if args.json:
+        print(json.dumps([b.__dict__ for b in rows], indent=2))
+        return 0
+    counts = store.blocked_counts(since=since)
+    window = f"in the last {args.hours:g} h" if args.hours else "in all"
+    total = sum(counts.values())
+    print(f"{total} refused {window}: " +
+          (", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none"))
+    if rows:
+        print(f"{'at':19}  {'reason':12} {'sip':>3}  {'source':15} {'from':32} call-id")
+    for b in rows:
+        print(f"{_fmt_time(b.at):19}  {b.reason:12} {b.sip_code or '-':>3}  {b.source:15} "
+              f"{b.from_uri[:32]:32} {b.sip_call_id}")
+    return 0
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = _existing_store(settings)
@@ -192,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("-n", "--limit", type=int, default=20)
     calls.add_argument("--json", action="store_true")
     calls.set_defaults(fn=cmd_calls)
+    blocked = sub.add_parser("blocked", help="calls the SIP front refused (busy, limits, "
+                             "flood, not allowed), newest first, with counts by reason")
+    blocked.add_argument("-n", "--limit", type=int, default=20)
+    blocked.add_argument("--hours", type=float, default=0,
+                         help="only the last HOURS (default: all)")
+    blocked.add_argument("--json", action="store_true")
+    blocked.set_defaults(fn=cmd_blocked)
     call = sub.add_parser("call", help="show one call with its events")
     call.add_argument("call_id", help="our call id or the SIP Call-ID")
     call.set_defaults(fn=cmd_call)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from media.sipcheck import Source
 
@@ -47,6 +54,23 @@ class SipSettings(_Section):
         if 0 < v < 90:
             raise ValueError(f"{v} is below the 90 s minimum of RFC 4028 (0 turns it off)")
         return v
+
+    # SIP over TLS for callers at the front (Kamailio) on this port, with a PEM certificate
+    # (chain) and its private key; None: no TLS. The workers stay on UDP behind it.
+    tls_port: int | None = Field(default=None, ge=1, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> SipSettings:
+        if self.tls_port is not None:
+            missing = [n for n in ("tls_cert", "tls_key") if getattr(self, n) is None]
+            if missing:
+                raise ValueError(f"sip.tls_port needs {' and '.join('sip.' + n for n in missing)}"
+                                 " (PEM files; see docs/configuration.md)")
+            if self.tls_port == self.port:
+                raise ValueError("sip.tls_port must differ from sip.port")
+        return self
 
     @field_validator("bind_address")
     @classmethod
@@ -134,6 +158,40 @@ class FrontSettings(_Section):
     # No reply at all (not even 100 Trying) from a worker within this: try the next worker.
     # Short values make a busy machine answer one caller from two workers (measured at 2 s).
     no_reply_timeout_ms: int = Field(default=5000, ge=500, le=30000)
+    # Admission: calls up or being set up at once through the front, in all (None: the
+    # pool's capacity, pool.max_workers x worker.max_calls) and from one source address
+    # (0: no limit; a carrier trunk brings every call from one address). Past either: 503
+    # with Retry-After, and a blocked-call record.
+    max_calls: int | None = Field(default=None, ge=1, le=100000)
+    max_calls_per_source: int = Field(default=0, ge=0, le=100000)
+    retry_after_s: int = Field(default=5, ge=1, le=3600)  # on the front's own 503s
+    # Calls only from these networks (CIDR: a carrier's trunk addresses, the office LAN);
+    # others get 403 and a blocked-call record. Empty: from anywhere (the default, with the
+    # front on loopback; the controller logs that it is open).
+    allowed_networks: list[str] = []
+    # Callers authenticate with SIP digest (407 challenge) against the users in
+    # credentials_file ("username:password" lines), or not at all ("none", the default).
+    caller_auth: Literal["none", "digest"] = "none"
+    auth_realm: str = "callcenter"
+    credentials_file: Path | None = None
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network (CIDR, e.g. 192.0.2.0/24)") from exc
+        return v
+
+
+    @model_validator(mode="after")
+    def _auth_needs_users(self) -> FrontSettings:
+        if self.caller_auth == "digest" and self.credentials_file is None:
+            raise ValueError("front.caller_auth digest needs front.credentials_file "
+                             "(username:password lines)")
+        return self
 
 
 class FlowSettings(_Section):

@@ -576,6 +576,7 @@ class Controller:
         slot.writer = None
         if self._front is not None and not self._stopping:
             self._background(self._front.worker_out(slot.uri, draining=False))
+            self._background(self._front.end_calls_of(slot.uri))  # callers get a BYE
         # The exit report tells how it died; it follows the socket's end within moments
         # (unless the zygote that forked it is gone).
         if not slot.orphaned:

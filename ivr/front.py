@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .config import Settings
 from .kamailio import Destination, KamailioConfig, KamailioError, KamailioProcess
@@ -52,6 +53,18 @@ class Front:
                                         "disabled" if draining else "inactive")
             except KamailioError as exc:
                 log.error("could not take %s out of the front: %s", uri, exc)
+
+    async def end_calls_of(self, uri: str) -> int:
+        """End the calls of a worker that died: Kamailio sends BYE to each caller (who would
+        otherwise hear silence, and get 481 for their own BYE) and to the worker."""
+        try:
+            ended = await asyncio.to_thread(self.process.end_calls_of, uri)
+        except KamailioError as exc:
+            log.error("could not end the calls of %s at the front: %s", uri, exc)
+            return 0
+        if ended:
+            log_event("front.calls_ended", worker=uri, calls=ended)
+        return ended
 
     async def stop(self) -> None:
         self.stopping = True
@@ -110,15 +123,43 @@ class Front:
             self.process = process
 
 
-async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,
-                      serving: Sequence[str] = ()) -> Front:
-    """Start Kamailio on sip.bind_address:sip.port. Every worker slot is listed from the
-    start (so growing the pool never needs Kamailio's rate-limited dispatcher.add); slots
-    with no serving worker are listed disabled and set active when their worker is up."""
-    cfg = KamailioConfig(
+def read_credentials(path: Path) -> tuple[tuple[str, str], ...]:
+    """``username:password`` per line (``#`` comments, blank lines skipped)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise FrontError(f"front.credentials_file {path}: cannot read it: {exc}") from exc
+    users: list[tuple[str, str]] = []
+    for n, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise FrontError(f"{path}:{n}: expected username:password")
+        users.append((user.strip(), password))
+    if not users:
+        raise FrontError(f"front.credentials_file {path}: no username:password line in it")
+    return tuple(users)
+
+
+def front_max_calls(settings: Settings) -> int:
+    """front.max_calls, or by default what the pool can hold at its largest."""
+    if settings.front.max_calls is not None:
+        return settings.front.max_calls
+    return settings.pool.max_workers * settings.worker.max_calls
+
+
+def _front_config(settings: Settings, worker_uris: Sequence[str], max_load: int,
+                  serving: Sequence[str],
+                  credentials: tuple[tuple[str, str], ...]) -> KamailioConfig:
+    return KamailioConfig(
         listen_address=settings.sip.bind_address,
         port=settings.sip.port,
         transports=tuple(settings.sip.transports),
+        tls_port=settings.sip.tls_port,
+        tls_cert=settings.sip.tls_cert,
+        tls_key=settings.sip.tls_key,
         destinations=[Destination(uri, max_load, disabled=uri not in set(serving))
                       for uri in worker_uris],
         run_dir=settings.run_dir / "kamailio",
@@ -126,12 +167,41 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
         no_reply_timeout_ms=settings.front.no_reply_timeout_ms,
         children=settings.front.children,
         log_level="notice",
+        max_calls=front_max_calls(settings),
+        max_calls_per_source=settings.front.max_calls_per_source,
+        retry_after_s=settings.front.retry_after_s,
+        store_path=settings.db_path,  # refused calls go to its blocked_calls table
+        allowed_networks=tuple(settings.front.allowed_networks),
+        caller_auth=settings.front.caller_auth,
+        auth_realm=settings.front.auth_realm,
+        credentials=credentials,
     )
+
+
+async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: int,
+                      serving: Sequence[str] = ()) -> Front:
+    """Start Kamailio on sip.bind_address:sip.port. Every worker slot is listed from the
+    start (so growing the pool never needs Kamailio's rate-limited dispatcher.add); slots
+    with no serving worker are listed disabled and set active when their worker is up."""
+    credentials: tuple[tuple[str, str], ...] = ()
+    if settings.front.caller_auth == "digest" and settings.front.credentials_file is not None:
+        credentials = read_credentials(settings.front.credentials_file)
+    try:
+        cfg = _front_config(settings, worker_uris, max_load, serving, credentials)
+    except KamailioError as exc:
+        raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
     process = KamailioProcess(cfg)
     try:
         await asyncio.to_thread(process.start)
     except KamailioError as exc:
         raise FrontError(f"Kamailio (the SIP front) cannot start: {exc}") from exc
+    if not cfg.allowed_networks and cfg.caller_auth == "none":
+        log.warning("the SIP front takes calls from any address that reaches %s "
+                    "(front.allowed_networks is empty, front.caller_auth is none)",
+                    cfg.sip_uri)
     log_event("front.ready", sip=cfg.sip_uri, destinations=len(cfg.destinations),
-              pid=process.pid, log=str(process.log_path))
+              pid=process.pid, log=str(process.log_path), max_calls=cfg.max_calls,
+              max_calls_per_source=cfg.max_calls_per_source or "no limit",
+              callers=", ".join(cfg.allowed_networks) or "any address",
+              caller_auth=cfg.caller_auth, tls_port=cfg.tls_port)
     return Front(process, set(worker_uris), max_load)

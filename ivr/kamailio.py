@@ -13,6 +13,7 @@ in-dialog request (and the BYE that ends the call's load) passes through it. See
                    message), run ``kamailio -DD -E`` as a child, wait until it answers OPTIONS
         .dispatcher_list() / .set_state() / .add_destination() / .remove_destination()
         .reload_dispatcher()   via ``kamcmd`` on the ctl socket in ``run_dir``
+        .calls_of(uri) / .end_calls_of(uri)   a worker's calls (dialog module), BYE both ways
         .stop()    SIGTERM to its PID, then wait (SIGKILL to its process group if it hangs)
 
 Errors::
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import ipaddress
 import os
 import re
 import signal
 import socket
+import sqlite3
 import string
 import subprocess
 import time
@@ -48,6 +51,11 @@ TEMPLATE = Path(__file__).with_name("kamailio.cfg.tmpl")
 
 CFG_FILE = "kamailio.cfg"
 LIST_FILE = "dispatcher.list"
+ADDRESS_FILE = "address.list"
+AUTH_DIR = "authdb"  # db_text directory: the subscriber table (HA1 only)
+DIALOG_DB = "dialogs.sqlite3"  # the dialog module's table, so calls outlive a restart
+# Kamailio's own SQLite schema (package kamailio-sqlite-modules)
+SQLITE_SCHEMA_DIR = Path("/usr/share/kamailio/db_sqlite")
 CTL_SOCKET = "kamailio.ctl"
 PID_FILE = "kamailio.pid"
 LOG_FILE = "kamailio.log"
@@ -122,6 +130,11 @@ class KamailioConfig:
     listen_address: str = "127.0.0.1"
     port: int = 5060
     transports: tuple[Transport, ...] = ("udp", "tcp")
+    # SIP over TLS for callers on this port (None: none), with a PEM certificate (chain)
+    # and its key; Kamailio terminates TLS and reaches the workers over UDP
+    tls_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     destinations: Sequence[Destination] = ()
     run_dir: Path = Path("var/kamailio")  # cfg, dispatcher.list, ctl socket, pid, log
     set_id: int = 1  # the dispatcher set INVITEs go to
@@ -140,6 +153,22 @@ class KamailioConfig:
     pike_remove_latency_s: int = 120
     pike_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     max_forwards: int = 10  # Max-Forwards set when a request has none
+    # admission: calls up or being set up at once, in all and from one source address
+    # (0: no limit); past either the front answers 503 + Retry-After
+    max_calls: int = 0
+    max_calls_per_source: int = 0
+    # the call store (SQLite): refused calls are written to its blocked_calls table
+    # (the table must exist: ivr.store creates it); None: they are only logged
+    # callers: INVITEs only from these networks (CIDR), else 403 and a blocked call;
+    # empty: from anywhere
+    allowed_networks: tuple[str, ...] = ()
+    # callers: "digest" asks every new call for a username and password of ``credentials``
+    # ((username, password) pairs; only their HA1 hashes are written), in ``auth_realm``
+    caller_auth: Literal["none", "digest"] = "none"
+    auth_realm: str = "callcenter"
+    credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    store_path: Path | None = None
+    blocked_queue_size: int = 10000  # refused calls waiting for the store timer, at most
     log_level: LogLevel = "warning"
     children: int = 2  # UDP receiver processes (per listen socket)
     tcp_children: int = 2  # TCP workers
@@ -150,6 +179,7 @@ class KamailioConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "destinations", tuple(self.destinations))
         object.__setattr__(self, "transports", tuple(dict.fromkeys(self.transports)))
+        object.__setattr__(self, "allowed_networks", tuple(self.allowed_networks))
         problems = list(self._problems())
         if problems:
             raise KamailioConfigError("invalid Kamailio settings:\n  " + "\n  ".join(problems))
@@ -162,6 +192,17 @@ class KamailioConfig:
             out.append(f"listen_address: {self.listen_address!r} is not an IP address")
         if not 1 <= self.port <= 65535:
             out.append(f"port: {self.port} is not a port number")
+        if self.tls_port is not None:
+            if not 1 <= self.tls_port <= 65535 or self.tls_port == self.port:
+                out.append(f"tls_port: {self.tls_port} is not a port number other than port")
+            for name in ("tls_cert", "tls_key"):
+                path = getattr(self, name)
+                if path is None:
+                    out.append(f"{name}: needed with tls_port (a PEM file)")
+                elif not Path(path).is_file():
+                    out.append(f"{name}: {path} is not a file")
+                elif _UNSAFE.search(str(Path(path).resolve())):
+                    out.append(f"{name}: no quotes, backslashes or spaces, please")
         if not self.transports or not set(self.transports) <= {"udp", "tcp"}:
             out.append(f"transports: {self.transports!r}: give udp and/or tcp")
         uris = [d.uri for d in self.destinations]
@@ -174,6 +215,28 @@ class KamailioConfig:
                      "tcp_children", "shm_mb", "pkg_mb"):
             if getattr(self, name) < 1:
                 out.append(f"{name}: must be at least 1")
+        for net in self.allowed_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                out.append(f"allowed_networks: {net!r} is not a network (CIDR)")
+        if self.caller_auth not in ("none", "digest"):
+            out.append(f"caller_auth: {self.caller_auth!r}: give none or digest")
+        if self.caller_auth == "digest" and not self.credentials:
+            out.append("credentials: digest authentication needs at least one user")
+        if not re.fullmatch(r"[A-Za-z0-9.\-_]+", self.auth_realm):
+            out.append(f"auth_realm: {self.auth_realm!r}: letters, digits, . - _ only")
+        for user, password in self.credentials:
+            if not re.fullmatch(r"[A-Za-z0-9.\-_+]+", user) or not password:
+                out.append(f"credentials: user {user!r}: letters, digits, . - _ + and a "
+                           "password, please")
+        for name in ("max_calls", "max_calls_per_source"):
+            if getattr(self, name) < 0:
+                out.append(f"{name}: must be 0 (no limit) or more")
+        if self.blocked_queue_size < 1:
+            out.append("blocked_queue_size: must be at least 1")
+        if self.store_path is not None and _UNSAFE.search(str(self.store_path.resolve())):
+            out.append("store_path: no quotes, backslashes or spaces, please")
         if self.max_forwards > 255:
             out.append("max_forwards: at most 255")
         for net in self.pike_exempt:
@@ -207,7 +270,9 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     run_dir = cfg.run_dir.resolve()
     host = f"[{cfg.listen_address}]" if ":" in cfg.listen_address else cfg.listen_address
     listen = "\n".join(f"listen={t}:{host}:{cfg.port}" for t in cfg.transports)
-    if "tcp" in cfg.transports:
+    if cfg.tls_port is not None:
+        listen += f"\nlisten=tls:{host}:{cfg.tls_port}\nenable_tls=yes"
+    if "tcp" in cfg.transports or cfg.tls_port is not None:  # TLS runs over TCP
         tcp = f"tcp_children={cfg.tcp_children}\ntcp_connection_lifetime=3605"
     else:
         tcp = "disable_tcp=yes"
@@ -215,8 +280,38 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
     if cfg.pike_exempt:
         nets = ",".join(cfg.pike_exempt)
         pike_condition = f'!is_in_subnet("$si", "{nets}") && {pike_condition}'
+    defines = []
+    if cfg.store_path is not None:
+        defines.append("#!define WITH_STORE")
+    if cfg.allowed_networks:
+        defines.append("#!define WITH_ACL")
+    if cfg.tls_port is not None:
+        defines.append("#!define WITH_TLS")
+    if cfg.caller_auth == "digest":
+        defines.append("#!define WITH_AUTH")
+    if cfg.max_calls_per_source > 0:
+        defines.append("#!define WITH_SOURCE_LIMIT")
+    if cfg.max_calls > 0:
+        defines.append("#!define WITH_GLOBAL_LIMIT")
     values: dict[str, object] = {
+        "defines": "\n".join(defines),
+        "store_path": cfg.store_path.resolve() if cfg.store_path is not None else "",
+        "address_file": run_dir / ADDRESS_FILE,
+        "auth_dir": run_dir / AUTH_DIR,
+        "dialog_db": run_dir / DIALOG_DB,
+        "dialog_db_period_s": 2,
+        "auth_realm": cfg.auth_realm,
+        # the nonce secret: stable for one config, not guessable from outside it
+        "auth_secret": hashlib.sha256(
+            repr(sorted(cfg.credentials)).encode() + str(run_dir).encode()).hexdigest()[:32],
+        "tls_cert": cfg.tls_cert.resolve() if cfg.tls_cert is not None else "",
+        "tls_key": cfg.tls_key.resolve() if cfg.tls_key is not None else "",
+        "blocked_queue_size": cfg.blocked_queue_size,
+        "max_calls": cfg.max_calls,
+        "max_calls_per_source": cfg.max_calls_per_source,
         "debug": _DEBUG_LEVELS[cfg.log_level],
+        # the core's parser errors (L_ERR) stay out unless everything is wanted
+        "core_log_level": 3 if cfg.log_level == "debug" else -2,
         "children": cfg.children,
         "tcp_settings": tcp,
         "listen": listen,
@@ -240,7 +335,51 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         "retry_after_s": cfg.retry_after_s,
     }
     text = _CfgTemplate(TEMPLATE.read_text()).substitute(values)
-    return {CFG_FILE: text, LIST_FILE: render_dispatcher_list(cfg.destinations)}
+    files = {CFG_FILE: text, LIST_FILE: render_dispatcher_list(cfg.destinations)}
+    if cfg.allowed_networks:
+        files[ADDRESS_FILE] = render_address_list(cfg.allowed_networks)
+    if cfg.caller_auth == "digest":
+        files[f"{AUTH_DIR}/subscriber"] = render_subscribers(cfg.credentials, cfg.auth_realm)
+    return files
+
+
+def create_dialog_db(path: Path, schema_dir: Path = SQLITE_SCHEMA_DIR) -> None:
+    """The dialog module's tables (Kamailio's own schema, with its version table), unless
+    the file has them already: kept across restarts, it is how calls outlive one."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if {"version", "dialog", "dialog_vars"} <= have:
+            return
+        try:
+            standard = (schema_dir / "standard-create.sql").read_text()
+            dialog = (schema_dir / "dialog-create.sql").read_text()
+        except OSError as exc:
+            raise KamailioConfigError(
+                f"{schema_dir}: Kamailio's SQLite schema is missing ({exc}); install "
+                "Debian's kamailio-sqlite-modules") from exc
+        db.execute("PRAGMA journal_mode=WAL")  # kept in the file: Kamailio need not set it
+        db.executescript("BEGIN;" + standard + dialog + "COMMIT;")
+    path.chmod(0o600)  # callers' addresses
+
+
+def render_subscribers(credentials: Sequence[tuple[str, str]], realm: str) -> str:
+    """db_text's subscriber table: username and HA1 = MD5(user:realm:password), the hash
+    digest authentication checks against (RFC 2617 3.2.2.2); no password is written."""
+    lines = ["username(str) domain(str,null) ha1(str)"]
+    for user, password in credentials:
+        ha1 = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()  # noqa: S324
+        lines.append(f"{user}::{ha1}")
+    return "\n".join(lines) + "\n"
+
+
+def render_address_list(networks: Sequence[str]) -> str:
+    """permissions' address file: group 1, address, mask length, any port."""
+    lines = ["# group address mask port -- generated by ivr/kamailio.py"]
+    for net in networks:
+        n = ipaddress.ip_network(net, strict=False)
+        addr = f"[{n.network_address}]" if n.version == 6 else str(n.network_address)
+        lines.append(f"1 {addr} {n.prefixlen} 0")
+    return "\n".join(lines) + "\n"
 
 
 def render_dispatcher_list(destinations: Sequence[Destination]) -> str:
@@ -310,7 +449,12 @@ class KamailioProcess:
         # Its log has callers' numbers in it: this user only (RUN_DIR_MODE, LOG_MODE).
         self.run_dir.mkdir(mode=RUN_DIR_MODE, parents=True, exist_ok=True)
         for name, text in render(self.config).items():
-            _write_atomic(self.run_dir / name, text)
+            path = self.run_dir / name
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            _write_atomic(path, text)
+            if name.startswith(AUTH_DIR):
+                path.chmod(0o600)  # HA1 hashes stand in for passwords
+        create_dialog_db(self.run_dir / DIALOG_DB)
 
     def check_config(self) -> None:
         """Write the files and let ``kamailio -c`` judge them."""
@@ -499,6 +643,28 @@ class KamailioProcess:
         if destinations is not None:
             self._update_destinations(destinations)
         self._rebuild("dispatcher.reload")
+
+    def calls_of(self, uri: str) -> list[tuple[int, int]]:
+        """The calls the front counts on worker ``uri`` (answered by it), as the dialog
+        module's (h_entry, h_id)."""
+        text = self.rpc("dlg.profile_list", "worker", uri)
+        return [(int(e), int(i)) for e, i in re.findall(r"h_entry: (\d+)\s+h_id: (\d+)", text)]
+
+    def end_calls_of(self, uri: str) -> int:
+        """End every call worker ``uri`` answered: the front sends BYE to the caller (so the
+        phone hangs up) and to the worker. Returns how many were ended. For a worker that
+        died; its calls' loads are released as the BYEs go out."""
+        ended = 0
+        failures = []
+        for h_entry, h_id in self.calls_of(uri):
+            try:
+                self.rpc("dlg.end_dlg", h_entry, h_id)
+                ended += 1
+            except KamailioRpcError as exc:  # ended meanwhile, or not answered yet
+                failures.append(str(exc))
+        if failures and not ended:
+            raise KamailioRpcError(f"no call of {uri} could be ended: {failures[0]}")
+        return ended
 
     def _rebuild(self, method: str, *params: str | int, timeout_s: float = 5.0) -> None:
         # dispatcher.add/remove/reload all rebuild the list and share one rate limit

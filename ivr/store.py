@@ -22,7 +22,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 1
+# 1: calls, call_events. 2: blocked_calls (added to a version 1 store when it is opened).
+SCHEMA_VERSION = 2
+
+# Why the front refused a call (blocked_calls.reason); the SIP code it answered with.
+BLOCK_REASONS = {
+    "stack_full": "every worker is at its call limit (486)",
+    "no_worker": "no worker is up (503)",
+    "source_limit": "front.max_calls_per_source calls already up from that address (503)",
+    "global_limit": "front.max_calls calls already up (503)",
+    "flood": "the source is flooding and pike dropped the INVITE (no answer)",
+    "not_allowed": "the caller is not in front.allowed_networks or failed authentication (403)",
+}
 
 # The CallRecorder methods, which apply_batch accepts by name.
 RECORDER_METHODS = frozenset({
@@ -63,6 +74,17 @@ CREATE TABLE IF NOT EXISTS call_events (
     data    TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS call_events_call ON call_events (call_id, id);
+CREATE TABLE IF NOT EXISTS blocked_calls (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          REAL NOT NULL,
+    reason      TEXT NOT NULL,
+    sip_code    INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    from_uri    TEXT NOT NULL,
+    to_uri      TEXT NOT NULL,
+    sip_call_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocked_calls_at ON blocked_calls (at);
 """
 
 
@@ -114,6 +136,20 @@ class CallRecord:
     hangup_by: str | None
     sip_code: int | None
     sip_reason: str | None
+
+
+@dataclass(frozen=True)
+class BlockedCall:
+    """A call the SIP front refused (written by Kamailio itself, see docs/kamailio.md).
+    ``sip_code`` 0: dropped without an answer (a flood)."""
+
+    at: float
+    reason: str
+    sip_code: int
+    source: str
+    from_uri: str
+    to_uri: str
+    sip_call_id: str
 
 
 @dataclass(frozen=True)
@@ -376,6 +412,26 @@ class CallStore:
         ).fetchall()
         return [CallRecord(*r) for r in rows]
 
+    def blocked_calls(self, limit: int = 20, since: float | None = None) -> list[BlockedCall]:
+        """The most recent refused calls, newest first (only those at or after ``since``)."""
+        sql = f"SELECT {_BLOCKED_COLUMNS} FROM blocked_calls"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE at >= ?"
+            params = (since,)
+        rows = self._db.execute(sql + " ORDER BY at DESC, id DESC LIMIT ?",
+                                (*params, limit)).fetchall()
+        return [BlockedCall(*r) for r in rows]
+
+    def blocked_counts(self, since: float | None = None) -> dict[str, int]:
+        """Refused calls by reason (at or after ``since``)."""
+        sql = "SELECT reason, COUNT(*) FROM blocked_calls"
+        params: tuple[Any, ...] = ()
+        if since is not None:
+            sql += " WHERE at >= ?"
+            params = (since,)
+        return dict(self._db.execute(sql + " GROUP BY reason", params).fetchall())
+
     def events(self, call_id: str) -> list[CallEventRecord]:
         rows = self._db.execute(
             "SELECT call_id, at, kind, data FROM call_events WHERE call_id = ? ORDER BY id",
@@ -385,3 +441,4 @@ class CallStore:
 
 
 _CALL_COLUMNS = ", ".join(CallRecord.__dataclass_fields__)
+_BLOCKED_COLUMNS = ", ".join(BlockedCall.__dataclass_fields__)

@@ -167,10 +167,12 @@ class Baresip:
 
 @contextlib.contextmanager
 def baresip_calling(uri: str, tmp_path: Path, sip_port: int,
-                    rtp_ports: tuple[int, int], mediaenc: str | None = None) -> Iterator[Baresip]:
+                    rtp_ports: tuple[int, int], mediaenc: str | None = None,
+                    extra_config: str = "") -> Iterator[Baresip]:
     """baresip dialling ``uri`` at startup; stopped (and its pipes closed) on the way out.
     ``mediaenc`` (``srtp-mand``: an RTP/SAVP offer with SDES keys) loads baresip's srtp
-    module and sets the account's media encryption."""
+    module and sets the account's media encryption; ``extra_config``: more lines for its
+    config file (``sip_cafile ...`` for TLS)."""
     assert BARESIP is not None and MODULE_DIR is not None
     conf = tmp_path / "baresip"
     audio = tmp_path / "baresip-audio"
@@ -199,7 +201,7 @@ module_app		menu.so
 snd_path		{audio}
 ringback_disabled	yes
 statmode_default	off
-""")
+""" + extra_config)
     # No registration (regint=0): baresip calls the worker directly.
     (conf / "accounts").write_text(
         '"Interop Tester" <sip:tester@127.0.0.1>;regint=0;audio_codecs=pcmu'

@@ -292,3 +292,64 @@ def test_a_batch_that_cannot_commit_stores_nothing(store: CallStore, db_path: Pa
     assert store.get_call("b1") is None
     assert store.apply_batch([("call_arrived", "b1", T0, ARGS)]) == []
     assert row(store, "b1").worker == "w1"
+
+
+def test_a_version_1_store_opens_and_gains_the_blocked_calls_table(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as db:  # what version 1 created
+        db.execute("CREATE TABLE calls (call_id TEXT PRIMARY KEY, sip_call_id TEXT NOT NULL,"
+                   " worker TEXT NOT NULL, from_uri TEXT NOT NULL, to_uri TEXT NOT NULL,"
+                   " flow TEXT NOT NULL, flow_version INTEGER NOT NULL,"
+                   " arrived_at REAL NOT NULL, answered_at REAL, ended_at REAL, codec TEXT,"
+                   " dtmf_method TEXT, last_node TEXT, menu_path TEXT NOT NULL DEFAULT '',"
+                   " end_reason TEXT, hangup_by TEXT, sip_code INTEGER, sip_reason TEXT)")
+        db.execute("INSERT INTO calls (call_id, sip_call_id, worker, from_uri, to_uri, flow,"
+                   " flow_version, arrived_at) VALUES ('old', 's', 'w', 'f', 't', 'main', 1, 1)")
+        db.execute("PRAGMA user_version=1")
+    db.close()
+    store = CallStore(db_path)
+    try:
+        assert store.get_call("old") is not None
+        assert store.blocked_calls() == [] and store.blocked_counts() == {}
+        # what the front writes (ivr/kamailio.cfg.tmpl, route STORE_BLOCKED)
+        store._db.execute(
+            "INSERT INTO blocked_calls (at, reason, sip_code, source, from_uri, to_uri,"
+            " sip_call_id) VALUES (1700000000.5, 'stack_full', 486, '192.0.2.7',"
+            " 'sip:a@x', 'sip:ivr@y', 'c1'), (1700000001.0, 'flood', 0, '192.0.2.8',"
+            " 'sip:b@x', 'sip:ivr@y', 'c2')")
+        assert [b.reason for b in store.blocked_calls()] == ["flood", "stack_full"]
+        assert store.blocked_calls(since=1700000000.9)[0].sip_call_id == "c2"
+        assert store.blocked_counts() == {"flood": 1, "stack_full": 1}
+    finally:
+        store.close()
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
+
+
+def test_ivr_blocked_lists_refused_calls_with_counts_by_reason(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    var = tmp_path / "var"
+    store = CallStore(var / "ivr.sqlite3")
+    store._db.execute(  # as the front writes them
+        "INSERT INTO blocked_calls (at, reason, sip_code, source, from_uri, to_uri, sip_call_id)"
+        " VALUES (1700000000, 'stack_full', 486, '192.0.2.7', 'sip:alice@x', 'sip:ivr@y', 'c1'),"
+        " (1700000001, 'source_limit', 503, '192.0.2.8', 'sip:bob@x', 'sip:ivr@y', 'c2'),"
+        " (1700000002, 'source_limit', 503, '192.0.2.8', 'sip:bob@x', 'sip:ivr@y', 'c3')")
+    store.close()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("IVR_")},
+           "IVR_PATHS_VAR_DIR": str(var)}
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "ivr.cli", "blocked"], cwd=root, env=env,
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    lines = out.splitlines()
+    assert lines[0] == "3 refused in all: 2 source_limit, 1 stack_full"
+    assert "c3" in lines[2] and "source_limit" in lines[2] and "192.0.2.8" in lines[2]
+    assert "486" in lines[4] and "sip:alice@x" in lines[4]
+    js = subprocess.run([sys.executable, "-m", "ivr.cli", "blocked", "--json", "-n", "1"],
+                        cwd=root, env=env, capture_output=True, text=True, timeout=60,
+                        check=True).stdout
+    assert '"sip_call_id": "c3"' in js and '"c2"' not in js
