@@ -143,11 +143,12 @@ def _subscribe(port: int) -> int:
 
 # -- RFC 4475 golden tests: the worker's answers ------------------------------------------
 #
-# tests/data/rfc4475/worker-*.dat are RFC 4475 messages as the RFC gives them (CRLF line
-# ends); the test points the Via sent-by at its own loopback socket (with rport) so that the
-# answer comes back, and changes nothing else.
-#   worker-clerr.dat       3.1.2.7  Content-Length larger than the message   -> 400
-#   worker-mismatch01.dat  3.1.2.17 OPTIONS whose CSeq method is INVITE      -> 400 wanted;
+# tests/data/rfc4475/*.dat are RFC 4475 messages as the RFC gives them (CRLF line ends),
+# shared with the front's tests (tests/test_front_rfc4475.py); the test points the Via
+# sent-by at its own loopback socket (with rport) so that the answer comes back, and changes
+# nothing else.
+#   clerr.dat       3.1.2.7  Content-Length larger than the message   -> 400
+#   mismatch01.dat  3.1.2.17 OPTIONS whose CSeq method is INVITE      -> 400 wanted;
 #       a worker answers 200: PJSUA replies to OPTIONS itself, before any callback pjsua2
 #       offers (docs/architecture.md); in the pool only the front reaches a worker. (The
 #       same mismatch on an INVITE never reaches our callback either: PJSIP answers it 500.)
@@ -195,8 +196,8 @@ def _ack_for(request_lines: list[str], response: Response) -> str:
 
 @needs_sipp
 @pytest.mark.parametrize(("name", "status"), [
-    ("worker-clerr.dat", 400),
-    pytest.param("worker-mismatch01.dat", 400, marks=pytest.mark.xfail(
+    ("clerr.dat", 400),
+    pytest.param("mismatch01.dat", 400, marks=pytest.mark.xfail(
         strict=True, reason="PJSUA answers out-of-dialog OPTIONS itself (200)")),
 ])
 def test_rfc4475_invalid_messages_get_400_and_a_normal_call_works_after(
