@@ -831,6 +831,9 @@ class Bench:
             "PYTHONPATH": os.pathsep.join(
                 [str(self.src), *filter(None, [os.environ.get("PYTHONPATH")])]),
         })
+        if "max_calls_per_source" in (self.src / "ivr" / "config.py").read_text():
+            # one sipp process brings every call from one address, as a carrier trunk does
+            env["IVR_FRONT_MAX_CALLS_PER_SOURCE"] = "0"
         if args.pump_timeout_ms is not None:
             env["IVR_MEDIA_PUMP_TIMEOUT_MS"] = str(args.pump_timeout_ms)
         env.update(args.settings)

@@ -30,6 +30,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -69,9 +70,10 @@ class SippRun:
 
 
 class Bench:
-    def __init__(self, src: Path, work: Path) -> None:
+    def __init__(self, src: Path, work: Path, extra_env: dict[str, str]) -> None:
         self.src = src
         self.work = work
+        self.extra_env = extra_env
         self._port = 16000
 
     def sipp(self, caller: Caller, source: str, calls: int, rate: float,
@@ -99,14 +101,16 @@ class Bench:
             "IVR_PATHS_FLOW": str(ROOT / "bench" / "flows" / "bench.yaml"),
             "IVR_WORKER_DRAIN_TIMEOUT_S": "5", "IVR_LOG_FORMAT": "json",
             "IVR_FRONT_PROBE_INTERVAL_S": "1",
+            **self.extra_env,
         })
         var.mkdir(parents=True, exist_ok=True)
         log = var.parent / f"{var.name}.log"
         with open(log, "a") as fh:
+            seen = fh.tell()  # a second start appends: only its own lines count
             proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "run"], cwd=self.src,
                                     env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
-        wait_for(lambda: '"controller.ready"' in log.read_text() or proc.poll() is not None,
-                 60)
+        wait_for(lambda: '"controller.ready"' in log.read_text()[seen:]
+                 or proc.poll() is not None, 60)
         if proc.poll() is not None:
             raise RuntimeError(f"the stack did not start; see {log}")
         return proc, log
@@ -291,6 +295,10 @@ def kill(b: Bench, target: str) -> None:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--commit", help="run the stack from this commit (git archive)")
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (logs, stores)")
+    ap.add_argument("--env", action="append", default=[], metavar="IVR_X=V",
+                    help="a setting for the stack (repeatable), e.g. "
+                    "IVR_FRONT_MAX_CALLS_PER_SOURCE=4")
     ap.add_argument("--only", default=",".join(SCENARIOS),
                     help=f"comma-separated, of {', '.join(SCENARIOS)}")
     args = ap.parse_args(argv)
@@ -306,7 +314,9 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"bench_hardening: unknown scenario(s) {unknown}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="bench-hardening-") as tmp:
+    extra = dict(item.split("=", 1) for item in args.env)
+    tmp = tempfile.mkdtemp(prefix="bench-hardening-")
+    try:
         work = Path(tmp)
         src = ROOT
         if args.commit:
@@ -318,12 +328,17 @@ def main(argv: list[str]) -> int:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short",
                                args.commit or "HEAD"], capture_output=True, text=True)
         print(f"bench_hardening: stack from {head.stdout.strip()} ({src})")
-        b = Bench(src, work)
+        b = Bench(src, work, extra)
         for name in wanted:
             if name == "flood":
                 flood(b)
             else:
                 kill(b, name.removeprefix("kill-"))
+    finally:
+        if args.keep:
+            print(f"bench_hardening: work dir {tmp} kept")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -160,10 +160,11 @@ class FrontSettings(_Section):
     no_reply_timeout_ms: int = Field(default=5000, ge=500, le=30000)
     # Admission: calls up or being set up at once through the front, in all (None: the
     # pool's capacity, pool.max_workers x worker.max_calls) and from one source address
-    # (0: no limit; a carrier trunk brings every call from one address). Past either: 503
-    # with Retry-After, and a blocked-call record.
+    # (None: half of max_calls, so one flooding address never takes every slot; 0: no limit,
+    # for a carrier trunk that brings every call from one address). Past either: 503 with
+    # Retry-After, and a blocked-call record.
     max_calls: int | None = Field(default=None, ge=1, le=100000)
-    max_calls_per_source: int = Field(default=0, ge=0, le=100000)
+    max_calls_per_source: int | None = Field(default=None, ge=0, le=100000)
     retry_after_s: int = Field(default=5, ge=1, le=3600)  # on the front's own 503s
     # Calls only from these networks (CIDR: a carrier's trunk addresses, the office LAN);
     # others get 403 and a blocked-call record. Empty: from anywhere (the default, with the

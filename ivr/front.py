@@ -150,6 +150,14 @@ def front_max_calls(settings: Settings) -> int:
     return settings.pool.max_workers * settings.worker.max_calls
 
 
+def front_max_calls_per_source(settings: Settings) -> int:
+    """front.max_calls_per_source, or by default half of the front's calls (at least 1):
+    a flood from one address leaves the other half to everyone else."""
+    if settings.front.max_calls_per_source is not None:
+        return settings.front.max_calls_per_source
+    return max(1, front_max_calls(settings) // 2)
+
+
 def _front_config(settings: Settings, worker_uris: Sequence[str], max_load: int,
                   serving: Sequence[str],
                   credentials: tuple[tuple[str, str], ...]) -> KamailioConfig:
@@ -168,7 +176,7 @@ def _front_config(settings: Settings, worker_uris: Sequence[str], max_load: int,
         children=settings.front.children,
         log_level="notice",
         max_calls=front_max_calls(settings),
-        max_calls_per_source=settings.front.max_calls_per_source,
+        max_calls_per_source=front_max_calls_per_source(settings),
         retry_after_s=settings.front.retry_after_s,
         store_path=settings.db_path,  # refused calls go to its blocked_calls table
         allowed_networks=tuple(settings.front.allowed_networks),

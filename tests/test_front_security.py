@@ -219,13 +219,13 @@ def test_calls_up_when_kamailio_restarts_can_still_be_hung_up_through_the_new_fr
     (worker,) = rig.workers
     held = rig.callers.start("front_caller.xml", calls=2, concurrent=2, hold_ms=6000,
                              timeout_s=30)
-    wait_until(lambda: rig.front.rpc("dlg.list").count("state: 4") == 2, 5, "2 calls ACKed")
+    wait_until(lambda: rig.front.rpc("dlg.list").count("state: 4") == 2, 20, "2 calls ACKed")
     # the dialogs reach their table within the dialog module's db_update_period (2 s; not
     # on a clean stop either): a call set up in the last 2 s before a crash is not kept
     def stored() -> int:
         with contextlib.closing(sqlite3.connect(rig.front.run_dir / "dialogs.sqlite3")) as db:
             return int(db.execute("SELECT COUNT(*) FROM dialog WHERE state = 4").fetchone()[0])
-    wait_until(lambda: stored() == 2, 10, "2 dialogs stored")
+    wait_until(lambda: stored() == 2, 30, "2 dialogs stored")
     if how == "kill -9":
         assert rig.front.pid is not None
         os.killpg(rig.front.pid, signal.SIGKILL)
@@ -372,7 +372,7 @@ def test_every_invite_of_a_flood_is_counted_whether_pike_drops_it_or_it_is_refus
                                 flooder.front)
     finally:
         flooder.close()
-    wait_until(lambda: sum(store.blocked_counts().values()) >= sent, 10, "every INVITE counted")
+    wait_until(lambda: sum(store.blocked_counts().values()) >= sent, 30, "every INVITE counted")
     counts = store.blocked_counts()
     assert counts.keys() == {"flood", "no_worker"} and sum(counts.values()) == sent, counts
     assert all(b.sip_code == 0 for b in store.blocked_calls(100) if b.reason == "flood")
@@ -475,7 +475,7 @@ def test_the_front_ends_the_calls_of_a_dead_worker_with_a_bye_to_each_caller(
     held = rig.callers.start("front_caller_hung_up.xml", calls=4, concurrent=4, timeout_s=20)
     rig.wait_loads({a.uri: 2, b.uri: 2})
     # (a load counts from the INVITE; only a confirmed call, ACKed, can be ended by BYE)
-    wait_until(lambda: rig.front.rpc("dlg.list").count("state: 4") == 4, 5, "4 calls ACKed")
+    wait_until(lambda: rig.front.rpc("dlg.list").count("state: 4") == 4, 20, "4 calls ACKed")
     assert a.proc is not None
     a.proc.kill()  # kill -9: it sends nothing more
     a.proc.wait()

@@ -223,7 +223,7 @@ class Rig:
     def states(self) -> dict[str, str]:
         return {d.uri: d.state for d in self.front.dispatcher_list()}
 
-    def wait_loads(self, expected: dict[str, int], timeout_s: float = 5) -> None:
+    def wait_loads(self, expected: dict[str, int], timeout_s: float = 20) -> None:
         try:
             wait_until(lambda: self.loads() == expected, timeout_s, f"loads {expected}")
         except AssertionError as exc:
