@@ -259,3 +259,15 @@ def test_a_session_interval_below_the_rfc_4028_minimum_is_refused() -> None:
     with pytest.raises(ConfigError, match="below the 90 s minimum of RFC 4028"):
         load_settings(None, env={"IVR_SIP_SESSION_EXPIRES_S": "60"})
     assert load_settings(None, env={"IVR_SIP_SESSION_EXPIRES_S": "0"}).sip.session_expires_s == 0
+
+
+def test_one_source_may_hold_half_the_fronts_calls_unless_configured() -> None:
+    from ivr.front import front_max_calls, front_max_calls_per_source
+
+    defaults = load_settings(None, env={})
+    assert front_max_calls(defaults) == 64 * 4  # the pool's capacity
+    assert front_max_calls_per_source(defaults) == 128
+    small = load_settings(None, env={"IVR_FRONT_MAX_CALLS": "1"})
+    assert front_max_calls_per_source(small) == 1  # never 0 (that would mean no limit)
+    trunk = load_settings(None, env={"IVR_FRONT_MAX_CALLS_PER_SOURCE": "0"})
+    assert front_max_calls_per_source(trunk) == 0
