@@ -1,0 +1,539 @@
+"""The ACD: queues of callers, agents, offers. A pure core: ``handle(event, now)`` and
+``tick(now)`` return actions (``events.py``); it never reads a clock, sleeps or does I/O.
+``next_timer()`` says when ``tick`` is next due. Every change is also a queue-log row
+(``LogQueueEvent``), from which ``metrics.py`` computes the figures.
+
+Routing: whenever an agent may be free or a call waits, the core takes, over all queues
+with a ready agent, the first waiting entry (higher priority first, then earlier enter
+time) that some ready agent may take, lets that queue's strategy choose among those agents,
+and rings them. An agent is in at most one offer or call at a time, whatever their queues.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import logging
+import math
+import random
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import events as ev
+from .config import AcdConfig, QueueConfig
+from .model import (
+    Agent,
+    AgentState,
+    EntryState,
+    InvalidStateError,
+    Offer,
+    OfferState,
+    Outcome,
+    QueueEntry,
+)
+from .queue_log import QueueEvent, QueueLogRow, agent_state_event
+from .strategies import Context, Strategy, make_strategy
+
+log = logging.getLogger("ivr.acd")
+
+
+class AcdError(Exception):
+    """A request the ACD cannot take (unknown agent, queue or code; a bad state name)."""
+
+
+_STATE_NAMES = {"ready": AgentState.READY, "not_ready": AgentState.NOT_READY,
+                "not-ready": AgentState.NOT_READY, "logged_out": AgentState.LOGGED_OUT,
+                "logged-out": AgentState.LOGGED_OUT}
+_KEEP_ENDED_OFFERS = 10000  # to answer a late "answered" for an offer already closed
+
+
+@dataclass(eq=False)
+class Queue:
+    name: str
+    cfg: QueueConfig
+    strategy: Strategy
+    members: list[str] = field(default_factory=list)
+    ready: set[str] = field(default_factory=set)
+    waiting: list[tuple[tuple[int, float, int], str]] = field(default_factory=list)
+    size: int = 0  # entries waiting or ringing (max_size counts these)
+    handled: int = 0
+    handle_total_s: float = 0.0
+
+
+class Acd:
+    def __init__(self, config: AcdConfig, seed: int = 0) -> None:
+        self.config = config
+        self.codes = config.reason_codes()
+        self.queues = {name: Queue(name, q, make_strategy(q.strategy))
+                       for name, q in config.queues.items()}
+        self.agents: dict[str, Agent] = {}
+        for order, (agent_id, a) in enumerate(config.agents.items()):
+            self.agents[agent_id] = Agent(agent_id, a.name, dict(a.queues), dict(a.skills),
+                                          order=order)
+            for queue in a.queues:
+                self.queues[queue].members.append(agent_id)
+        self.entries: dict[str, QueueEntry] = {}  # live ones
+        self.offers: dict[str, Offer] = {}  # ringing ones
+        self._ended_offers: OrderedDict[str, Offer] = OrderedDict()
+        self._timers: list[tuple[float, int, str, str]] = []
+        self._seq = 0
+        self._rng = random.Random(seed)
+        self._out: list[ev.Action] = []
+
+    # ---- the two entry points -----------------------------------------------------
+
+    def handle(self, event: ev.Event, now: float) -> list[ev.Action]:
+        self._out = []
+        handler = getattr(self, "_on_" + type(event).__name__, None)
+        if handler is None:
+            raise TypeError(f"the ACD does not take {type(event).__name__} events")
+        handler(event, now)
+        self._dispatch(now)
+        return self._out
+
+    def tick(self, now: float) -> list[ev.Action]:
+        self._out = []
+        while self._timers and self._timers[0][0] <= now:
+            when, _, kind, key = heapq.heappop(self._timers)
+            getattr(self, "_timer_" + kind)(key, when, now)
+        self._dispatch(now)
+        return self._out
+
+    def next_timer(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    # ---- views ----------------------------------------------------------------------
+
+    def waiting(self, queue: str) -> list[QueueEntry]:
+        """The queue's waiting callers in the order they will be served."""
+        return [self.entries[cid] for _, cid in self.queues[queue].waiting]
+
+    def position(self, entry: QueueEntry) -> int:
+        return bisect.bisect_left(self.queues[entry.queue].waiting, (entry.key, "")) + 1
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    def _next(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _timer(self, when: float, kind: str, key: str) -> None:
+        heapq.heappush(self._timers, (when, self._next(), kind, key))
+
+    def _log(self, now: float, event: QueueEvent, **fields: Any) -> None:
+        self._out.append(ev.LogQueueEvent(QueueLogRow(now, event, **fields)))
+
+    def _agent(self, agent_id: str) -> Agent:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise AcdError(f"no agent {agent_id!r} in the ACD file") from None
+
+    def _move(self, agent: Agent, new: AgentState, now: float, reason: str = "",
+              call_id: str = "", queue: str = "") -> None:
+        old = agent._set_state(new, now, reason)
+        for q in agent.queues:
+            if new is AgentState.READY:
+                self.queues[q].ready.add(agent.agent_id)
+            else:
+                self.queues[q].ready.discard(agent.agent_id)
+        self._out.append(ev.AgentStateChanged(agent.agent_id, old.value, new.value, reason))
+        self._log(now, agent_state_event(old.value, new.value), agent_id=agent.agent_id,
+                  call_id=call_id, queue=queue, reason=reason, old_state=old.value,
+                  new_state=new.value)
+
+    def _insert(self, entry: QueueEntry) -> int:
+        waiting = self.queues[entry.queue].waiting
+        item = (entry.key, entry.call_id)
+        i = bisect.bisect_left(waiting, item)
+        waiting.insert(i, item)
+        return i + 1
+
+    def _remove(self, entry: QueueEntry) -> int:
+        waiting = self.queues[entry.queue].waiting
+        i = bisect.bisect_left(waiting, (entry.key, entry.call_id))
+        del waiting[i]
+        return i + 1
+
+    def _end(self, entry: QueueEntry, outcome: Outcome, now: float, event: QueueEvent,
+             **fields: Any) -> None:
+        entry._set_state(EntryState.ENDED, outcome)
+        del self.entries[entry.call_id]
+        self.queues[entry.queue].size -= outcome not in (Outcome.COMPLETED_AGENT,
+                                                         Outcome.COMPLETED_CALLER)
+        self._log(now, event, call_id=entry.call_id, queue=entry.queue,
+                  agent_id=entry.agent_id or "", wait_s=(entry.connected_at or now)
+                  - entry.enter_at, **fields)
+
+    def _logged_in(self, queue: Queue) -> bool:
+        return any(self.agents[a].state is not AgentState.LOGGED_OUT for a in queue.members)
+
+    # ---- callers --------------------------------------------------------------------
+
+    def _on_CallQueued(self, e: ev.CallQueued, now: float) -> None:
+        queue = self.queues.get(e.queue)
+        if queue is None:
+            raise AcdError(f"no queue {e.queue!r} in the ACD file (queues: "
+                           f"{', '.join(self.queues)})")
+        if e.call_id in self.entries:
+            raise AcdError(f"call {e.call_id} is already in queue "
+                           f"{self.entries[e.call_id].queue}")
+        cfg = queue.cfg
+        if cfg.max_size is not None and queue.size >= cfg.max_size:
+            self._log(now, QueueEvent.FULL, call_id=e.call_id, queue=e.queue, wait_s=0.0,
+                      priority=e.priority)
+            self._out.append(ev.Overflow(e.call_id, e.queue, "full", cfg.overflow_to))
+            return
+        if cfg.when_no_agents == "overflow" and not self._logged_in(queue):
+            self._log(now, QueueEvent.JOINEMPTY, call_id=e.call_id, queue=e.queue,
+                      wait_s=0.0, priority=e.priority)
+            self._out.append(ev.Overflow(e.call_id, e.queue, "no-agents", cfg.overflow_to))
+            return
+        entry = QueueEntry(e.call_id, e.queue, e.priority, now, self._next(), e.skills,
+                           e.caller)
+        self.entries[e.call_id] = entry
+        queue.size += 1
+        entry.enter_position = self._insert(entry)
+        self._log(now, QueueEvent.ENTERQUEUE, call_id=e.call_id, queue=e.queue,
+                  position=entry.enter_position, priority=e.priority, reason=e.caller)
+        if cfg.max_wait_s is not None:
+            self._timer(now + cfg.max_wait_s, "max_wait", e.call_id)
+        for rule in cfg.skills.widen:
+            self._timer(now + rule.after_s, "widen", e.call_id)
+        if cfg.announce_every_s:
+            self._timer(now + cfg.announce_every_s, "announce", e.call_id)
+
+    def _leave(self, entry: QueueEntry, now: float, why: str) -> int | None:
+        """Take a waiting or ringing entry out of line; its position if it was waiting."""
+        if entry.state is EntryState.WAITING:
+            return self._remove(entry)
+        for offer_id in list(entry.offers):
+            self._cancel(self.offers[offer_id], now, why)
+        return None
+
+    def _on_CallerHungUp(self, e: ev.CallerHungUp, now: float) -> None:
+        entry = self.entries.get(e.call_id)
+        if entry is None:
+            return  # already gone (overflowed, or the agent's hang-up came first)
+        if entry.state is EntryState.CONNECTED:
+            self._complete(entry, now, QueueEvent.COMPLETECALLER, Outcome.COMPLETED_CALLER)
+            return
+        position = self._leave(entry, now, "caller-gone")
+        self._end(entry, Outcome.ABANDONED, now, QueueEvent.ABANDON, position=position,
+                  enter_position=entry.enter_position)
+
+    def _on_CallerLeftWithKey(self, e: ev.CallerLeftWithKey, now: float) -> None:
+        entry = self.entries.get(e.call_id)
+        if entry is None:
+            return
+        if entry.state is EntryState.CONNECTED:
+            raise InvalidStateError(f"call {e.call_id} is talking to an agent: it cannot "
+                                    "leave the queue with a key")
+        position = self._leave(entry, now, "caller-gone")
+        self._end(entry, Outcome.KEY, now, QueueEvent.EXITWITHKEY, position=position,
+                  code=e.key)
+
+    def _on_AgentHungUp(self, e: ev.AgentHungUp, now: float) -> None:
+        entry = self.entries.get(e.call_id)
+        if entry is None:
+            return
+        if entry.state is not EntryState.CONNECTED:
+            raise InvalidStateError(f"call {e.call_id} is {entry.state.value}: no agent "
+                                    "leg to hang up")
+        self._complete(entry, now, QueueEvent.COMPLETEAGENT, Outcome.COMPLETED_AGENT)
+
+    def _on_CallHeld(self, e: ev.CallHeld, now: float) -> None:
+        entry = self.entries.get(e.call_id)
+        if entry is not None and entry.state is EntryState.CONNECTED and entry.held_at is None:
+            entry.held_at = now
+            self._log(now, QueueEvent.HOLD, call_id=entry.call_id, queue=entry.queue,
+                      agent_id=entry.agent_id or "")
+
+    def _on_CallResumed(self, e: ev.CallResumed, now: float) -> None:
+        entry = self.entries.get(e.call_id)
+        if entry is not None and entry.held_at is not None:
+            self._log(now, QueueEvent.UNHOLD, call_id=entry.call_id, queue=entry.queue,
+                      agent_id=entry.agent_id or "", hold_s=now - entry.held_at)
+            entry.held_at = None
+
+    def _complete(self, entry: QueueEntry, now: float, event: QueueEvent,
+                  outcome: Outcome) -> None:
+        self._on_CallResumed(ev.CallResumed(entry.call_id), now)
+        talk_s = now - (entry.connected_at or now)
+        agent = self.agents[entry.agent_id or ""]
+        queue = self.queues[entry.queue]
+        self._end(entry, outcome, now, event, talk_s=talk_s)
+        agent.calls_handled += 1
+        agent.talk_time_s += talk_s
+        agent.last_call_id, agent.coded = entry.call_id, False
+        queue.handled += 1
+        queue.handle_total_s += talk_s + queue.cfg.wrapup_s
+        self._move(agent, AgentState.WRAP_UP, now, call_id=entry.call_id, queue=entry.queue)
+        if queue.cfg.wrapup_s:
+            agent.wrapup_until = now + queue.cfg.wrapup_s
+            self._timer(agent.wrapup_until, "wrapup", agent.agent_id)
+        else:
+            self._end_wrapup(agent, now)
+
+    # ---- offers ---------------------------------------------------------------------
+
+    def _offer(self, entry: QueueEntry, agent: Agent, now: float) -> None:
+        cfg = self.queues[entry.queue].cfg
+        offer = Offer(f"{entry.call_id}#{self._next()}", entry.call_id, agent.agent_id,
+                      entry.queue, now, now + cfg.ring_timeout_s)
+        self.offers[offer.offer_id] = offer
+        entry.offers.append(offer.offer_id)
+        agent.offer_id = offer.offer_id
+        self._move(agent, AgentState.RESERVED, now, call_id=entry.call_id, queue=entry.queue)
+        self._timer(offer.ring_until, "ring", offer.offer_id)
+        self._log(now, QueueEvent.RING, call_id=entry.call_id, queue=entry.queue,
+                  agent_id=agent.agent_id)
+        self._out.append(ev.OfferAgent(offer.offer_id, entry.call_id, agent.agent_id,
+                                       entry.queue, now - entry.enter_at, cfg.ring_timeout_s,
+                                       cfg.record))
+
+    def _close(self, offer: Offer, state: OfferState) -> tuple[QueueEntry, Agent]:
+        offer._set_state(state)
+        del self.offers[offer.offer_id]
+        self._ended_offers[offer.offer_id] = offer
+        if len(self._ended_offers) > _KEEP_ENDED_OFFERS:
+            self._ended_offers.popitem(last=False)
+        entry = self.entries[offer.call_id]
+        entry.offers.remove(offer.offer_id)
+        agent = self.agents[offer.agent_id]
+        agent.offer_id = None
+        return entry, agent
+
+    def _cancel(self, offer: Offer, now: float, why: str,
+                then: tuple[AgentState, str] = (AgentState.READY, "")) -> None:
+        """Stop a ring that is nobody's fault; the agent goes to ``then`` (ready)."""
+        entry, agent = self._close(offer, OfferState.CANCELLED)
+        self._out.append(ev.CancelOffer(offer.offer_id, offer.call_id, offer.agent_id, why))
+        self._log(now, QueueEvent.RINGCANCELED, call_id=offer.call_id, queue=offer.queue,
+                  agent_id=offer.agent_id, ring_s=now - offer.started_at, reason=why)
+        self._move(agent, then[0], now, then[1], call_id=offer.call_id, queue=offer.queue)
+
+    def _on_OfferAnswered(self, e: ev.OfferAnswered, now: float) -> None:
+        offer = self.offers.get(e.offer_id)
+        if offer is None:
+            late = self._ended_offers.get(e.offer_id)
+            if late is None:
+                raise AcdError(f"no offer {e.offer_id!r}")
+            # answered after it was cancelled (another agent won, the caller left): hang up
+            self._out.append(ev.CancelOffer(late.offer_id, late.call_id, late.agent_id,
+                                            "answered-too-late"))
+            return
+        entry, agent = self._close(offer, OfferState.ANSWERED)
+        for other in list(entry.offers):
+            self._cancel(self.offers[other], now, "answered-elsewhere")
+        entry._set_state(EntryState.CONNECTED)
+        entry.agent_id, entry.connected_at = agent.agent_id, now
+        agent.misses = 0
+        agent.call_id, agent.call_queue = entry.call_id, entry.queue
+        self._move(agent, AgentState.ON_CALL, now, call_id=entry.call_id, queue=entry.queue)
+        self.queues[entry.queue].size -= 1
+        self._log(now, QueueEvent.CONNECT, call_id=entry.call_id, queue=entry.queue,
+                  agent_id=agent.agent_id, wait_s=now - entry.enter_at,
+                  ring_s=now - offer.started_at)
+        self._out.append(ev.CallConnected(offer.offer_id, entry.call_id, agent.agent_id,
+                                          entry.queue))
+
+    def _on_OfferFailed(self, e: ev.OfferFailed, now: float) -> None:
+        offer = self.offers.get(e.offer_id)
+        if offer is None:
+            return  # already closed (cancelled, timed out)
+        self._missed(offer, now, e.reason, OfferState.REJECTED
+                     if e.reason != "no_answer" else OfferState.NO_ANSWER)
+
+    def _timer_ring(self, offer_id: str, when: float, now: float) -> None:
+        offer = self.offers.get(offer_id)
+        if offer is None:
+            return
+        self._out.append(ev.CancelOffer(offer.offer_id, offer.call_id, offer.agent_id,
+                                        "no-answer"))
+        self._missed(offer, now, "timeout", OfferState.NO_ANSWER)
+
+    def _missed(self, offer: Offer, now: float, reason: str, state: OfferState) -> None:
+        entry, agent = self._close(offer, state)
+        cfg = self.queues[offer.queue].cfg
+        self._log(now, QueueEvent.RINGNOANSWER, call_id=offer.call_id, queue=offer.queue,
+                  agent_id=offer.agent_id, ring_s=now - offer.started_at, reason=reason)
+        agent.misses += 1
+        entry.tried.add(agent.agent_id)
+        if cfg.autopause_after and agent.misses >= cfg.autopause_after:
+            agent.misses = 0
+            self._move(agent, AgentState.NOT_READY, now, "no-answer", call_id=offer.call_id,
+                       queue=offer.queue)
+        else:
+            self._move(agent, AgentState.READY, now, call_id=offer.call_id, queue=offer.queue)
+        if not entry.offers:
+            self._requeue(entry, now)
+
+    def _requeue(self, entry: QueueEntry, now: float) -> None:
+        entry._set_state(EntryState.WAITING)
+        position = self._insert(entry)
+        cfg = self.queues[entry.queue].cfg
+        if cfg.max_wait_s is not None and now - entry.enter_at >= cfg.max_wait_s:
+            self._timeout(entry, now)
+            return
+        self._out.append(ev.RequeueCall(entry.call_id, entry.queue, position))
+
+    def _timeout(self, entry: QueueEntry, now: float) -> None:
+        position = self._remove(entry)
+        self._end(entry, Outcome.TIMEOUT, now, QueueEvent.EXITWITHTIMEOUT, position=position)
+        cfg = self.queues[entry.queue].cfg
+        self._out.append(ev.Overflow(entry.call_id, entry.queue, "timeout", cfg.overflow_to))
+
+    # ---- timers ---------------------------------------------------------------------
+
+    def _timer_max_wait(self, call_id: str, when: float, now: float) -> None:
+        entry = self.entries.get(call_id)
+        if entry is not None and entry.state is EntryState.WAITING:
+            self._timeout(entry, now)  # a ringing entry is checked when it is re-queued
+
+    def _timer_widen(self, call_id: str, when: float, now: float) -> None:
+        pass  # routing runs after every tick: more agents may now take the call
+
+    def _timer_announce(self, call_id: str, when: float, now: float) -> None:
+        entry = self.entries.get(call_id)
+        if entry is None or entry.state is EntryState.CONNECTED:
+            return
+        queue = self.queues[entry.queue]
+        self._timer(when + queue.cfg.announce_every_s, "announce", call_id)
+        if entry.state is not EntryState.WAITING:
+            return  # never to a caller whose agent's phone is ringing
+        position = self.position(entry)
+        handle_s = (queue.handle_total_s / queue.handled if queue.handled
+                    else queue.cfg.expected_handle_s)
+        staffed = sum(self.agents[a].state in (AgentState.READY, AgentState.RESERVED,
+                                               AgentState.ON_CALL, AgentState.WRAP_UP)
+                      for a in queue.members)
+        estimate_s = int(position * handle_s / max(1, staffed))
+        said = (position, math.ceil(estimate_s / 60))
+        if said != entry.announced:
+            entry.announced = said
+            self._out.append(ev.AnnouncePosition(call_id, entry.queue, position, estimate_s))
+
+    def _timer_wrapup(self, agent_id: str, when: float, now: float) -> None:
+        agent = self.agents[agent_id]
+        if agent.state is AgentState.WRAP_UP and agent.wrapup_until == when:
+            self._end_wrapup(agent, now)
+
+    # ---- agents ---------------------------------------------------------------------
+
+    def _end_wrapup(self, agent: Agent, now: float) -> None:
+        state, reason = agent.pending or (AgentState.READY, "")
+        agent.pending, agent.wrapup_until = None, None
+        call_id, queue = agent.call_id or "", agent.call_queue
+        agent.call_id, agent.call_queue = None, ""
+        agent.idle_since = now
+        self._move(agent, state, now, reason, call_id=call_id, queue=queue)
+        if state is AgentState.LOGGED_OUT:
+            self._check_empty(agent, now)
+
+    def _on_AgentStateRequested(self, e: ev.AgentStateRequested, now: float) -> None:
+        agent = self._agent(e.agent_id)
+        want = _STATE_NAMES.get(e.state)
+        if want is None:
+            raise AcdError(f"unknown agent state {e.state!r}: ready, not_ready or logged_out")
+        reasons = self.config.not_ready_reasons
+        if want is AgentState.NOT_READY and e.reason and e.reason not in reasons:
+            raise AcdError(f"unknown not-ready reason {e.reason!r}; one of {', '.join(reasons)}")
+        reason = e.reason if want is AgentState.NOT_READY else ""
+        current = agent.state
+        if current is AgentState.ON_CALL:
+            agent.pending = None if want is AgentState.READY else (want, reason)
+            return
+        if current is AgentState.WRAP_UP:
+            agent.pending = (want, reason)
+            self._end_wrapup(agent, now)
+            return
+        if current is want and want is not AgentState.NOT_READY:
+            return  # already there
+        if current is AgentState.RESERVED:
+            if want is AgentState.READY:
+                return
+            offer = self.offers[agent.offer_id or ""]
+            entry = self.entries[offer.call_id]
+            self._cancel(offer, now, "agent-state", then=(want, reason))
+            if not entry.offers:
+                self._requeue(entry, now)
+        else:
+            if current is AgentState.LOGGED_OUT or want is AgentState.READY:
+                agent.idle_since = now if current is AgentState.LOGGED_OUT else agent.idle_since
+                agent.misses = 0
+            self._move(agent, want, now, reason)
+        if want is AgentState.LOGGED_OUT:
+            self._check_empty(agent, now)
+
+    def _check_empty(self, agent: Agent, now: float) -> None:
+        """The last agent of a queue signed out: its callers leave (when_no_agents)."""
+        for name in agent.queues:
+            queue = self.queues[name]
+            if queue.cfg.when_no_agents != "overflow" or self._logged_in(queue):
+                continue
+            for entry in self.waiting(name):
+                self._remove(entry)
+                self._end(entry, Outcome.NO_AGENTS, now, QueueEvent.EXITEMPTY)
+                self._out.append(ev.Overflow(entry.call_id, name, "no-agents",
+                                             queue.cfg.overflow_to))
+
+    def _on_WrapUpCoded(self, e: ev.WrapUpCoded, now: float) -> None:
+        agent = self._agent(e.agent_id)
+        if e.code not in self.codes:
+            close = [c for c in self.codes if e.code.lower() in c.lower()][:5]
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise AcdError(f"unknown wrap-up code {e.code!r}{hint}")
+        call_id = agent.call_id or agent.last_call_id
+        if call_id is None:
+            raise AcdError(f"agent {agent.agent_id} has had no call to give a code to")
+        if agent.coded and agent.call_id is None:
+            raise AcdError(f"agent {agent.agent_id}: call {call_id} already has its code")
+        agent.coded = True
+        queue = agent.call_queue
+        self._log(now, QueueEvent.WRAPUP, call_id=call_id, queue=queue,
+                  agent_id=agent.agent_id, code=e.code, note=e.note)
+        if (agent.state is AgentState.WRAP_UP
+                and self.queues[queue].cfg.wrapup_ends_on_code):
+            self._end_wrapup(agent, now)
+
+    # ---- routing --------------------------------------------------------------------
+
+    def _eligible(self, queue: Queue, entry: QueueEntry, now: float) -> list[Agent]:
+        floor = queue.cfg.skills.min_at(now - entry.enter_at)
+        out = []
+        for agent_id in queue.ready:
+            agent = self.agents[agent_id]
+            if agent.queues[queue.name] < floor:
+                continue
+            if all(agent.proficiency(s) >= floor for s in entry.skills):
+                out.append(agent)
+        fresh = [a for a in out if a.agent_id not in entry.tried]
+        if out and not fresh:
+            entry.tried.clear()  # everyone has missed it once: start over
+            return out
+        return fresh
+
+    def _dispatch(self, now: float) -> None:
+        while True:
+            best: tuple[tuple[int, float, int], Queue, QueueEntry, list[Agent]] | None = None
+            for queue in self.queues.values():
+                if not queue.ready or not queue.waiting:
+                    continue
+                for key, call_id in queue.waiting:
+                    if best is not None and key >= best[0]:
+                        break
+                    entry = self.entries[call_id]
+                    agents = self._eligible(queue, entry, now)
+                    if agents:
+                        best = (key, queue, entry, agents)
+                        break
+            if best is None:
+                return
+            _, queue, entry, agents = best
+            chosen = queue.strategy.choose(entry, agents, Context(queue.name, now, self._rng))
+            self._remove(entry)
+            entry._set_state(EntryState.OFFERED)
+            for agent in chosen:
+                self._offer(entry, agent, now)
