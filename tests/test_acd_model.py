@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.acd import Agent, AgentState, EntryState, InvalidStateError, Offer, OfferState, \
-    Outcome, QueueEntry
+from ivr.acd import (
+    Agent,
+    AgentState,
+    EntryState,
+    InvalidStateError,
+    Offer,
+    OfferState,
+    Outcome,
+    QueueEntry,
+)
 
 
 def test_an_agent_cannot_go_from_on_call_to_ready_without_wrap_up() -> None:
