@@ -45,6 +45,8 @@ class AcdError(Exception):
 _STATE_NAMES = {"ready": AgentState.READY, "not_ready": AgentState.NOT_READY,
                 "not-ready": AgentState.NOT_READY, "logged_out": AgentState.LOGGED_OUT,
                 "logged-out": AgentState.LOGGED_OUT}
+_NAME = {s: s.value for s in AgentState}  # Enum.value is a slow property on a hot path
+_ROW_EVENT = {(a, b): agent_state_event(a.value, b.value) for a in AgentState for b in AgentState}
 _KEEP_ENDED_OFFERS = 10000  # to answer a late "answered" for an offer already closed
 
 
@@ -133,15 +135,16 @@ class Acd:
     def _move(self, agent: Agent, new: AgentState, now: float, reason: str = "",
               call_id: str = "", queue: str = "") -> None:
         old = agent._set_state(new, now, reason)
-        for q in agent.queues:
-            if new is AgentState.READY:
+        if new is AgentState.READY:
+            for q in agent.queues:
                 self.queues[q].ready.add(agent.agent_id)
-            else:
+        elif old is AgentState.READY:
+            for q in agent.queues:
                 self.queues[q].ready.discard(agent.agent_id)
-        self._out.append(ev.AgentStateChanged(agent.agent_id, old.value, new.value, reason))
-        self._log(now, agent_state_event(old.value, new.value), agent_id=agent.agent_id,
-                  call_id=call_id, queue=queue, reason=reason, old_state=old.value,
-                  new_state=new.value)
+        old_name, new_name = _NAME[old], _NAME[new]
+        self._out.append(ev.AgentStateChanged(agent.agent_id, old_name, new_name, reason))
+        self._log(now, _ROW_EVENT[old, new], agent_id=agent.agent_id, call_id=call_id,
+                  queue=queue, reason=reason, old_state=old_name, new_state=new_name)
 
     def _insert(self, entry: QueueEntry) -> int:
         waiting = self.queues[entry.queue].waiting

@@ -42,6 +42,7 @@ class InvalidStateError(Exception):
 
 
 class AgentState(enum.Enum):
+    __hash__ = object.__hash__  # identity: Enum's own hash is slow on hot paths
     LOGGED_OUT = "logged_out"
     READY = "ready"
     NOT_READY = "not_ready"
@@ -98,7 +99,8 @@ class Agent:
         if new not in _AGENT_MOVES[old]:
             raise InvalidStateError(f"agent {self.agent_id}: cannot go from {old.value} "
                                     f"to {new.value}")
-        log.debug("agent %s: %s -> %s %s", self.agent_id, old.value, new.value, reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("agent %s: %s -> %s %s", self.agent_id, old.value, new.value, reason)
         self.state = new
         self.reason = reason if new is AgentState.NOT_READY else ""
         self.state_since = now
@@ -106,6 +108,7 @@ class Agent:
 
 
 class EntryState(enum.Enum):
+    __hash__ = object.__hash__  # identity: Enum's own hash is slow on hot paths
     WAITING = "waiting"
     OFFERED = "offered"
     CONNECTED = "connected"
@@ -115,6 +118,7 @@ class EntryState(enum.Enum):
 class Outcome(enum.Enum):
     """How a queue entry ended: exactly one per entry."""
 
+    __hash__ = object.__hash__  # identity: Enum's own hash is slow on hot paths
     COMPLETED_CALLER = "completed_caller"  # answered; the caller hung up
     COMPLETED_AGENT = "completed_agent"  # answered; the agent hung up
     ABANDONED = "abandoned"  # the caller hung up before an agent answered
@@ -168,13 +172,15 @@ class QueueEntry:
         if (new is EntryState.ENDED) != (outcome is not None):
             raise InvalidStateError(f"queue entry {self.call_id}: an outcome goes with "
                                     "ENDED and only with ENDED")
-        log.debug("entry %s: %s -> %s", self.call_id, old.value, new.value)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("entry %s: %s -> %s", self.call_id, old.value, new.value)
         self.state = new
         self.outcome = outcome
         return old
 
 
 class OfferState(enum.Enum):
+    __hash__ = object.__hash__  # identity: Enum's own hash is slow on hot paths
     RINGING = "ringing"
     ANSWERED = "answered"
     NO_ANSWER = "no_answer"
@@ -197,6 +203,7 @@ class Offer:
         if old is not OfferState.RINGING or new is OfferState.RINGING:
             raise InvalidStateError(f"offer {self.offer_id}: cannot go from {old.value} "
                                     f"to {new.value}")
-        log.debug("offer %s: %s -> %s", self.offer_id, old.value, new.value)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("offer %s: %s -> %s", self.offer_id, old.value, new.value)
         self.state = new
         return old

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 
 class QueueEvent(enum.Enum):
+    __hash__ = object.__hash__  # identity: Enum's own hash is slow on hot paths
     ENTERQUEUE = "ENTERQUEUE"
     RING = "RING"
     RINGNOANSWER = "RINGNOANSWER"
@@ -74,7 +75,7 @@ AGENT_STATE_EVENTS = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueLogRow:
     """One queue-log row. Times are seconds (``at`` since the epoch, the rest durations)."""
 
