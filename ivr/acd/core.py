@@ -11,17 +11,15 @@ and rings them. An agent is in at most one offer or call at a time, whatever the
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import logging
 import math
 import random
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import events as ev
-from .config import AcdConfig, QueueConfig
+from .config import AcdConfig
 from .model import (
     Agent,
     AgentState,
@@ -32,8 +30,9 @@ from .model import (
     Outcome,
     QueueEntry,
 )
+from .queue import Key, Queue
 from .queue_log import QueueEvent, QueueLogRow, agent_state_event
-from .strategies import Context, Strategy, make_strategy
+from .strategies import Context, make_strategy
 
 log = logging.getLogger("ivr.acd")
 
@@ -48,19 +47,6 @@ _STATE_NAMES = {"ready": AgentState.READY, "not_ready": AgentState.NOT_READY,
 _NAME = {s: s.value for s in AgentState}  # Enum.value is a slow property on a hot path
 _ROW_EVENT = {(a, b): agent_state_event(a.value, b.value) for a in AgentState for b in AgentState}
 _KEEP_ENDED_OFFERS = 10000  # to answer a late "answered" for an offer already closed
-
-
-@dataclass(eq=False)
-class Queue:
-    name: str
-    cfg: QueueConfig
-    strategy: Strategy
-    members: list[str] = field(default_factory=list)
-    ready: set[str] = field(default_factory=set)
-    waiting: list[tuple[tuple[int, float, int], str]] = field(default_factory=list)
-    size: int = 0  # entries waiting or ringing (max_size counts these)
-    handled: int = 0
-    handle_total_s: float = 0.0
 
 
 class Acd:
@@ -82,6 +68,7 @@ class Acd:
         self._seq = 0
         self._rng = random.Random(seed)
         self._out: list[ev.Action] = []
+        self._dirty = False  # a caller joined or an agent became ready: routing has work
 
     # ---- the two entry points -----------------------------------------------------
 
@@ -112,7 +99,7 @@ class Acd:
         return [self.entries[cid] for _, cid in self.queues[queue].waiting]
 
     def position(self, entry: QueueEntry) -> int:
-        return bisect.bisect_left(self.queues[entry.queue].waiting, (entry.key, "")) + 1
+        return self.queues[entry.queue].position(entry)
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -136,6 +123,7 @@ class Acd:
               call_id: str = "", queue: str = "") -> None:
         old = agent._set_state(new, now, reason)
         if new is AgentState.READY:
+            self._dirty = True
             for q in agent.queues:
                 self.queues[q].ready.add(agent.agent_id)
         elif old is AgentState.READY:
@@ -147,17 +135,11 @@ class Acd:
                   queue=queue, reason=reason, old_state=old_name, new_state=new_name)
 
     def _insert(self, entry: QueueEntry) -> int:
-        waiting = self.queues[entry.queue].waiting
-        item = (entry.key, entry.call_id)
-        i = bisect.bisect_left(waiting, item)
-        waiting.insert(i, item)
-        return i + 1
+        self._dirty = True
+        return self.queues[entry.queue].insert(entry)
 
     def _remove(self, entry: QueueEntry) -> int:
-        waiting = self.queues[entry.queue].waiting
-        i = bisect.bisect_left(waiting, (entry.key, entry.call_id))
-        del waiting[i]
-        return i + 1
+        return self.queues[entry.queue].remove(entry)
 
     def _end(self, entry: QueueEntry, outcome: Outcome, now: float, event: QueueEvent,
              **fields: Any) -> None:
@@ -168,9 +150,6 @@ class Acd:
         self._log(now, event, call_id=entry.call_id, queue=entry.queue,
                   agent_id=entry.agent_id or "", wait_s=(entry.connected_at or now)
                   - entry.enter_at, **fields)
-
-    def _logged_in(self, queue: Queue) -> bool:
-        return any(self.agents[a].state is not AgentState.LOGGED_OUT for a in queue.members)
 
     # ---- callers --------------------------------------------------------------------
 
@@ -188,7 +167,7 @@ class Acd:
                       priority=e.priority)
             self._out.append(ev.Overflow(e.call_id, e.queue, "full", cfg.overflow_to))
             return
-        if cfg.when_no_agents == "overflow" and not self._logged_in(queue):
+        if cfg.when_no_agents == "overflow" and not queue.logged_in(self.agents):
             self._log(now, QueueEvent.JOINEMPTY, call_id=e.call_id, queue=e.queue,
                       wait_s=0.0, priority=e.priority)
             self._out.append(ev.Overflow(e.call_id, e.queue, "no-agents", cfg.overflow_to))
@@ -396,7 +375,7 @@ class Acd:
             self._timeout(entry, now)  # a ringing entry is checked when it is re-queued
 
     def _timer_widen(self, call_id: str, when: float, now: float) -> None:
-        pass  # routing runs after every tick: more agents may now take the call
+        self._dirty = True  # more agents may now take the call
 
     def _timer_announce(self, call_id: str, when: float, now: float) -> None:
         entry = self.entries.get(call_id)
@@ -406,13 +385,8 @@ class Acd:
         self._timer(when + queue.cfg.announce_every_s, "announce", call_id)
         if entry.state is not EntryState.WAITING:
             return  # never to a caller whose agent's phone is ringing
-        position = self.position(entry)
-        handle_s = (queue.handle_total_s / queue.handled if queue.handled
-                    else queue.cfg.expected_handle_s)
-        staffed = sum(self.agents[a].state in (AgentState.READY, AgentState.RESERVED,
-                                               AgentState.ON_CALL, AgentState.WRAP_UP)
-                      for a in queue.members)
-        estimate_s = int(position * handle_s / max(1, staffed))
+        position = queue.position(entry)
+        estimate_s = queue.estimate_s(position, self.agents)
         said = (position, math.ceil(estimate_s / 60))
         if said != entry.announced:
             entry.announced = said
@@ -474,7 +448,7 @@ class Acd:
         """The last agent of a queue signed out: its callers leave (when_no_agents)."""
         for name in agent.queues:
             queue = self.queues[name]
-            if queue.cfg.when_no_agents != "overflow" or self._logged_in(queue):
+            if queue.cfg.when_no_agents != "overflow" or queue.logged_in(self.agents):
                 continue
             for entry in self.waiting(name):
                 self._remove(entry)
@@ -503,40 +477,23 @@ class Acd:
 
     # ---- routing --------------------------------------------------------------------
 
-    def _eligible(self, queue: Queue, entry: QueueEntry, now: float) -> list[Agent]:
-        floor = queue.cfg.skills.min_at(now - entry.enter_at)
-        out = []
-        for agent_id in queue.ready:
-            agent = self.agents[agent_id]
-            if agent.queues[queue.name] < floor:
-                continue
-            if all(agent.proficiency(s) >= floor for s in entry.skills):
-                out.append(agent)
-        fresh = [a for a in out if a.agent_id not in entry.tried]
-        if out and not fresh:
-            entry.tried.clear()  # everyone has missed it once: start over
-            return out
-        return fresh
-
     def _dispatch(self, now: float) -> None:
+        if not self._dirty:
+            return
         while True:
-            best: tuple[tuple[int, float, int], Queue, QueueEntry, list[Agent]] | None = None
+            best: tuple[Key, QueueEntry, list[Agent]] | None = None
             for queue in self.queues.values():
-                if not queue.ready or not queue.waiting:
-                    continue
-                for key, call_id in queue.waiting:
-                    if best is not None and key >= best[0]:
-                        break
-                    entry = self.entries[call_id]
-                    agents = self._eligible(queue, entry, now)
-                    if agents:
-                        best = (key, queue, entry, agents)
-                        break
+                found = queue.first_takeable(self.entries, self.agents, now,
+                                             best[0] if best else None)
+                if found is not None:
+                    best = found
             if best is None:
+                self._dirty = False
                 return
-            _, queue, entry, agents = best
+            _, entry, agents = best
+            queue = self.queues[entry.queue]
             chosen = queue.strategy.choose(entry, agents, Context(queue.name, now, self._rng))
-            self._remove(entry)
+            queue.remove(entry)
             entry._set_state(EntryState.OFFERED)
             for agent in chosen:
                 self._offer(entry, agent, now)

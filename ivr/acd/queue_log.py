@@ -33,7 +33,7 @@ the cause)::
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class QueueEvent(enum.Enum):
@@ -75,9 +75,12 @@ AGENT_STATE_EVENTS = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
-class QueueLogRow:
-    """One queue-log row. Times are seconds (``at`` since the epoch, the rest durations)."""
+class QueueLogRow(NamedTuple):
+    """One queue-log row. Times are seconds (``at`` since the epoch, the rest durations).
+
+    An immutable row, as the store's table will hold it (a tuple binds straight to an
+    INSERT); a NamedTuple rather than a frozen dataclass because the core makes several per
+    routing decision and a tuple is built five times faster."""
 
     at: float
     event: QueueEvent
