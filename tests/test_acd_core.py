@@ -256,3 +256,26 @@ def test_bad_requests_are_refused_with_what_was_wrong() -> None:
         acd.handle(ev.AgentStateRequested("a1", "not_ready", "nap"), 0.0)
     with pytest.raises(AcdError, match="no queue 'vip'"):
         acd.handle(ev.CallQueued("c1", "vip"), 0.0)
+
+
+def test_a_code_given_during_the_call_counts_and_a_late_code_names_its_queue() -> None:
+    acd = make_acd({"sales": {"wrapup_s": 30}, "billing": {"wrapup_s": 30,
+                                                          "wrapup_ends_on_code": False}},
+                   {"a1": {"queues": {"sales": 5, "billing": 5}}},
+                   call_reasons={"done": "Done"})
+    ready(acd, "a1")
+    offer = of(acd.handle(ev.CallQueued("c1", "sales"), 0.0), ev.OfferAgent)[0]
+    acd.handle(ev.OfferAnswered(offer.offer_id), 1.0)
+    acd.handle(ev.WrapUpCoded("a1", "done"), 5.0)  # coded while talking
+    acd.handle(ev.CallerHungUp("c1"), 10.0)
+    assert acd.agents["a1"].state is AgentState.READY  # the code already ended ACW
+    with pytest.raises(AcdError, match="already has its code"):
+        acd.handle(ev.WrapUpCoded("a1", "done"), 11.0)
+    # billing's wrap-up runs its full time; a code after it still names billing
+    offer = of(acd.handle(ev.CallQueued("c2", "billing"), 12.0), ev.OfferAgent)[0]
+    acd.handle(ev.OfferAnswered(offer.offer_id), 12.0)
+    acd.handle(ev.AgentHungUp("c2"), 20.0)
+    acd.tick(50.0)
+    out = acd.handle(ev.WrapUpCoded("a1", "done"), 51.0)
+    (row,) = rows(out)
+    assert (row.call_id, row.queue) == ("c2", "billing")

@@ -115,7 +115,7 @@ def test_random_event_sequences_keep_every_promise(
             apply(acd.handle(ev.CallHeld(call) if i % 2 else ev.CallResumed(call), now))
         elif op == "code":
             agent = acd.agents[AGENTS[i % 4]]
-            if agent.state is AgentState.WRAP_UP and not agent.coded:
+            if agent.state is AgentState.WRAP_UP and agent.coded_call_id != agent.last_call_id:
                 apply(acd.handle(ev.WrapUpCoded(agent.agent_id, "done"), now))
         else:
             apply(acd.tick(now))

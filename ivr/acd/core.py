@@ -248,11 +248,12 @@ class Acd:
         self._end(entry, outcome, now, event, talk_s=talk_s)
         agent.calls_handled += 1
         agent.talk_time_s += talk_s
-        agent.last_call_id, agent.coded = entry.call_id, False
+        agent.last_call_id, agent.last_call_queue = entry.call_id, entry.queue
         queue.handled += 1
         queue.handle_total_s += talk_s + queue.cfg.wrapup_s
         self._move(agent, AgentState.WRAP_UP, now, call_id=entry.call_id, queue=entry.queue)
-        if queue.cfg.wrapup_s:
+        coded = agent.coded_call_id == entry.call_id
+        if queue.cfg.wrapup_s and not (coded and queue.cfg.wrapup_ends_on_code):
             agent.wrapup_until = now + queue.cfg.wrapup_s
             self._timer(agent.wrapup_until, "wrapup", agent.agent_id)
         else:
@@ -462,13 +463,15 @@ class Acd:
             close = [c for c in self.codes if e.code.lower() in c.lower()][:5]
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise AcdError(f"unknown wrap-up code {e.code!r}{hint}")
-        call_id = agent.call_id or agent.last_call_id
+        if agent.state is AgentState.ON_CALL:
+            call_id, queue = agent.call_id, agent.call_queue
+        else:
+            call_id, queue = agent.last_call_id, agent.last_call_queue
         if call_id is None:
             raise AcdError(f"agent {agent.agent_id} has had no call to give a code to")
-        if agent.coded and agent.call_id is None:
+        if agent.coded_call_id == call_id:
             raise AcdError(f"agent {agent.agent_id}: call {call_id} already has its code")
-        agent.coded = True
-        queue = agent.call_queue
+        agent.coded_call_id = call_id
         self._log(now, QueueEvent.WRAPUP, call_id=call_id, queue=queue,
                   agent_id=agent.agent_id, code=e.code, note=e.note)
         if (agent.state is AgentState.WRAP_UP

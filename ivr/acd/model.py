@@ -88,7 +88,8 @@ class Agent:
     wrapup_until: float | None = None
     pending: tuple[AgentState, str] | None = None  # asked for during ON_CALL
     last_call_id: str | None = None  # the call a wrap-up code applies to
-    coded: bool = False
+    last_call_queue: str = ""
+    coded_call_id: str | None = None  # the last call that got its code
 
     def proficiency(self, skill: str) -> int:
         return self.skills.get(skill, self.queues.get(skill, 0))
