@@ -2,7 +2,7 @@
 the queue log and the figures computed from it. See docs/acd.md."""
 
 from .config import AcdConfig, AcdConfigError, AcdIssue, QueueConfig, load_acd, parse_acd
-from .core import Acd, AcdError
+from .core import Acd
 from .model import (
     Agent,
     AgentState,
@@ -14,6 +14,7 @@ from .model import (
     QueueEntry,
 )
 from .queue_log import FINAL_EVENTS, QueueEvent, QueueLogRow
+from .state import AcdError
 from .strategies import STRATEGIES, Strategy, register
 
 __all__ = [

@@ -14,12 +14,8 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import random
-from collections import OrderedDict
-from typing import Any
 
 from . import events as ev
-from .config import AcdConfig
 from .model import (
     Agent,
     AgentState,
@@ -30,46 +26,20 @@ from .model import (
     Outcome,
     QueueEntry,
 )
-from .queue import Key, Queue
-from .queue_log import QueueEvent, QueueLogRow, agent_state_event
-from .strategies import Context, make_strategy
+from .queue import Key
+from .queue_log import QueueEvent
+from .state import AcdError, AcdState
+from .strategies import Context
 
 log = logging.getLogger("ivr.acd")
-
-
-class AcdError(Exception):
-    """A request the ACD cannot take (unknown agent, queue or code; a bad state name)."""
 
 
 _STATE_NAMES = {"ready": AgentState.READY, "not_ready": AgentState.NOT_READY,
                 "not-ready": AgentState.NOT_READY, "logged_out": AgentState.LOGGED_OUT,
                 "logged-out": AgentState.LOGGED_OUT}
-_NAME = {s: s.value for s in AgentState}  # Enum.value is a slow property on a hot path
-_ROW_EVENT = {(a, b): agent_state_event(a.value, b.value) for a in AgentState for b in AgentState}
-_KEEP_ENDED_OFFERS = 10000  # to answer a late "answered" for an offer already closed
 
 
-class Acd:
-    def __init__(self, config: AcdConfig, seed: int = 0) -> None:
-        self.config = config
-        self.codes = config.reason_codes()
-        self.queues = {name: Queue(name, q, make_strategy(q.strategy))
-                       for name, q in config.queues.items()}
-        self.agents: dict[str, Agent] = {}
-        for order, (agent_id, a) in enumerate(config.agents.items()):
-            self.agents[agent_id] = Agent(agent_id, a.name, dict(a.queues), dict(a.skills),
-                                          order=order)
-            for queue in a.queues:
-                self.queues[queue].members.append(agent_id)
-        self.entries: dict[str, QueueEntry] = {}  # live ones
-        self.offers: dict[str, Offer] = {}  # ringing ones
-        self._ended_offers: OrderedDict[str, Offer] = OrderedDict()
-        self._timers: list[tuple[float, int, str, str]] = []
-        self._seq = 0
-        self._rng = random.Random(seed)
-        self._out: list[ev.Action] = []
-        self._dirty = False  # a caller joined or an agent became ready: routing has work
-
+class Acd(AcdState):
     # ---- the two entry points -----------------------------------------------------
 
     def handle(self, event: ev.Event, now: float) -> list[ev.Action]:
@@ -91,65 +61,6 @@ class Acd:
 
     def next_timer(self) -> float | None:
         return self._timers[0][0] if self._timers else None
-
-    # ---- views ----------------------------------------------------------------------
-
-    def waiting(self, queue: str) -> list[QueueEntry]:
-        """The queue's waiting callers in the order they will be served."""
-        return [self.entries[cid] for _, cid in self.queues[queue].waiting]
-
-    def position(self, entry: QueueEntry) -> int:
-        return self.queues[entry.queue].position(entry)
-
-    # ---- plumbing -------------------------------------------------------------------
-
-    def _next(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    def _timer(self, when: float, kind: str, key: str) -> None:
-        heapq.heappush(self._timers, (when, self._next(), kind, key))
-
-    def _log(self, now: float, event: QueueEvent, **fields: Any) -> None:
-        self._out.append(ev.LogQueueEvent(QueueLogRow(now, event, **fields)))
-
-    def _agent(self, agent_id: str) -> Agent:
-        try:
-            return self.agents[agent_id]
-        except KeyError:
-            raise AcdError(f"no agent {agent_id!r} in the ACD file") from None
-
-    def _move(self, agent: Agent, new: AgentState, now: float, reason: str = "",
-              call_id: str = "", queue: str = "") -> None:
-        old = agent._set_state(new, now, reason)
-        if new is AgentState.READY:
-            self._dirty = True
-            for q in agent.queues:
-                self.queues[q].ready.add(agent.agent_id)
-        elif old is AgentState.READY:
-            for q in agent.queues:
-                self.queues[q].ready.discard(agent.agent_id)
-        old_name, new_name = _NAME[old], _NAME[new]
-        self._out.append(ev.AgentStateChanged(agent.agent_id, old_name, new_name, reason))
-        self._log(now, _ROW_EVENT[old, new], agent_id=agent.agent_id, call_id=call_id,
-                  queue=queue, reason=reason, old_state=old_name, new_state=new_name)
-
-    def _insert(self, entry: QueueEntry) -> int:
-        self._dirty = True
-        return self.queues[entry.queue].insert(entry)
-
-    def _remove(self, entry: QueueEntry) -> int:
-        return self.queues[entry.queue].remove(entry)
-
-    def _end(self, entry: QueueEntry, outcome: Outcome, now: float, event: QueueEvent,
-             **fields: Any) -> None:
-        entry._set_state(EntryState.ENDED, outcome)
-        del self.entries[entry.call_id]
-        self.queues[entry.queue].size -= outcome not in (Outcome.COMPLETED_AGENT,
-                                                         Outcome.COMPLETED_CALLER)
-        self._log(now, event, call_id=entry.call_id, queue=entry.queue,
-                  agent_id=entry.agent_id or "", wait_s=(entry.connected_at or now)
-                  - entry.enter_at, **fields)
 
     # ---- callers --------------------------------------------------------------------
 
@@ -276,27 +187,6 @@ class Acd:
                                        entry.queue, now - entry.enter_at, cfg.ring_timeout_s,
                                        cfg.record))
 
-    def _close(self, offer: Offer, state: OfferState) -> tuple[QueueEntry, Agent]:
-        offer._set_state(state)
-        del self.offers[offer.offer_id]
-        self._ended_offers[offer.offer_id] = offer
-        if len(self._ended_offers) > _KEEP_ENDED_OFFERS:
-            self._ended_offers.popitem(last=False)
-        entry = self.entries[offer.call_id]
-        entry.offers.remove(offer.offer_id)
-        agent = self.agents[offer.agent_id]
-        agent.offer_id = None
-        return entry, agent
-
-    def _cancel(self, offer: Offer, now: float, why: str,
-                then: tuple[AgentState, str] = (AgentState.READY, "")) -> None:
-        """Stop a ring that is nobody's fault; the agent goes to ``then`` (ready)."""
-        entry, agent = self._close(offer, OfferState.CANCELLED)
-        self._out.append(ev.CancelOffer(offer.offer_id, offer.call_id, offer.agent_id, why))
-        self._log(now, QueueEvent.RINGCANCELED, call_id=offer.call_id, queue=offer.queue,
-                  agent_id=offer.agent_id, ring_s=now - offer.started_at, reason=why)
-        self._move(agent, then[0], now, then[1], call_id=offer.call_id, queue=offer.queue)
-
     def _on_OfferAnswered(self, e: ev.OfferAnswered, now: float) -> None:
         offer = self.offers.get(e.offer_id)
         if offer is None:
@@ -352,21 +242,6 @@ class Acd:
             self._move(agent, AgentState.READY, now, call_id=offer.call_id, queue=offer.queue)
         if not entry.offers:
             self._requeue(entry, now)
-
-    def _requeue(self, entry: QueueEntry, now: float) -> None:
-        entry._set_state(EntryState.WAITING)
-        position = self._insert(entry)
-        cfg = self.queues[entry.queue].cfg
-        if cfg.max_wait_s is not None and now - entry.enter_at >= cfg.max_wait_s:
-            self._timeout(entry, now)
-            return
-        self._out.append(ev.RequeueCall(entry.call_id, entry.queue, position))
-
-    def _timeout(self, entry: QueueEntry, now: float) -> None:
-        position = self._remove(entry)
-        self._end(entry, Outcome.TIMEOUT, now, QueueEvent.EXITWITHTIMEOUT, position=position)
-        cfg = self.queues[entry.queue].cfg
-        self._out.append(ev.Overflow(entry.call_id, entry.queue, "timeout", cfg.overflow_to))
 
     # ---- timers ---------------------------------------------------------------------
 
