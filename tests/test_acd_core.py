@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ivr.acd import AcdError, AgentState
+from ivr.acd import AcdError, AgentState, InvalidStateError
 from ivr.acd import events as ev
 from ivr.acd.queue_log import QueueEvent
 
@@ -279,3 +279,19 @@ def test_a_code_given_during_the_call_counts_and_a_late_code_names_its_queue() -
     out = acd.handle(ev.WrapUpCoded("a1", "done"), 51.0)
     (row,) = rows(out)
     assert (row.call_id, row.queue) == ("c2", "billing")
+
+
+def test_hold_is_logged_with_its_length_and_a_key_leaves_the_queue() -> None:
+    acd = make_acd(ONE, {"a1": {"queues": {"sales": 5}}})
+    ready(acd, "a1")
+    offer = of(acd.handle(ev.CallQueued("c1", "sales"), 0.0), ev.OfferAgent)[0]
+    acd.handle(ev.OfferAnswered(offer.offer_id), 1.0)
+    assert names(acd.handle(ev.CallHeld("c1"), 5.0)) == ["HOLD"]
+    out = acd.handle(ev.CallResumed("c1"), 12.0)
+    assert names(out) == ["UNHOLD"] and rows(out)[0].hold_s == 7.0
+    acd.handle(ev.CallQueued("c2", "sales"), 13.0)
+    out = acd.handle(ev.CallerLeftWithKey("c2", "1"), 20.0)
+    assert names(out) == ["EXITWITHKEY"]
+    assert (rows(out)[0].code, rows(out)[0].wait_s, rows(out)[0].position) == ("1", 7.0, 1)
+    with pytest.raises(InvalidStateError, match="talking to an agent"):
+        acd.handle(ev.CallerLeftWithKey("c1", "1"), 21.0)
