@@ -72,3 +72,8 @@ def test_ivr_acd_check_says_ok_or_lists_the_problems(tmp_path: Path,
     bad.write_text("queues:\n  sales:\n    max_size: 0\n")
     assert main(["acd", "check", str(bad)]) == 1
     assert f"{bad}:3: queues.sales.max_size:" in capsys.readouterr().err
+
+
+def test_a_misspelt_top_level_key_is_named_with_a_suggestion() -> None:
+    msg = _error("queues: {sales: {}}\ncall_reason: {}\n")
+    assert msg == "acd.yaml:2: call_reason: unknown field (did you mean 'call_reasons'?)"

@@ -180,11 +180,9 @@ def _issues(name: str, smap: SourceMap, exc: ValidationError) -> Iterator[AcdIss
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-            parent: type[BaseModel] | None = {1: AcdConfig, 3: None}.get(len(loc))
-            if len(loc) == 3 and loc[0] == "queues":
-                parent = QueueConfig
-            elif len(loc) == 3 and loc[0] == "agents":
-                parent = AgentConfig
+            parents: dict[tuple[int, str | int], type[BaseModel]] = {
+                (1, loc[0]): AcdConfig, (3, "queues"): QueueConfig, (3, "agents"): AgentConfig}
+            parent = parents.get((len(loc), loc[0]))
             if parent is not None:
                 close = difflib.get_close_matches(str(loc[-1]), list(parent.model_fields), n=1)
                 if close:
