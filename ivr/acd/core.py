@@ -27,10 +27,10 @@ from .model import (
     Outcome,
     QueueEntry,
 )
-from .queue import Key, Queue
+from .queue import Key
 from .queue_log import QueueEvent
 from .state import AcdError, AcdState
-from .strategies import Context, make_strategy
+from .strategies import Context
 
 log = logging.getLogger("ivr.acd")
 
@@ -67,44 +67,7 @@ class Acd(AcdState):
         """Take a new ACD file (``ivr reload``), all or nothing: callers keep their places,
         agents their states. Refused (AcdError, nothing changed) when it would drop a queue
         that has callers, or an agent who is signed in or busy with a queue they would lose."""
-        problems = []
-        live = {e.queue for e in self.entries.values()}
-        for name in sorted(self.queues.keys() - config.queues.keys()):
-            if name in live:
-                problems.append(f"queue {name!r} has callers: keep it until they are served")
-        for agent_id, agent in self.agents.items():
-            new = config.agents.get(agent_id)
-            busy_in = (self.offers[agent.offer_id].queue if agent.offer_id
-                       else agent.call_queue if agent.call_id else None)
-            if new is None and agent.state is not AgentState.LOGGED_OUT:
-                problems.append(f"agent {agent_id} is {agent.state.value}: sign them out "
-                                "before removing them")
-            elif new is not None and busy_in is not None and busy_in not in new.queues:
-                problems.append(f"agent {agent_id} has a call from {busy_in!r}, which their "
-                                "new queues lack: change it after the call")
-        if problems:
-            raise AcdError("ACD file not taken, nothing changed:\n  " + "\n  ".join(problems))
-        queues = {}
-        for name, cfg in config.queues.items():
-            old = self.queues.get(name)
-            keep = old is not None and old.cfg.strategy == cfg.strategy
-            queue = Queue(name, cfg, old.strategy if keep and old else make_strategy(cfg.strategy))
-            if old is not None:
-                queue.waiting, queue.size = old.waiting, old.size
-                queue.handled, queue.handle_total_s = old.handled, old.handle_total_s
-            queues[name] = queue
-        agents = {}
-        for order, (agent_id, a) in enumerate(config.agents.items()):
-            agent = self.agents.get(agent_id) or Agent(agent_id)
-            agent.name, agent.queues, agent.skills = a.name, dict(a.queues), dict(a.skills)
-            agent.order = order
-            agents[agent_id] = agent
-            for name in a.queues:
-                queues[name].members.append(agent_id)
-                if agent.state is AgentState.READY:
-                    queues[name].ready.add(agent_id)
-        self.config, self.codes = config, config.reason_codes()
-        self.queues, self.agents = queues, agents
+        self._swap_config(config)
         self._out = []
         self._dirty = True
         self._dispatch(now)
