@@ -3,6 +3,7 @@
     ivr run            start the whole stack (Kamailio, controller, pool of workers)
     ivr worker         start one call worker
     ivr flow check F   validate a flow file against the schema and the prompt sets
+    ivr acd check [F]  validate the ACD file (queues, agents, call reasons; default paths.acd)
     ivr reload         swap the flow and prompt sets in the running stack (checked first)
     ivr calls          list recent calls from the store
     ivr blocked        calls the front refused, by reason
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .prompt_cli import add_prompts_parser
 
     add_prompts_parser(sub)  # ivr prompts load|list|activate|rollback
+    from .acd.cli import add_acd_parser
+
+    add_acd_parser(sub)  # ivr acd check
     return p
 
 

@@ -215,6 +215,7 @@ class PathSettings(_Section):
     var_dir: Path = Path("var")
     flow: Path = Path("ivr/flows/default.yaml")
     prompts_dir: Path = Path("prompts")
+    acd: Path = Path("ivr/acd.yaml")
 
 
 class LogSettings(_Section):

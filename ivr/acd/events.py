@@ -1,0 +1,173 @@
+"""What the ACD is told (events) and what it asks for (actions): frozen dataclasses named for
+what happened or what is to be done. ``Acd.handle(event, now)`` takes one event and returns
+a list of actions; ``Acd.tick(now)`` returns the actions of the timers due by ``now``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .queue_log import QueueLogRow
+
+# ---- events (into the ACD) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallQueued:
+    """A flow's queue node hands the call to ``queue``."""
+
+    call_id: str
+    queue: str
+    priority: int = 0
+    skills: tuple[str, ...] = ()
+    caller: str = ""
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    """The caller's leg ended (waiting, while an agent's phone rang, or talking)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
+class CallerLeftWithKey:
+    """The caller pressed a key that leaves the queue (the flow goes on)."""
+
+    call_id: str
+    key: str
+
+
+@dataclass(frozen=True)
+class AgentHungUp:
+    """The agent's leg of a connected call ended; the caller goes on in the flow."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
+class OfferAnswered:
+    offer_id: str
+
+
+@dataclass(frozen=True)
+class OfferFailed:
+    """The agent's phone did not take the call: ``no_answer`` counts as a miss (autopause);
+    ``rejected`` (busy, declined, not registered) too."""
+
+    offer_id: str
+    reason: str = "no_answer"
+
+
+@dataclass(frozen=True)
+class AgentStateRequested:
+    """An agent (API, CLI) asks for ``state``: ``ready``, ``not_ready`` or ``logged_out``."""
+
+    agent_id: str
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WrapUpCoded:
+    """The agent reports the disposition code of their last call."""
+
+    agent_id: str
+    code: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class CallHeld:
+    call_id: str
+
+
+@dataclass(frozen=True)
+class CallResumed:
+    call_id: str
+
+
+Event = (CallQueued | CallerHungUp | CallerLeftWithKey | AgentHungUp | OfferAnswered
+         | OfferFailed | AgentStateRequested | WrapUpCoded | CallHeld | CallResumed)
+
+# ---- actions (out of the ACD) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfferAgent:
+    """Ring ``agent_id`` for ``call_id`` (the worker holding the caller places the leg)."""
+
+    offer_id: str
+    call_id: str
+    agent_id: str
+    queue: str
+    wait_s: float
+    ring_timeout_s: float
+    record: bool = False
+
+
+@dataclass(frozen=True)
+class CancelOffer:
+    """Stop ringing (CANCEL), or hang up a leg answered too late (BYE)."""
+
+    offer_id: str
+    call_id: str
+    agent_id: str
+    reason: str  # no-answer, answered-elsewhere, caller-gone, agent-state
+
+
+@dataclass(frozen=True)
+class CallConnected:
+    """An agent answered: the worker bridges the two legs."""
+
+    offer_id: str
+    call_id: str
+    agent_id: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class RequeueCall:
+    """The call is back waiting (music on hold again), at its old place."""
+
+    call_id: str
+    queue: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """The call leaves the queue for ``target`` (a flow target; None: the queue node's own
+    ``on_unavailable``). ``reason``: timeout, full, no-agents."""
+
+    call_id: str
+    queue: str
+    reason: str
+    target: str | None
+
+
+@dataclass(frozen=True)
+class AnnouncePosition:
+    call_id: str
+    queue: str
+    position: int
+    estimated_wait_s: int
+
+
+@dataclass(frozen=True)
+class AgentStateChanged:
+    agent_id: str
+    old: str
+    new: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LogQueueEvent:
+    """Append ``row`` to the queue log."""
+
+    row: QueueLogRow
+
+
+Action = (OfferAgent | CancelOffer | CallConnected | RequeueCall | Overflow | AnnouncePosition
+          | AgentStateChanged | LogQueueEvent)
