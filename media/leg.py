@@ -128,6 +128,24 @@ class CallLeg:
         handle = self._handle
         await self._phone.submit(lambda: self._phone._hangup(handle, status_code or 603))
 
+    async def cancel(self) -> None:
+        """End an outbound leg before it is answered (CANCEL; the far end answers 487), or
+        hang it up if it was answered meanwhile. The ring timeout is the caller's."""
+        await self.hangup()
+
+    async def start_moh(self, path: Path) -> None:
+        """Play ``path`` (a WAV at the bridge's clock rate) to the far end, over and over,
+        until :meth:`stop_moh`; independent of prompts, which can play over it."""
+        self._check()
+        handle = self._handle
+        await self._phone.submit(lambda: self._phone._start_moh(handle, path))
+
+    async def stop_moh(self) -> None:
+        if self.ended is not None:
+            return
+        handle = self._handle
+        await self._phone.submit(lambda: self._phone._stop_moh(handle))
+
     async def send_dtmf(self, digits: str, method: DtmfMethod = DtmfMethod.RFC4733) -> None:
         self._check()
         handle = self._handle
