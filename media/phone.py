@@ -340,6 +340,8 @@ class Phone:
         self._dead: list[_LegState] = []
         self._retired_players = _RetiredPlayers()  # pump thread only
         self._closing_recordings: list[_ClosingRecording] = []  # pump thread only
+        # Recorders of two-channel recordings still open (media/stereo.py); pump thread only
+        self._open_sinks: set[Any] = set()
         timeout_s = config.rtp_timeout_s
         self._rx_check_s = min(_RX_CHECK_MAX_S, max(_RX_CHECK_MIN_S, timeout_s / 4))
         self._next_rx_check_s = 0.0  # pump thread only
@@ -741,6 +743,9 @@ class Phone:
         self._calls.clear()
         self._dead.clear()
         self._retired_players.destroy_all()
+        for sink in self._open_sinks:
+            sink.audio = None  # the recorder goes while the library is alive
+        self._open_sinks.clear()
         if self._account is not None:
             try:
                 self._account.shutdown()
@@ -1173,6 +1178,11 @@ class Phone:
             return False
         state.recorder = None
         path, state.recording_path = state.recording_path, None
+        self._retire_recorder(recorder, path)
+        return True
+
+    def _retire_recorder(self, recorder: pj.AudioMediaRecorder, path: Path | None) -> None:
+        """Let go of a recorder (pump thread) and watch its WAV get closed."""
         # ~AudioMediaRecorder -> pjsua_recorder_destroy: the bridge removes the port on its
         # next tick (pjsua2 queues that removal twice; the second one fails harmlessly), and
         # the WAV writer then flushes and closes the file.
@@ -1180,7 +1190,6 @@ class Phone:
         if path is not None:
             due = time.monotonic() + _RECORDER_KICK_S
             self._closing_recordings.append(_ClosingRecording(path, due))
-        return True
 
     def _check_recordings_closed(self) -> None:
         """Make sure released recorders get their WAVs closed.

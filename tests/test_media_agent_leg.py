@@ -26,8 +26,18 @@ import pytest
 
 from media import LegAnswered, LegFailed, LegHeld, LegHungUp, LegResumed, LegRinging, MediaReady
 from media.bridge import Bridge
+from media.stereo import TwoChannelRecording, part_paths
 from tests import sipp
-from tests.phone_harness import LegProbe, PhoneHarness, band_power, running_phone, tone, write_wav
+from tests.phone_harness import (
+    LegProbe,
+    PhoneHarness,
+    band_power,
+    read_wav,
+    running_phone,
+    tone,
+    wav_is_closed,
+    write_wav,
+)
 from tests.rtp_peer import RtpPeer, received_pcm, stream_pcm
 
 SIPP_DIR = Path(__file__).parent / "sipp"
@@ -169,6 +179,18 @@ async def test_an_unanswered_outbound_leg_is_cancelled_by_its_caller(tmp_path: P
         await uas_done(proc, tmp_path)  # sipp saw the CANCEL
 
 
+@runs_in_loop
+async def test_an_outbound_proxy_gets_the_invite_for_any_target(tmp_path: Path) -> None:
+    with sipp_uas("agent_busy.xml", tmp_path) as (proc, uri):
+        proxy = uri.removeprefix("sip:agent@")
+        async with running_phone(outbound_proxy=proxy) as h:
+            # No such host: only the proxy (sipp here, Kamailio in the pool) can answer.
+            probe = LegProbe(await h.phone.place_call("sip:agent7@agents.example.invalid", {}))
+            failed = await probe.wait_for(LegFailed)
+            assert failed.status_code == 486
+        await uas_done(proc, tmp_path)
+
+
 @pytest.mark.parametrize(("headers", "problem"), [
     ({"X Queue": "a"}, "not a SIP token"),
     ({"X-Queue": "a\r\nBYE sip:x SIP/2.0"}, "must be one line"),
@@ -214,11 +236,13 @@ async def test_a_reinvite_sendonly_is_a_hold_and_sendrecv_resumes(tmp_path: Path
 
 
 @asynccontextmanager
-async def caller_and_agent(h: PhoneHarness, tmp_path: Path, caller: RtpPeer,
-                           agent: RtpPeer) -> AsyncIterator[tuple[LegProbe, LegProbe]]:
+async def caller_and_agent(h: PhoneHarness, tmp_path: Path, caller: RtpPeer, agent: RtpPeer,
+                           caller_talks_ms: int = 30000
+                           ) -> AsyncIterator[tuple[LegProbe, LegProbe]]:
     """An inbound caller (sipp, media on ``caller``) and an outbound agent leg (sipp UAS,
-    media on ``agent``), both with audio up; the caller's sipp hangs up after 30 s."""
-    scenario = sipp.Caller("bridged_caller", media_port=caller.port).pause(30000) \
+    media on ``agent``), both with audio up; the caller's sipp hangs up (BYE) after
+    ``caller_talks_ms``."""
+    scenario = sipp.Caller("bridged_caller", media_port=caller.port).pause(caller_talks_ms) \
         .caller_hangs_up()
     job = asyncio.ensure_future(asyncio.to_thread(
         sipp.run, scenario, h.target, tmp_path, timeout_s=50))
@@ -327,3 +351,37 @@ async def test_music_on_hold_loops_past_the_end_of_its_file_until_stopped(
             job.cancel()
     finally:
         peer.close()
+
+
+# -- 5. two-channel recording -----------------------------------------------------------------
+
+
+@runs_in_loop
+async def test_a_two_channel_recording_holds_the_caller_left_and_the_agent_right_even_when_the_caller_hangs_up(  # noqa: E501
+        tmp_path: Path) -> None:
+    caller, agent = RtpPeer(ssrc=0xCA11E403), RtpPeer(ssrc=0xA6E47004)
+    path = tmp_path / "segment.wav"
+    try:
+        async with running_phone() as h, caller_and_agent(
+                h, tmp_path, caller, agent, caller_talks_ms=3500) as (c, a):
+            bridge = Bridge(h.phone)
+            await bridge.connect(c.leg, a.leg)
+            recording = TwoChannelRecording(h.phone, c.leg, a.leg, path)
+            await recording.start()
+            await c.wait_for(LegHungUp, 15)  # the caller's BYE, mid-recording
+            await asyncio.sleep(0.5)  # the agent side goes on a little: its channel is longer
+            duration_s = await recording.stop()
+            await bridge.close()
+    finally:
+        caller.close()
+        agent.close()
+    assert wav_is_closed(path)
+    assert not any(p.exists() for p in part_paths(path))
+    params, pcm = read_wav(path)
+    assert (params.nchannels, params.sampwidth, params.framerate) == (2, 2, 8000)
+    assert duration_s == pytest.approx(params.nframes / 8000)
+    assert duration_s > 1.0
+    left, right = pcm[0::2], pcm[1::2]
+    talk = slice(1600, 8000)  # 0.2 s to 1.0 s: both legs up and talking
+    assert dominates(left[talk], CALLER_HZ, AGENT_HZ), "the left channel is not the caller"
+    assert dominates(right[talk], AGENT_HZ, CALLER_HZ), "the right channel is not the agent"
