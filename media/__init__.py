@@ -23,7 +23,7 @@ from .events import (
     SessionExpired,
     TransferResult,
 )
-from .leg import CallLeg
+from .leg import CallLeg, SipCallLeg
 
 __all__ = [
     "CallLeg",
@@ -47,5 +47,6 @@ __all__ = [
     "PlaybackFinished",
     "PromptError",
     "SessionExpired",
+    "SipCallLeg",
     "TransferResult",
 ]

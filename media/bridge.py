@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pjsua2 as pj
 
 from .errors import LegGoneError, MediaError
+from .leg import sip_leg
 
 if TYPE_CHECKING:
     from .leg import CallLeg
@@ -142,7 +143,7 @@ class Bridge:
             await self.remove(leg)
 
     def _join(self, leg: CallLeg) -> None:
-        leg._check()
+        sip_leg(leg)._check()
         self._legs[leg.leg_id] = leg
 
     async def _set(self, src: CallLeg, dst: CallLeg, level: float) -> None:
@@ -153,7 +154,7 @@ class Bridge:
             self._levels.pop((src.leg_id, dst.leg_id), None)
 
     async def _submit(self, src: CallLeg, dst: CallLeg, level: float) -> None:
-        s, d = src._handle, dst._handle
+        s, d = sip_leg(src)._handle, sip_leg(dst)._handle
         phone = self._phone
 
         def run() -> None:

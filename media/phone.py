@@ -58,7 +58,7 @@ from .events import (
     TransferResult,
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
-from .leg import CallLeg
+from .leg import CallLeg, SipCallLeg
 from .moh import MusicOnHold
 from .outbound import check_headers, check_target
 from .pjlog import LogLimiter, summarize
@@ -151,7 +151,7 @@ class _LegState:
     """Pump-thread side of one call leg: the pjsua2 objects, never touched by the loop."""
 
     call: _PjCall | None
-    leg: CallLeg | None = None
+    leg: SipCallLeg | None = None
     audio: pj.AudioMedia | None = None
     audio_port_id: int = -1
     audio_index: int = -1  # the audio's index in the call's media (for its stream stats)
@@ -345,10 +345,10 @@ class Phone:
         timeout_s = config.rtp_timeout_s
         self._rx_check_s = min(_RX_CHECK_MAX_S, max(_RX_CHECK_MIN_S, timeout_s / 4))
         self._next_rx_check_s = 0.0  # pump thread only
-        self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
+        self._legs: dict[int, SipCallLeg] = {}  # loop side: live legs by leg id
         self._next_leg_id = 1
         self._next_playback_id = 1
-        self._inband_legs: set[CallLeg] = set()
+        self._inband_legs: set[SipCallLeg] = set()
         self._inband_wakeup: asyncio.Event | None = None
         self._inband_task: asyncio.Task[None] | None = None
         self._ep: pj.Endpoint | None = None
@@ -429,7 +429,7 @@ class Phone:
                 await asyncio.sleep(_PLAYER_MIN_HOLD_S / 2)
         await self.submit(lambda: self._play(state, files, playback_id))
 
-    async def place_call(self, uri: str, headers: dict[str, str] | None = None) -> CallLeg:
+    async def place_call(self, uri: str, headers: dict[str, str] | None = None) -> SipCallLeg:
         """Call ``uri`` (through ``outbound_proxy`` if set) with ``headers`` added to the
         INVITE. Returns the leg at once; :class:`LegRinging`, :class:`LegAnswered` or
         :class:`LegFailed` follow as events. ``leg.cancel()`` (CANCEL) ends it unanswered:
@@ -438,7 +438,7 @@ class Phone:
         extra = check_headers(headers or {})
         if not self._running:
             raise PhoneStateError("the phone is not running")
-        leg = CallLeg(self, self._next_leg_id, sip_call_id="", remote_uri=target,
+        leg = SipCallLeg(self, self._next_leg_id, sip_call_id="", remote_uri=target,
                       local_uri="")
         self._next_leg_id += 1
         self._legs[leg.leg_id] = leg
@@ -477,14 +477,14 @@ class Phone:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn, *args)
 
-    def _post_event(self, leg: CallLeg, event: Any) -> None:
+    def _post_event(self, leg: SipCallLeg, event: Any) -> None:
         self._post(leg._deliver, event)
 
-    def _leg_created(self, leg: CallLeg) -> None:
+    def _leg_created(self, leg: SipCallLeg) -> None:
         self._legs[leg.leg_id] = leg
         self._on_incoming_cb(leg)
 
-    def _leg_media_ready(self, leg: CallLeg, event: MediaReady, tap: InbandTap | None) -> None:
+    def _leg_media_ready(self, leg: SipCallLeg, event: MediaReady, tap: InbandTap | None) -> None:
         if tap is not None:
             leg._inband = tap
             self._inband_legs.add(leg)
@@ -492,7 +492,7 @@ class Phone:
                 self._inband_wakeup.set()
         leg._deliver(event)
 
-    def _leg_ended(self, leg: CallLeg, event: LegHungUp) -> None:
+    def _leg_ended(self, leg: SipCallLeg, event: LegHungUp) -> None:
         tap = leg._inband
         if tap is not None:
             self._deliver_inband(leg, tap)
@@ -500,7 +500,7 @@ class Phone:
         self._legs.pop(leg.leg_id, None)
         leg._deliver(event)
 
-    def _deliver_inband(self, leg: CallLeg, tap: InbandTap) -> None:
+    def _deliver_inband(self, leg: SipCallLeg, tap: InbandTap) -> None:
         now = self._loop.time() if self._loop is not None else 0.0
         for digit in tap.drain(now):
             leg._deliver(DtmfReceived(leg.leg_id, digit, DtmfMethod.INBAND))
@@ -509,7 +509,7 @@ class Phone:
             leg.heard_voice = meter.heard_voice
             leg.trailing_silence_s = meter.trailing_silence_s(now)
 
-    async def _watch_level(self, leg: CallLeg) -> None:
+    async def _watch_level(self, leg: SipCallLeg) -> None:
         """Start a new voice-level measurement on ``leg``: reuse its in-band DTMF tap, or
         attach (or reconnect) a level-only one on the pump thread."""
         tap = leg._inband
@@ -530,7 +530,7 @@ class Phone:
         self._inband_legs.add(leg)
         self._inband_wakeup.set()
 
-    async def _unwatch_level(self, leg: CallLeg) -> None:
+    async def _unwatch_level(self, leg: SipCallLeg) -> None:
         """End the measurement: a last update of the leg's figures, then a level-only tap is
         disconnected from the call (kept until the call ends, for the next watch)."""
         tap = leg._inband
@@ -800,7 +800,7 @@ class Phone:
             call.answer(op)
             log.info("refused a call while draining: %s", info.callIdString)
             return
-        leg = CallLeg(
+        leg = SipCallLeg(
             self,
             self._next_leg_id,
             sip_call_id=info.callIdString,
@@ -812,7 +812,7 @@ class Phone:
         leg._handle = state
         self._post(self._leg_created, leg)
 
-    def _make_call(self, leg: CallLeg, uri: str, headers: list[tuple[str, str]]) -> _LegState:
+    def _make_call(self, leg: SipCallLeg, uri: str, headers: list[tuple[str, str]]) -> _LegState:
         assert self._account is not None
         if not self._accepting:
             raise PhoneStateError("the phone is stopping: no new calls")
@@ -893,7 +893,7 @@ class Phone:
             if self._calls.get(info.id) is state:
                 del self._calls[info.id]
 
-    def _outbound_progress(self, state: _LegState, leg: CallLeg, info: pj.CallInfo) -> None:
+    def _outbound_progress(self, state: _LegState, leg: SipCallLeg, info: pj.CallInfo) -> None:
         """Ringing, answered or failed: what an outbound call's state change means."""
         if info.state == pj.PJSIP_INV_STATE_EARLY and not state.ringing_reported:
             state.ringing_reported = True
@@ -904,7 +904,7 @@ class Phone:
               and not state.disconnected):
             self._post_event(leg, LegFailed(leg.leg_id, info.lastStatusCode, info.lastReason))
 
-    def _note_hold(self, state: _LegState, leg: CallLeg, status: int) -> None:
+    def _note_hold(self, state: _LegState, leg: SipCallLeg, status: int) -> None:
         """The far end's hold (its SDP sendonly/inactive: PJSUA's REMOTE_HOLD) and resume."""
         held = status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
         if held and not state.held:
@@ -985,7 +985,7 @@ class Phone:
         prints each media transport's "SRTP status: Active" or "Not active")."""
         return "SRTP status: Active" in call.dump(True, "")
 
-    def _lock_rtp_source(self, leg: CallLeg, call: _PjCall, idx: int) -> None:
+    def _lock_rtp_source(self, leg: SipCallLeg, call: _PjCall, idx: int) -> None:
         """Connect the call's RTP and RTCP sockets to the caller's SDP addresses, so that the
         kernel drops media from anyone else (see media/rtp_guard.py). Again after every
         media change: a re-INVITE can move the caller's media."""
@@ -1098,7 +1098,7 @@ class Phone:
         state.player = player
         self._clock_priority.expect()  # the bridge clock starts with the first connection
 
-    def _create_player(self, leg: CallLeg, files: Sequence[Path], playback_id: int) -> _Player:
+    def _create_player(self, leg: SipCallLeg, files: Sequence[Path], playback_id: int) -> _Player:
         player = _Player(lambda event: self._post_event(leg, event), leg.leg_id, playback_id)
         if len(files) == 1:
             player.createPlayer(str(files[0]), pj.PJMEDIA_FILE_NO_LOOP)

@@ -24,6 +24,7 @@ import pjsua2 as pj
 
 from .bridge import set_link
 from .errors import LegBusyError, MediaError
+from .leg import sip_leg
 
 if TYPE_CHECKING:
     from .leg import CallLeg
@@ -113,7 +114,7 @@ class TwoChannelRecording:
             raise ValueError("a two-channel recording needs two different legs")
         self.path = path
         self._phone = phone
-        self._left, self._right = left, right
+        self._left, self._right = sip_leg(left), sip_leg(right)
         self._parts = part_paths(path)
         self._sinks: list[_Sink] | None = None
         self._stopped = False
