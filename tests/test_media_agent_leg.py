@@ -232,6 +232,22 @@ async def test_a_reinvite_sendonly_is_a_hold_and_sendrecv_resumes(tmp_path: Path
         peer.close()
 
 
+@runs_in_loop
+async def test_an_agent_holding_from_its_phone_is_reported_on_the_outbound_leg(
+        tmp_path: Path) -> None:
+    with sipp_uas("agent_holds.xml", tmp_path) as (proc, uri):
+        async with running_phone() as h:
+            probe = LegProbe(await h.phone.place_call(uri, {}))
+            await probe.wait_for(LegAnswered)
+            while len([e for e in probe.events if isinstance(e, (LegHeld, LegResumed))]) < 4:
+                probe.events.append(await asyncio.wait_for(probe.leg.next_event(), 15))
+            kinds = [type(e) for e in probe.events if isinstance(e, (LegHeld, LegResumed))]
+            assert kinds == [LegHeld, LegResumed, LegHeld, LegResumed]
+            await probe.leg.hangup()
+            await probe.wait_for(LegHungUp)
+        await uas_done(proc, tmp_path)
+
+
 # -- 3. the bridge ----------------------------------------------------------------------------
 
 
