@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,66 +51,12 @@ AGENT_HEADERS = {
 needs_sipp = pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")
 pytestmark = needs_sipp
 
-_uas_ports = itertools.count(0)
-
-
 def runs_in_loop(fn: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     """A test written as a coroutine, run in a fresh event loop."""
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:
         asyncio.run(fn(*args, **kwargs))
     return run
-
-
-def _udp_port_taken(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-@contextmanager
-def sipp_uas(scenario: str, workdir: Path, media_port: int | None = None,
-             timeout_s: int = 40) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """sipp as the called phone (UAS), one call; yields it and its ``sip:`` URI."""
-    assert sipp.SIPP
-    n = next(_uas_ports)
-    port = 17000 + (n * 4) % 900
-    text = (SIPP_DIR / scenario).read_text()
-    text = text.replace("__MEDIA_PORT__", str(media_port) if media_port else "[media_port]")
-    path = workdir / f"uas{n}.xml"
-    path.write_text(text)
-    cmd = [sipp.SIPP, "-sf", str(path), "-i", "127.0.0.1", "-p", str(port),
-           "-mp", str(28000 + (n * 4) % 900), "-m", "1", "-timeout", f"{timeout_s}s",
-           "-timeout_error", "-nostdin", "-trace_err", "-error_file",
-           str(workdir / f"uas{n}_errors.log")]
-    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 10
-        while not _udp_port_taken(port):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "sipp never bound its SIP port"
-            time.sleep(0.02)
-        yield proc, f"sip:agent@127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            try:
-                proc.wait(timeout=timeout_s + 5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-async def uas_done(proc: subprocess.Popen[str], workdir: Path, timeout_s: float = 30) -> None:
-    rc = await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout_s)
-    out = proc.stdout.read() if proc.stdout else ""
-    errors = "".join(p.read_text(errors="replace") for p in workdir.glob("uas*_errors.log"))
-    assert rc == 0, out[-3000:] + errors
 
 
 def dominates(pcm: npt.NDArray[np.int16], present_hz: float, absent_hz: float) -> bool:
@@ -132,7 +75,7 @@ async def test_an_outbound_leg_rings_is_answered_carries_the_headers_and_audio(
         tmp_path: Path) -> None:
     agent = RtpPeer(ssrc=0xA6E47001)
     try:
-        with sipp_uas("agent_answers.xml.in", tmp_path, agent.port) as (proc, uri):
+        with sipp.uas("agent_answers.xml.in", tmp_path, agent.port) as (proc, uri):
             async with running_phone() as h:
                 leg = await h.phone.place_call(uri, AGENT_HEADERS)
                 probe = LegProbe(leg)
@@ -148,14 +91,14 @@ async def test_an_outbound_leg_rings_is_answered_carries_the_headers_and_audio(
                 ended = await probe.wait_for(LegHungUp)
                 assert ended.answered
                 assert not probe.of(LegFailed)
-            await uas_done(proc, tmp_path)  # sipp checked the four headers (check_it)
+            await sipp.uas_done(proc, tmp_path)  # sipp checked the four headers (check_it)
     finally:
         agent.close()
 
 
 @runs_in_loop
 async def test_an_outbound_leg_refused_486_fails_with_that_status(tmp_path: Path) -> None:
-    with sipp_uas("agent_busy.xml", tmp_path) as (proc, uri):
+    with sipp.uas("agent_busy.xml", tmp_path) as (proc, uri):
         async with running_phone() as h:
             probe = LegProbe(await h.phone.place_call(uri, {"X-Queue": "sales"}))
             failed = await probe.wait_for(LegFailed)
@@ -163,12 +106,12 @@ async def test_an_outbound_leg_refused_486_fails_with_that_status(tmp_path: Path
             ended = await probe.wait_for(LegHungUp)
             assert not ended.answered
             assert not probe.of(LegAnswered)
-        await uas_done(proc, tmp_path)
+        await sipp.uas_done(proc, tmp_path)
 
 
 @runs_in_loop
 async def test_an_unanswered_outbound_leg_is_cancelled_by_its_caller(tmp_path: Path) -> None:
-    with sipp_uas("agent_never_answers.xml", tmp_path) as (proc, uri):
+    with sipp.uas("agent_never_answers.xml", tmp_path) as (proc, uri):
         async with running_phone() as h:
             probe = LegProbe(await h.phone.place_call(uri, {}))
             await probe.wait_for(LegRinging)
@@ -176,19 +119,19 @@ async def test_an_unanswered_outbound_leg_is_cancelled_by_its_caller(tmp_path: P
             failed = await probe.wait_for(LegFailed)
             assert failed.status_code == 487
             await probe.wait_for(LegHungUp)
-        await uas_done(proc, tmp_path)  # sipp saw the CANCEL
+        await sipp.uas_done(proc, tmp_path)  # sipp saw the CANCEL
 
 
 @runs_in_loop
 async def test_an_outbound_proxy_gets_the_invite_for_any_target(tmp_path: Path) -> None:
-    with sipp_uas("agent_busy.xml", tmp_path) as (proc, uri):
+    with sipp.uas("agent_busy.xml", tmp_path) as (proc, uri):
         proxy = uri.removeprefix("sip:agent@")
         async with running_phone(outbound_proxy=proxy) as h:
             # No such host: only the proxy (sipp here, Kamailio in the pool) can answer.
             probe = LegProbe(await h.phone.place_call("sip:agent7@agents.example.invalid", {}))
             failed = await probe.wait_for(LegFailed)
             assert failed.status_code == 486
-        await uas_done(proc, tmp_path)
+        await sipp.uas_done(proc, tmp_path)
 
 
 @pytest.mark.parametrize(("headers", "problem"), [
@@ -235,7 +178,7 @@ async def test_a_reinvite_sendonly_is_a_hold_and_sendrecv_resumes(tmp_path: Path
 @runs_in_loop
 async def test_an_agent_holding_from_its_phone_is_reported_on_the_outbound_leg(
         tmp_path: Path) -> None:
-    with sipp_uas("agent_holds.xml", tmp_path) as (proc, uri):
+    with sipp.uas("agent_holds.xml", tmp_path) as (proc, uri):
         async with running_phone() as h:
             probe = LegProbe(await h.phone.place_call(uri, {}))
             await probe.wait_for(LegAnswered)
@@ -245,7 +188,7 @@ async def test_an_agent_holding_from_its_phone_is_reported_on_the_outbound_leg(
             assert kinds == [LegHeld, LegResumed, LegHeld, LegResumed]
             await probe.leg.hangup()
             await probe.wait_for(LegHungUp)
-        await uas_done(proc, tmp_path)
+        await sipp.uas_done(proc, tmp_path)
 
 
 # -- 3. the bridge ----------------------------------------------------------------------------
@@ -262,7 +205,7 @@ async def caller_and_agent(h: PhoneHarness, tmp_path: Path, caller: RtpPeer, age
         .caller_hangs_up()
     job = asyncio.ensure_future(asyncio.to_thread(
         sipp.run, scenario, h.target, tmp_path, timeout_s=50))
-    with sipp_uas("agent_answers.xml.in", tmp_path, agent.port) as (proc, uri):
+    with sipp.uas("agent_answers.xml.in", tmp_path, agent.port) as (proc, uri):
         c, _ = await h.answered_leg()
         a = LegProbe(await h.phone.place_call(uri, AGENT_HEADERS))
         await a.wait_for(MediaReady)
