@@ -439,7 +439,7 @@ class Phone:
         if not self._running:
             raise PhoneStateError("the phone is not running")
         leg = SipCallLeg(self, self._next_leg_id, sip_call_id="", remote_uri=target,
-                      local_uri="")
+                         local_uri="")
         self._next_leg_id += 1
         self._legs[leg.leg_id] = leg
         try:
