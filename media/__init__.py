@@ -10,25 +10,35 @@ from .events import (
     DtmfMethod,
     DtmfReceived,
     HangupSide,
+    LegAnswered,
     LegEvent,
+    LegFailed,
+    LegHeld,
     LegHungUp,
+    LegResumed,
+    LegRinging,
     MediaReady,
     MediaTimedOut,
     PlaybackFinished,
     SessionExpired,
     TransferResult,
 )
-from .leg import CallLeg
+from .leg import CallLeg, SipCallLeg
 
 __all__ = [
     "CallLeg",
     "DtmfMethod",
     "DtmfReceived",
     "HangupSide",
+    "LegAnswered",
     "LegBusyError",
     "LegEvent",
+    "LegFailed",
     "LegGoneError",
+    "LegHeld",
     "LegHungUp",
+    "LegResumed",
+    "LegRinging",
     "MediaError",
     "MediaReady",
     "MediaTimedOut",
@@ -37,5 +47,6 @@ __all__ = [
     "PlaybackFinished",
     "PromptError",
     "SessionExpired",
+    "SipCallLeg",
     "TransferResult",
 ]

@@ -102,3 +102,39 @@ class TransferResult(LegEvent):
     final: bool
     status_code: int
     reason: str
+
+
+@dataclass(frozen=True)
+class LegRinging(LegEvent):
+    """An outbound leg's far end is alerting (180) or sends early media (183); reported
+    once, with the first such status."""
+
+    status_code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class LegAnswered(LegEvent):
+    """An outbound leg was answered: the far end's 2xx came and we ACKed it."""
+
+
+@dataclass(frozen=True)
+class LegFailed(LegEvent):
+    """An outbound leg ended before it was answered: refused (486, 603...), unreachable
+    (408, 503), or cancelled by us (487). The :class:`LegHungUp` that ends every leg
+    follows."""
+
+    status_code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class LegHeld(LegEvent):
+    """The far end put the call on hold: a re-INVITE (or UPDATE) whose SDP says
+    ``sendonly`` or ``inactive`` (RFC 3264 section 8.4)."""
+
+
+@dataclass(frozen=True)
+class LegResumed(LegEvent):
+    """The far end took the call off hold: its SDP says ``sendrecv`` (or ``recvonly``)
+    again."""

@@ -3,11 +3,22 @@
 Every method queues a command for the pump thread (see ``media/phone.py``) and awaits its
 result; events arrive in order through :meth:`CallLeg.next_event`.
 
-States::
+States of an incoming leg::
 
     RINGING --answer()--> ANSWERED --MediaReady--> (media up)
        |                     |
        +-------- LegHungUp (either side) --------> ENDED
+
+and of an outbound one (:meth:`media.phone.Phone.place_call`)::
+
+    CALLING --LegRinging--> RINGING --LegAnswered--> ANSWERED --MediaReady--> (media up)
+       |                       |                        |
+       +-- LegFailed (486, 487 after cancel(), 408...) -+-- LegHungUp --> ENDED
+                                                           (follows LegFailed too)
+
+Either kind reports the far end's hold and resume (:class:`~media.events.LegHeld`,
+:class:`~media.events.LegResumed`), can play music on hold (``start_moh``/``stop_moh``)
+and can be bridged to other legs (:class:`media.bridge.Bridge`).
 
 Once media is up the leg can record the caller (``start_recording``/``stop_recording``, one
 recording at a time), measure the caller's voice level (``heard_voice``,
@@ -21,7 +32,7 @@ import asyncio
 import wave
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import LegBusyError, LegGoneError, MediaError
 from .events import DtmfMethod, LegEvent, LegHungUp, MediaReady
@@ -35,14 +46,64 @@ if TYPE_CHECKING:
 RECORDING_CLOSE_TIMEOUT_S = 2.0
 
 
-
 def wav_duration_s(path: Path) -> float:
     """Duration of a PCM WAV file, from its header."""
     with wave.open(str(path), "rb") as w:
         return w.getnframes() / w.getframerate()
 
 
-class CallLeg:
+class CallLeg(Protocol):
+    """What a call's session sees of one leg: the caller's, or an agent's placed with
+    :meth:`media.phone.Phone.place_call`. :class:`SipCallLeg` is the real one; a session's
+    tests can give it a fake with the same surface."""
+
+    leg_id: int
+    sip_call_id: str
+    remote_uri: str
+    local_uri: str
+    media: MediaReady | None  # set once the audio flows
+    ended: LegHungUp | None  # set once the leg is over
+    heard_voice: bool
+    trailing_silence_s: float
+
+    @property
+    def current_playback_id(self) -> int: ...
+
+    @property
+    def recording(self) -> Path | None: ...
+
+    async def next_event(self) -> LegEvent: ...
+
+    def pending_events(self) -> int: ...
+
+    async def answer(self, status_code: int = 200) -> None: ...
+
+    async def play(self, files: Sequence[Path]) -> int: ...
+
+    async def stop_playback(self) -> None: ...
+
+    async def hangup(self, status_code: int | None = None) -> None: ...
+
+    async def cancel(self) -> None: ...
+
+    async def send_dtmf(self, digits: str, method: DtmfMethod = DtmfMethod.RFC4733) -> None: ...
+
+    async def start_recording(self, path: Path) -> None: ...
+
+    async def stop_recording(self) -> float: ...
+
+    async def watch_level(self, on: bool = True) -> None: ...
+
+    async def transfer(self, uri: str) -> None: ...
+
+    async def start_moh(self, path: Path) -> None: ...
+
+    async def stop_moh(self) -> None: ...
+
+
+class SipCallLeg:
+    """A :class:`CallLeg` that is a SIP call of this process's :class:`~media.phone.Phone`."""
+
     def __init__(
         self, phone: Phone, leg_id: int, *, sip_call_id: str, remote_uri: str, local_uri: str
     ) -> None:
@@ -65,7 +126,7 @@ class CallLeg:
         self.trailing_silence_s = 0.0
 
     def __repr__(self) -> str:
-        return f"<CallLeg {self.leg_id} {self.remote_uri} {self.sip_call_id}>"
+        return f"<SipCallLeg {self.leg_id} {self.remote_uri} {self.sip_call_id}>"
 
     # events -------------------------------------------------------------------------
 
@@ -127,6 +188,24 @@ class CallLeg:
             return
         handle = self._handle
         await self._phone.submit(lambda: self._phone._hangup(handle, status_code or 603))
+
+    async def cancel(self) -> None:
+        """End an outbound leg before it is answered (CANCEL; the far end answers 487), or
+        hang it up if it was answered meanwhile. The ring timeout is the caller's."""
+        await self.hangup()
+
+    async def start_moh(self, path: Path) -> None:
+        """Play ``path`` (a WAV at the bridge's clock rate) to the far end, over and over,
+        until :meth:`stop_moh`; independent of prompts, which can play over it."""
+        self._check()
+        handle = self._handle
+        await self._phone.submit(lambda: self._phone._start_moh(handle, path))
+
+    async def stop_moh(self) -> None:
+        if self.ended is not None:
+            return
+        handle = self._handle
+        await self._phone.submit(lambda: self._phone._stop_moh(handle))
 
     async def send_dtmf(self, digits: str, method: DtmfMethod = DtmfMethod.RFC4733) -> None:
         self._check()
@@ -207,3 +286,10 @@ class CallLeg:
             raise ValueError("transfer() needs a target URI")
         handle = self._handle
         await self._phone.submit(lambda: self._phone._transfer(handle, uri))
+
+
+def sip_leg(leg: CallLeg) -> SipCallLeg:
+    """The SIP call behind ``leg``: bridging and recording work on real legs only."""
+    if not isinstance(leg, SipCallLeg):
+        raise TypeError(f"{leg!r} is not a SIP call of this phone")
+    return leg

@@ -34,27 +34,38 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pjsua2 as pj
 
+from . import bridge as _links
 from .errors import LegBusyError, LegGoneError, PhoneStateError, PjsipError
 from .events import (
     DtmfMethod,
     DtmfReceived,
     HangupSide,
+    LegAnswered,
+    LegFailed,
+    LegHeld,
     LegHungUp,
+    LegResumed,
+    LegRinging,
     MediaReady,
     MediaTimedOut,
-    PlaybackFinished,
     SessionExpired,
     TransferResult,
 )
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
-from .leg import CallLeg
+from .leg import CallLeg, SipCallLeg
+from .moh import MusicOnHold
+from .outbound import check_headers, check_target
 from .pjlog import LogLimiter, summarize
+from .players import PLAYER_MIN_HOLD_S as _PLAYER_MIN_HOLD_S
+from .players import Player as _Player
+from .players import PlayersBusy as _PlayersBusy
+from .players import RetiredPlayers as _RetiredPlayers
 from .rtp_guard import RxWatch, connect_socket, parse_address
 from .rtsched import ClockPriority
 from .sipcheck import RefusalLog, Source, invite_problem, source_allowed
@@ -73,12 +84,6 @@ _RECORDER_KICKS = 3
 _RECORDER_CHECK_MS = 20
 _CLOCK_LOOK_MS = 10  # pump turn while a just-started media clock thread is looked for
 _IDLE_PUMP_TIMEOUT_MS = 1000  # pump turn while no call is up
-# A stopped player is destroyed this long after it was disconnected (see _RetiredPlayers),
-# sooner (but never before _PLAYER_MIN_HOLD_S) when more than _PLAYER_MAX_HELD wait:
-# PJSUA has room for 32 players per process (PJSUA_MAX_PLAYERS).
-_PLAYER_HOLD_S = 0.5
-_PLAYER_MIN_HOLD_S = 0.1
-_PLAYER_MAX_HELD = 20
 _PJ_ETOOMANY = 70010
 _PJSIP_ESESSIONTERMINATED = 171140
 _SIP_REQUEST_TIMEOUT = 408
@@ -127,6 +132,9 @@ class PhoneConfig:
     # SRTP with SDES keys (RFC 4568) on callers that offer it: "optional" (plain RTP for the
     # others) | "mandatory" (refuse plain RTP) | "off"
     srtp: str = "optional"
+    # Where outbound calls (Phone.place_call) go first, as a loose route ("host:port", e.g.
+    # the SIP front); None: straight to the target URI's host.
+    outbound_proxy: str | None = None
 
 
 @dataclass
@@ -143,7 +151,7 @@ class _LegState:
     """Pump-thread side of one call leg: the pjsua2 objects, never touched by the loop."""
 
     call: _PjCall | None
-    leg: CallLeg | None = None
+    leg: SipCallLeg | None = None
     audio: pj.AudioMedia | None = None
     audio_port_id: int = -1
     audio_index: int = -1  # the audio's index in the call's media (for its stream stats)
@@ -155,6 +163,12 @@ class _LegState:
     recorder: pj.AudioMediaRecorder | None = None
     recording_path: Path | None = None
     transfer_reports: int = 0  # TransferResult events since the last transfer()
+    outbound: bool = False  # we placed this call (Phone.place_call)
+    ringing_reported: bool = False  # outbound: LegRinging sent
+    held: bool = False  # the far end holds the call (LegHeld sent, no LegResumed yet)
+    moh: MusicOnHold | None = None
+    # Bridge connections from this leg's audio: sink leg -> level (media/bridge.py)
+    links: dict[_LegState, float] = field(default_factory=dict)
     media_reported: bool = False
     sent_2xx: bool = False  # we answered the INVITE with 2xx (the caller's ACK is due)
     answered: bool = False  # CONFIRMED: the caller's ACK came
@@ -231,25 +245,6 @@ class _PjCall(pj.Call):  # type: ignore[misc]
         self._phone._on_transfer_status(self, prm.statusCode, prm.reason, prm.finalNotify)
 
 
-class _Player(pj.AudioMediaPlayer):  # type: ignore[misc]
-    """A prompt or playlist; its EOF callback comes on PJMEDIA's event thread.
-
-    Never dropped while connected: see :class:`_RetiredPlayers`.
-    """
-
-    def __init__(self, phone: Phone, leg: CallLeg, playback_id: int) -> None:
-        super().__init__()
-        self._phone = phone
-        self.leg = leg
-        self.playback_id = playback_id
-        self.finished = False
-
-    def onEof2(self) -> None:  # noqa: N802
-        if not self.finished:
-            self.finished = True
-            self._phone._post_event(self.leg, PlaybackFinished(self.leg.leg_id, self.playback_id))
-
-
 class _TapPort(pj.AudioMediaPort):  # type: ignore[misc]
     """Receives the caller's audio at 8 kHz for the in-band DTMF detector and level meter."""
 
@@ -279,69 +274,6 @@ def _quietly(fn: Callable[[], None]) -> None:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(devnull)
-
-
-class _PlayersBusy(PjsipError):
-    """No PJSUA player slot is free for now: stopped players still hold them."""
-
-
-class _RetiredPlayers:
-    """Stopped players, kept whole until no EOF callback can still reach them.
-
-    The player's WAV port posts its end-of-file event from the bridge tick, and PJMEDIA's
-    event thread delivers it later, with a pointer to the C++ player. In pjsua2 2.15 the
-    player's destructor does not cancel that subscription, and the bridge applies a
-    disconnection or a port removal only on its next tick: a player dropped right after it
-    was stopped (or its call ended) can reach its end in that tick, and the event then runs
-    ``onEof2`` on freed memory (seen as AttributeErrors on unrelated objects, then workers
-    killed by SIGSEGV, under load). PJSIP fixed it upstream after 2.15.1 (#5045).
-
-    So a stopped player waits here, disconnected, for ``hold_s`` (25 bridge ticks; the
-    event thread delivers within microseconds unless the machine is starved), and is then
-    destroyed on the pump thread with its Python object whole, like a tap port. PJSUA has
-    room for 32 players a process, so past ``max_held`` waiting the oldest go sooner, never
-    before ``min_hold_s`` (5 ticks).
-    """
-
-    def __init__(self, hold_s: float = _PLAYER_HOLD_S, min_hold_s: float = _PLAYER_MIN_HOLD_S,
-                 max_held: int = _PLAYER_MAX_HELD,
-                 destroy: Callable[[_Player], None] | None = None) -> None:
-        self.hold_s = hold_s
-        self.min_hold_s = min_hold_s
-        self.max_held = max_held
-        self._destroy = destroy or _destroy_player
-        self._players: deque[tuple[float, _Player]] = deque()  # (retired at, player)
-
-    def __len__(self) -> int:
-        return len(self._players)
-
-    def add(self, player: _Player, now: float | None = None) -> None:
-        player.finished = True
-        self._players.append((time.monotonic() if now is None else now, player))
-
-    def reap(self, now: float | None = None, *, room: int = 0) -> None:
-        """Destroy the players whose hold has passed (pump thread); with ``room``, also the
-        oldest past their minimum hold until at most ``max_held - room`` wait."""
-        now = time.monotonic() if now is None else now
-        limit = self.max_held - room
-        while self._players:
-            retired_at, player = self._players[0]
-            held = now - retired_at
-            if held < self.hold_s and not (len(self._players) > limit
-                                           and held >= self.min_hold_s):
-                break
-            self._players.popleft()
-            self._destroy(player)
-
-    def destroy_all(self) -> None:
-        """At library shutdown: every player goes before the library does."""
-        while self._players:
-            self._destroy(self._players.popleft()[1])
-
-
-def _destroy_player(player: _Player) -> None:
-    """The C++ player (and its WAV port) go now, while the Python object is whole."""
-    pj.AudioMediaPlayer.__swig_destroy__(player)
 
 
 def _destroy_media_port(port: pj.AudioMediaPort) -> None:
@@ -408,13 +340,15 @@ class Phone:
         self._dead: list[_LegState] = []
         self._retired_players = _RetiredPlayers()  # pump thread only
         self._closing_recordings: list[_ClosingRecording] = []  # pump thread only
+        # Recorders of two-channel recordings still open (media/stereo.py); pump thread only
+        self._open_sinks: set[Any] = set()
         timeout_s = config.rtp_timeout_s
         self._rx_check_s = min(_RX_CHECK_MAX_S, max(_RX_CHECK_MIN_S, timeout_s / 4))
         self._next_rx_check_s = 0.0  # pump thread only
-        self._legs: dict[int, CallLeg] = {}  # loop side: live legs by leg id
+        self._legs: dict[int, SipCallLeg] = {}  # loop side: live legs by leg id
         self._next_leg_id = 1
         self._next_playback_id = 1
-        self._inband_legs: set[CallLeg] = set()
+        self._inband_legs: set[SipCallLeg] = set()
         self._inband_wakeup: asyncio.Event | None = None
         self._inband_task: asyncio.Task[None] | None = None
         self._ep: pj.Endpoint | None = None
@@ -495,6 +429,27 @@ class Phone:
                 await asyncio.sleep(_PLAYER_MIN_HOLD_S / 2)
         await self.submit(lambda: self._play(state, files, playback_id))
 
+    async def place_call(self, uri: str, headers: dict[str, str] | None = None) -> SipCallLeg:
+        """Call ``uri`` (through ``outbound_proxy`` if set) with ``headers`` added to the
+        INVITE. Returns the leg at once; :class:`LegRinging`, :class:`LegAnswered` or
+        :class:`LegFailed` follow as events. ``leg.cancel()`` (CANCEL) ends it unanswered:
+        the ring timeout is the caller's to keep."""
+        target = check_target(uri)
+        extra = check_headers(headers or {})
+        if not self._running:
+            raise PhoneStateError("the phone is not running")
+        leg = SipCallLeg(self, self._next_leg_id, sip_call_id="", remote_uri=target,
+                         local_uri="")
+        self._next_leg_id += 1
+        self._legs[leg.leg_id] = leg
+        try:
+            state = await self.submit(lambda: self._make_call(leg, target, extra))
+        except BaseException:
+            self._legs.pop(leg.leg_id, None)
+            raise
+        leg._handle = state
+        return leg
+
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn`` on the pump thread; the returned future holds its result or error."""
         if self._loop is None or self._stopping:
@@ -522,14 +477,14 @@ class Phone:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn, *args)
 
-    def _post_event(self, leg: CallLeg, event: Any) -> None:
+    def _post_event(self, leg: SipCallLeg, event: Any) -> None:
         self._post(leg._deliver, event)
 
-    def _leg_created(self, leg: CallLeg) -> None:
+    def _leg_created(self, leg: SipCallLeg) -> None:
         self._legs[leg.leg_id] = leg
         self._on_incoming_cb(leg)
 
-    def _leg_media_ready(self, leg: CallLeg, event: MediaReady, tap: InbandTap | None) -> None:
+    def _leg_media_ready(self, leg: SipCallLeg, event: MediaReady, tap: InbandTap | None) -> None:
         if tap is not None:
             leg._inband = tap
             self._inband_legs.add(leg)
@@ -537,7 +492,7 @@ class Phone:
                 self._inband_wakeup.set()
         leg._deliver(event)
 
-    def _leg_ended(self, leg: CallLeg, event: LegHungUp) -> None:
+    def _leg_ended(self, leg: SipCallLeg, event: LegHungUp) -> None:
         tap = leg._inband
         if tap is not None:
             self._deliver_inband(leg, tap)
@@ -545,7 +500,7 @@ class Phone:
         self._legs.pop(leg.leg_id, None)
         leg._deliver(event)
 
-    def _deliver_inband(self, leg: CallLeg, tap: InbandTap) -> None:
+    def _deliver_inband(self, leg: SipCallLeg, tap: InbandTap) -> None:
         now = self._loop.time() if self._loop is not None else 0.0
         for digit in tap.drain(now):
             leg._deliver(DtmfReceived(leg.leg_id, digit, DtmfMethod.INBAND))
@@ -554,7 +509,7 @@ class Phone:
             leg.heard_voice = meter.heard_voice
             leg.trailing_silence_s = meter.trailing_silence_s(now)
 
-    async def _watch_level(self, leg: CallLeg) -> None:
+    async def _watch_level(self, leg: SipCallLeg) -> None:
         """Start a new voice-level measurement on ``leg``: reuse its in-band DTMF tap, or
         attach (or reconnect) a level-only one on the pump thread."""
         tap = leg._inband
@@ -575,7 +530,7 @@ class Phone:
         self._inband_legs.add(leg)
         self._inband_wakeup.set()
 
-    async def _unwatch_level(self, leg: CallLeg) -> None:
+    async def _unwatch_level(self, leg: SipCallLeg) -> None:
         """End the measurement: a last update of the leg's figures, then a level-only tap is
         disconnected from the call (kept until the call ends, for the next watch)."""
         tap = leg._inband
@@ -724,6 +679,8 @@ class Phone:
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{cfg.local_user}@{cfg.public_address or cfg.bind_address}"
             acfg.idUri += f":{cfg.sip_port}"
+            if cfg.outbound_proxy:
+                acfg.sipConfig.proxies.append(f"sip:{cfg.outbound_proxy};lr")
             self._set_session_timer(acfg.callConfig)
             self._set_srtp(acfg.mediaConfig)
             mt = acfg.mediaConfig.transportConfig
@@ -786,6 +743,9 @@ class Phone:
         self._calls.clear()
         self._dead.clear()
         self._retired_players.destroy_all()
+        for sink in self._open_sinks:
+            sink.audio = None  # the recorder goes while the library is alive
+        self._open_sinks.clear()
         if self._account is not None:
             try:
                 self._account.shutdown()
@@ -840,7 +800,7 @@ class Phone:
             call.answer(op)
             log.info("refused a call while draining: %s", info.callIdString)
             return
-        leg = CallLeg(
+        leg = SipCallLeg(
             self,
             self._next_leg_id,
             sip_call_id=info.callIdString,
@@ -851,6 +811,30 @@ class Phone:
         state.leg = leg
         leg._handle = state
         self._post(self._leg_created, leg)
+
+    def _make_call(self, leg: SipCallLeg, uri: str, headers: list[tuple[str, str]]) -> _LegState:
+        assert self._account is not None
+        if not self._accepting:
+            raise PhoneStateError("the phone is stopping: no new calls")
+        call = _PjCall(self, self._account, pj.PJSUA_INVALID_ID)
+        state = _LegState(call=call, leg=leg, outbound=True)
+        call.state = state
+        op = pj.CallOpParam(True)
+        for name, value in headers:
+            header = pj.SipHeader()
+            header.hName = name
+            header.hValue = value
+            op.txOption.headers.append(header)
+        try:
+            call.makeCall(uri, op)
+        except pj.Error:
+            self._drop_call(state)
+            raise
+        self._calls[call.getId()] = state
+        info = call.getInfo()
+        leg.sip_call_id = info.callIdString
+        leg.local_uri = info.localUri
+        return state
 
     def _refuse_invite(self, call: _PjCall, state: _LegState, src: str, msg: str) -> bool:
         """Answer 403 an INVITE from a source not trusted (in the pool: not the front) and
@@ -878,6 +862,8 @@ class Phone:
         if state is None:
             return
         info = call.getInfo()
+        if state.outbound and state.leg is not None:
+            self._outbound_progress(state, state.leg, info)
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED:
             state.answered = True
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not state.disconnected:
@@ -907,6 +893,27 @@ class Phone:
             if self._calls.get(info.id) is state:
                 del self._calls[info.id]
 
+    def _outbound_progress(self, state: _LegState, leg: SipCallLeg, info: pj.CallInfo) -> None:
+        """Ringing, answered or failed: what an outbound call's state change means."""
+        if info.state == pj.PJSIP_INV_STATE_EARLY and not state.ringing_reported:
+            state.ringing_reported = True
+            self._post_event(leg, LegRinging(leg.leg_id, info.lastStatusCode, info.lastReason))
+        elif info.state == pj.PJSIP_INV_STATE_CONFIRMED and not state.answered:
+            self._post_event(leg, LegAnswered(leg.leg_id))
+        elif (info.state == pj.PJSIP_INV_STATE_DISCONNECTED and not state.answered
+              and not state.disconnected):
+            self._post_event(leg, LegFailed(leg.leg_id, info.lastStatusCode, info.lastReason))
+
+    def _note_hold(self, state: _LegState, leg: SipCallLeg, status: int) -> None:
+        """The far end's hold (its SDP sendonly/inactive: PJSUA's REMOTE_HOLD) and resume."""
+        held = status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD
+        if held and not state.held:
+            state.held = True
+            self._post_event(leg, LegHeld(leg.leg_id))
+        elif status == pj.PJSUA_CALL_MEDIA_ACTIVE and state.held:
+            state.held = False
+            self._post_event(leg, LegResumed(leg.leg_id))
+
     def _on_media_state(self, call: _PjCall) -> None:
         state = call.state
         if state is None or state.leg is None or state.disconnected:
@@ -916,6 +923,7 @@ class Phone:
         for idx, media in enumerate(info.media):
             if media.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
+            self._note_hold(state, state.leg, media.status)
             if media.status != pj.PJSUA_CALL_MEDIA_ACTIVE:
                 continue
             if self.config.rtp_source == "sdp":
@@ -977,7 +985,7 @@ class Phone:
         prints each media transport's "SRTP status: Active" or "Not active")."""
         return "SRTP status: Active" in call.dump(True, "")
 
-    def _lock_rtp_source(self, leg: CallLeg, call: _PjCall, idx: int) -> None:
+    def _lock_rtp_source(self, leg: SipCallLeg, call: _PjCall, idx: int) -> None:
         """Connect the call's RTP and RTCP sockets to the caller's SDP addresses, so that the
         kernel drops media from anyone else (see media/rtp_guard.py). Again after every
         media change: a re-INVITE can move the caller's media."""
@@ -1010,6 +1018,9 @@ class Phone:
             state.audio.startTransmit(state.tap_port)
         if state.recorder is not None:
             state.audio.startTransmit(state.recorder)
+        if state.moh is not None:
+            state.moh.connect(state.audio)
+        _links.reconnect(state, self._calls.values())
 
     def _attach_tap(self, state: _LegState, detect_dtmf: bool = True) -> InbandTap:
         assert state.audio is not None
@@ -1087,8 +1098,8 @@ class Phone:
         state.player = player
         self._clock_priority.expect()  # the bridge clock starts with the first connection
 
-    def _create_player(self, leg: CallLeg, files: Sequence[Path], playback_id: int) -> _Player:
-        player = _Player(self, leg, playback_id)
+    def _create_player(self, leg: SipCallLeg, files: Sequence[Path], playback_id: int) -> _Player:
+        player = _Player(lambda event: self._post_event(leg, event), leg.leg_id, playback_id)
         if len(files) == 1:
             player.createPlayer(str(files[0]), pj.PJMEDIA_FILE_NO_LOOP)
         else:
@@ -1122,8 +1133,8 @@ class Phone:
         state.local_hangup = True
         self._release_recorder(state)  # before the call's media goes: the bridge still ticks
         op = pj.CallOpParam()
-        if status_code is not None and not state.answered:
-            op.statusCode = status_code
+        if status_code is not None and not state.answered and not state.outbound:
+            op.statusCode = status_code  # our answer to an INVITE; an outbound one: CANCEL
         try:
             state.call.hangup(op)
         except pj.Error as exc:
@@ -1167,6 +1178,11 @@ class Phone:
             return False
         state.recorder = None
         path, state.recording_path = state.recording_path, None
+        self._retire_recorder(recorder, path)
+        return True
+
+    def _retire_recorder(self, recorder: pj.AudioMediaRecorder, path: Path | None) -> None:
+        """Let go of a recorder (pump thread) and watch its WAV get closed."""
         # ~AudioMediaRecorder -> pjsua_recorder_destroy: the bridge removes the port on its
         # next tick (pjsua2 queues that removal twice; the second one fails harmlessly), and
         # the WAV writer then flushes and closes the file.
@@ -1174,7 +1190,6 @@ class Phone:
         if path is not None:
             due = time.monotonic() + _RECORDER_KICK_S
             self._closing_recordings.append(_ClosingRecording(path, due))
-        return True
 
     def _check_recordings_closed(self) -> None:
         """Make sure released recorders get their WAVs closed.
@@ -1233,8 +1248,26 @@ class Phone:
         state.transfer_reports = 0
         call.xfer(uri, pj.CallOpParam())
 
+    def _start_moh(self, state: _LegState, path: Path) -> None:
+        self._live(state)
+        if state.audio is None or state.leg is None:
+            raise LegGoneError("the call has no audio yet")
+        self._stop_moh(state)
+        moh = MusicOnHold(state.leg.leg_id, path)
+        moh.connect(state.audio)
+        state.moh = moh
+        self._clock_priority.expect()
+
+    def _stop_moh(self, state: _LegState) -> None:
+        moh, state.moh = state.moh, None
+        if moh is not None:
+            # An ended call's port leaves the bridge with the call, and that disconnects it.
+            moh.retire(None if state.disconnected else state.audio, self._retired_players)
+
     def _release_media(self, state: _LegState) -> None:
         self._stop_player(state)
+        self._stop_moh(state)
+        _links.drop(state, self._calls.values())
         self._release_recorder(state)
         port, state.tap_port = state.tap_port, None
         if port is not None:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from media import CallLeg, LegEvent, LegHungUp, MediaReady
+from media import CallLeg, LegEvent, LegHungUp, MediaReady, SipCallLeg
 from media.phone import Phone, PhoneConfig
 from tests.conftest import free_sip_port
 
@@ -27,7 +27,7 @@ E = TypeVar("E", bound=LegEvent)
 class LegProbe:
     """A leg and every event it has delivered so far (the test reads them in order)."""
 
-    leg: CallLeg
+    leg: SipCallLeg
     events: list[LegEvent] = field(default_factory=list)
 
     async def wait_for(self, kind: type[E], timeout_s: float = 10.0) -> E:
@@ -66,7 +66,9 @@ class PhoneHarness:
         return f"127.0.0.1:{self.phone.config.sip_port}"
 
     async def next_leg(self, timeout_s: float = 10.0) -> LegProbe:
-        return LegProbe(await asyncio.wait_for(self.legs.get(), timeout_s))
+        leg = await asyncio.wait_for(self.legs.get(), timeout_s)
+        assert isinstance(leg, SipCallLeg)
+        return LegProbe(leg)
 
     async def answered_leg(self, timeout_s: float = 10.0) -> tuple[LegProbe, MediaReady]:
         """The next incoming leg, answered 200, once its audio flows."""

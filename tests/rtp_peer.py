@@ -9,6 +9,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
+from media.g711 import ulaw_decode, ulaw_encode
 from tests.rtp import telephone_event_packets
 
 PCMU_SILENCE = b"\xff" * 160  # 20 ms of mu-law silence
@@ -95,3 +99,32 @@ class RtpPeer:
         for t in self._threads:
             t.join(timeout=2)
         self.sock.close()
+
+
+def stream_pcm(peer: RtpPeer, to: tuple[str, int], pcm: npt.NDArray[np.int16]) -> None:
+    """Send ``pcm`` (8 kHz) as PCMU from ``peer``, looping, in real time, until it closes."""
+    frames = [ulaw_encode(pcm[i:i + 160]) for i in range(0, len(pcm) - 159, 160)]
+
+    def run() -> None:
+        n = 0
+        next_s = time.monotonic()
+        while not peer._stop.is_set():
+            peer._ts += 160
+            try:
+                peer.sock.sendto(peer._packet(0, n == 0, frames[n % len(frames)]), to)
+            except OSError:
+                return
+            n += 1
+            next_s += 0.02
+            time.sleep(max(0.0, next_s - time.monotonic()))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    peer._threads.append(t)
+
+
+def received_pcm(peer: RtpPeer, since_s: float = 0.0) -> npt.NDArray[np.int16]:
+    """The PCMU audio ``peer`` received (arrived at or after ``since_s``), decoded."""
+    payloads = [data[12:] for t, _, data in list(peer.received)
+                if t >= since_s and len(data) > 12 and data[1] & 0x7F == 0]
+    return ulaw_decode(b"".join(payloads))

@@ -1,11 +1,17 @@
-"""Render and run sipp caller scenarios (``tests/sipp/caller.xml.in``) against a worker."""
+"""Render and run sipp caller scenarios (``tests/sipp/caller.xml.in``) against a worker, and
+sipp as a called phone (:func:`uas`, scenarios ``tests/sipp/agent_*.xml``)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
+import socket
 import subprocess
 import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +20,7 @@ TEMPLATE = Path(__file__).parent / "sipp" / "caller.xml.in"
 PCAP_DIR = Path("/usr/share/sip-tester")
 
 _ports = itertools.count(0)
+_uas_ports = itertools.count(0)
 
 _IN_DIALOG_HEAD = """      {method} [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -187,3 +194,57 @@ def run(caller: Caller | str, target: str, workdir: Path, *, calls: int = 1,
                           timeout=timeout_s + 15)
     errors = err_file.read_text(errors="replace") if err_file.exists() else ""
     return SippResult(proc.returncode, proc.stdout[-4000:] + proc.stderr[-2000:], errors)
+
+
+def _bound_elsewhere(port: int) -> bool:
+    """Someone (the sipp just started) holds UDP ``port`` on loopback."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind(("127.0.0.1", port))
+        return False
+    except OSError:
+        return True
+    finally:
+        probe.close()
+
+
+@contextmanager
+def uas(scenario: str, workdir: Path, media_port: int | None = None,
+        timeout_s: int = 40) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """sipp as the called phone (UAS), one call; yields it and its ``sip:`` URI."""
+    assert SIPP, "sipp (Debian package sip-tester) is not installed"
+    n = next(_uas_ports)
+    port = 17000 + (n * 4) % 900
+    text = (TEMPLATE.parent / scenario).read_text()
+    text = text.replace("__MEDIA_PORT__", str(media_port) if media_port else "[media_port]")
+    path = workdir / f"uas{n}.xml"
+    path.write_text(text)
+    cmd = [SIPP, "-sf", str(path), "-i", "127.0.0.1", "-p", str(port),
+           "-mp", str(28000 + (n * 4) % 900), "-m", "1", "-timeout", f"{timeout_s}s",
+           "-timeout_error", "-nostdin", "-trace_err", "-error_file",
+           str(workdir / f"uas{n}_errors.log")]
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not _bound_elsewhere(port):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "sipp never bound its SIP port"
+            time.sleep(0.02)
+        yield proc, f"sip:agent@127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=timeout_s + 5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def uas_done(proc: subprocess.Popen[str], workdir: Path, timeout_s: float = 30) -> None:
+    rc = await asyncio.wait_for(asyncio.to_thread(proc.wait), timeout_s)
+    out = proc.stdout.read() if proc.stdout else ""
+    errors = "".join(p.read_text(errors="replace") for p in workdir.glob("uas*_errors.log"))
+    assert rc == 0, out[-3000:] + errors
