@@ -175,6 +175,7 @@ def _front_config(settings: Settings, worker_uris: Sequence[str], max_load: int,
         caller_auth=settings.front.caller_auth,
         auth_realm=settings.front.auth_realm,
         credentials=credentials,
+        agent_domain=settings.agent_domain,  # agents' phones register here (agents_sip)
     )
 
 
