@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -251,3 +252,22 @@ def test_a_callers_invite_to_an_agents_address_goes_to_the_workers_not_the_phone
     assert "No Outbound Routing" not in log
     # dispatched as a caller's call: the one active slot has no worker behind it
     assert "dispatch: every worker refused" in log or "refused: " in log
+
+
+@with_peers
+@needs_baresip
+def test_an_agent_added_with_the_cli_registers_at_the_running_stack(tmp_path: Path) -> None:
+    from tests.conftest import start_stack
+
+    stack = start_stack(tmp_path, workers=1)
+    try:
+        added = subprocess.run(
+            [sys.executable, "-m", "ivr.cli", "agent", "add", "2002", "--name", "Bo",
+             "--password", PASSWORD], env=stack.env, capture_output=True, text=True,
+            timeout=60)
+        assert added.returncode == 0, added.stderr
+        with baresip_agent(tmp_path, stack.port, "2002", PASSWORD) as phone:
+            phone.wait_for("200 OK", timeout_s=15)
+            phone.wait_for("registered successfully", timeout_s=15)
+    finally:
+        assert stack.stop() == 0
