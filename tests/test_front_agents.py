@@ -271,3 +271,53 @@ def test_an_agent_added_with_the_cli_registers_at_the_running_stack(tmp_path: Pa
             phone.wait_for("registered successfully", timeout_s=15)
     finally:
         assert stack.stop() == 0
+
+
+def _header_of(message: str, name: str) -> str:
+    for line in message.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
+
+
+@with_peers
+@needs_baresip
+def test_an_agents_in_dialog_request_goes_only_to_the_worker_that_called_it(
+        agent_rig: AgentRig, tmp_path: Path) -> None:
+    import socket
+
+    with baresip_agent(tmp_path, agent_rig.front.config.port, "1001", PASSWORD) as phone:
+        phone.wait_for("200 OK", timeout_s=15)
+        wait_until(lambda: agent_rig.registered("1001"), 10, "1001 in the location table")
+        result: list[subprocess.CompletedProcess[str]] = []
+        call = threading.Thread(target=lambda: result.append(agent_rig.worker_calls(
+            "worker_calls_agent.xml", "1001", hold_ms=3000)))
+        call.start()
+        phone.wait_for("Call established", timeout_s=15)
+        log = tmp_path / f"worker_calls_agent.xml.{agent_rig.worker_port}.messages.log"
+        wait_until(lambda: log.exists() and "SIP/2.0 200 " in log.read_text(), 10,
+                   "the phone's 200 in the worker's log")
+        ok = next(m for m in log.read_text(errors="replace").split("\n-----")
+                  if "SIP/2.0 200 " in m and "CSeq: 1 INVITE" in m)
+        ok = ok[ok.index("SIP/2.0 200 "):]
+        route = _header_of(ok, "Record-Route")
+        assert ";did=" in route or "did=" in route, ok
+        port = agent_rig.front.config.port
+        other_worker = f"sip:127.0.0.1:{agent_rig.worker_port + 1}"  # listed, did not call
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(5)
+            local = s.getsockname()[1]
+            forged = (
+                f"INFO {other_worker} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKforged1;rport\r\n"
+                f"Route: {route}\r\n"
+                f"From: {_header_of(ok, 'To')}\r\nTo: {_header_of(ok, 'From')}\r\n"
+                f"Call-ID: {_header_of(ok, 'Call-ID')}\r\nCSeq: 50 INFO\r\n"
+                "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+            s.sendto(forged.encode(), ("127.0.0.1", port))
+            answer = s.recv(65535).decode(errors="replace").split("\r\n")[0]
+        assert answer == "SIP/2.0 403 Not A Call Worker"
+        call.join(timeout=40)
+        assert result and result[0].returncode == 0, result and result[0].stderr[-1500:]
