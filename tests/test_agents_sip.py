@@ -196,3 +196,12 @@ def test_no_password_is_in_the_database_files_or_the_output(tmp_path: Path) -> N
             assert secret.encode() not in raw, f
     assert _md5("1001:callcenter:Second-Secret-99").encode() in b"".join(
         f.read_bytes() for f in files)
+
+
+def test_agent_list_marks_agents_whose_hashes_have_another_realm(tmp_path: Path) -> None:
+    env = _var(tmp_path)
+    assert ivr(tmp_path, "agent", "add", "1001", "--name", "A", "--password", PASSWORD,
+               **env).returncode == 0
+    listed = ivr(tmp_path, "agent", "list", IVR_FRONT_AUTH_REALM="newrealm", **env)
+    assert "password set for realm 'callcenter', the front's is 'newrealm'" in listed.stdout
+    assert "realm" not in ivr(tmp_path, "agent", "list", **env).stdout.split("\n", 1)[1]
