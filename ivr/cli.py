@@ -11,6 +11,9 @@
     ivr config show    print the effective settings (file + environment)
     ivr prompts load P --set NAME   check, convert and activate an uploaded prompt set
                        (also: prompts list, prompts activate NAME V, prompts rollback NAME)
+    ivr agent add ID --name N [--password P] [--queues support:5,sales:2]
+                       an agent's SIP account (also: agent list, agent remove ID,
+                       agent passwd ID); only digest hashes are stored
 """
 
 from __future__ import annotations
@@ -227,12 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     call.set_defaults(fn=cmd_call)
     cfg = sub.add_parser("config", help="settings").add_subparsers(dest="cfg_cmd", required=True)
     cfg.add_parser("show", help="print the effective settings").set_defaults(fn=cmd_config_show)
+    from .agent_cli import add_agent_parser
     from .prompt_cli import add_prompts_parser
 
     add_prompts_parser(sub)  # ivr prompts load|list|activate|rollback
     from .acd.cli import add_acd_parser
 
     add_acd_parser(sub)  # ivr acd check
+    add_agent_parser(sub)  # ivr agent add|list|remove|passwd
     return p
 
 

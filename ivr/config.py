@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -175,6 +176,17 @@ class FrontSettings(_Section):
     caller_auth: Literal["none", "digest"] = "none"
     auth_realm: str = "callcenter"
     credentials_file: Path | None = None
+    # Agents' phones register as sip:ID@agent_domain (digest in auth_realm, against the
+    # store's agents_sip hashes: ivr agent add); workers call agents at that URI. None:
+    # sip.bind_address.
+    agent_domain: str | None = None
+
+    @field_validator("agent_domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,252}", v):
+            raise ValueError(f"{v!r} is not a SIP domain (a host name or IPv4 address)")
+        return v
 
     @field_validator("allowed_networks")
     @classmethod
@@ -241,6 +253,11 @@ class Settings(_Section):
     @property
     def run_dir(self) -> Path:
         return self.paths.var_dir / "run"
+
+    @property
+    def agent_domain(self) -> str:
+        """The domain of agents' SIP addresses (sip:ID@domain)."""
+        return self.front.agent_domain or self.sip.bind_address
 
     @property
     def journal_dir(self) -> Path:

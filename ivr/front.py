@@ -183,6 +183,7 @@ def _front_config(settings: Settings, worker_uris: Sequence[str], max_load: int,
         caller_auth=settings.front.caller_auth,
         auth_realm=settings.front.auth_realm,
         credentials=credentials,
+        agent_domain=settings.agent_domain,  # agents' phones register here (agents_sip)
     )
 
 
@@ -211,5 +212,6 @@ async def start_front(settings: Settings, worker_uris: Sequence[str], max_load: 
               pid=process.pid, log=str(process.log_path), max_calls=cfg.max_calls,
               max_calls_per_source=cfg.max_calls_per_source or "no limit",
               callers=", ".join(cfg.allowed_networks) or "any address",
-              caller_auth=cfg.caller_auth, tls_port=cfg.tls_port)
+              caller_auth=cfg.caller_auth, tls_port=cfg.tls_port,
+              agents=f"sip:ID@{cfg.agent_domain}")
     return Front(process, set(worker_uris), max_load)

@@ -168,6 +168,11 @@ class KamailioConfig:
     auth_realm: str = "callcenter"
     credentials: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     store_path: Path | None = None
+    # agents: their phones REGISTER as sip:ID@agent_domain with digest (auth_realm) against
+    # the store's agents_sip hashes, and INVITEs from workers to sip:ID@agent_domain go to
+    # the registered contact. None: no registrar (REGISTER gets 405). Needs store_path.
+    agent_domain: str | None = None
+    agent_max_expires_s: int = 3600  # registrar: a phone's binding lasts at most this
     blocked_queue_size: int = 10000  # refused calls waiting for the store timer, at most
     log_level: LogLevel = "warning"
     children: int = 2  # UDP receiver processes (per listen socket)
@@ -233,6 +238,15 @@ class KamailioConfig:
         for name in ("max_calls", "max_calls_per_source"):
             if getattr(self, name) < 0:
                 out.append(f"{name}: must be 0 (no limit) or more")
+        if self.agent_domain is not None:
+            if self.store_path is None:
+                out.append("agent_domain: agents' credentials are in the store: give "
+                           "store_path too")
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,252}", self.agent_domain):
+                out.append(f"agent_domain: {self.agent_domain!r} is not a host name or "
+                           "IPv4 address")
+        if self.agent_max_expires_s < 60:
+            out.append("agent_max_expires_s: must be at least 60")
         if self.blocked_queue_size < 1:
             out.append("blocked_queue_size: must be at least 1")
         if self.store_path is not None and _UNSAFE.search(str(self.store_path.resolve())):
@@ -289,6 +303,10 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         defines.append("#!define WITH_TLS")
     if cfg.caller_auth == "digest":
         defines.append("#!define WITH_AUTH")
+    if cfg.agent_domain is not None:
+        defines.append("#!define WITH_AGENTS")
+    if cfg.caller_auth == "digest" or cfg.agent_domain is not None:
+        defines.append("#!define WITH_DIGEST")
     if cfg.max_calls_per_source > 0:
         defines.append("#!define WITH_SOURCE_LIMIT")
     if cfg.max_calls > 0:
@@ -301,6 +319,8 @@ def render(cfg: KamailioConfig) -> dict[str, str]:
         "dialog_db": run_dir / DIALOG_DB,
         "dialog_db_period_s": 2,
         "auth_realm": cfg.auth_realm,
+        "agent_domain": cfg.agent_domain or "",
+        "agent_max_expires_s": cfg.agent_max_expires_s,
         # the nonce secret: stable for one config, not guessable from outside it
         "auth_secret": hashlib.sha256(
             repr(sorted(cfg.credentials)).encode() + str(run_dir).encode()).hexdigest()[:32],
@@ -602,6 +622,17 @@ class KamailioProcess:
             detail = (out + proc.stderr).strip()
             raise KamailioRpcError(f"kamcmd {method} {' '.join(args)}: {detail}")
         return out
+
+    def agent_contacts(self, agent_id: str) -> list[str]:
+        """The contacts an agent's phones registered (``ul.lookup``); [] when none is."""
+        try:
+            out = self.rpc("ul.lookup", "location", f"s:{agent_id}")
+        except KamailioRpcError as exc:
+            if "not found" in str(exc).lower():
+                return []
+            raise
+        return [line.split(":", 1)[1].strip() for line in out.splitlines()
+                if line.strip().startswith("Address:")]
 
     def dispatcher_list(self) -> list[DestinationStatus]:
         """The destinations with their state and current call load."""

@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-# 1: calls, call_events. 2: blocked_calls (added to a version 1 store when it is opened).
-SCHEMA_VERSION = 2
+from .agent_credentials import AgentError, AgentSip, format_queues, parse_queues
+
+# 1: calls, call_events. 2: blocked_calls. 3: agents_sip (agents' digest hashes). A store
+# of an older version gains the new tables when it is opened (CREATE TABLE IF NOT EXISTS).
+SCHEMA_VERSION = 3
 
 # Why the front refused a call (blocked_calls.reason); the SIP code it answered with.
 BLOCK_REASONS = {
@@ -85,6 +88,16 @@ CREATE TABLE IF NOT EXISTS blocked_calls (
     sip_call_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blocked_calls_at ON blocked_calls (at);
+CREATE TABLE IF NOT EXISTS agents_sip (
+    agent_id     TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    realm        TEXT NOT NULL,
+    ha1          TEXT NOT NULL,
+    ha1b         TEXT NOT NULL,
+    queues       TEXT NOT NULL DEFAULT '',
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL
+);
 """
 
 
@@ -432,6 +445,58 @@ class CallStore:
             params = (since,)
         return dict(self._db.execute(sql + " GROUP BY reason", params).fetchall())
 
+    # -- agents' SIP credentials (hashes only; see ivr/agent_credentials.py) -------------
+
+    def add_agent_sip(self, agent: AgentSip) -> None:
+        """Raises AgentError if the id is taken (nothing written)."""
+        try:
+            with self._tx() as db:
+                if db.execute("SELECT 1 FROM agents_sip WHERE agent_id = ?",
+                              (agent.agent_id,)).fetchone():
+                    raise AgentError(f"agent {agent.agent_id!r} exists already "
+                                     "(ivr agent passwd changes its password)")
+                db.execute(
+                    f"INSERT INTO agents_sip ({_AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (agent.agent_id, agent.display_name, agent.realm, agent.ha1, agent.ha1b,
+                     format_queues(agent.queues), agent.created_at, agent.updated_at))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot add agent {agent.agent_id}: {exc}") from exc
+
+    def set_agent_sip_hashes(self, agent_id: str, realm: str, ha1: str, ha1b: str,
+                             at: float) -> None:
+        """A new password's hashes. Raises AgentError for an unknown agent."""
+        try:
+            with self._tx() as db:
+                n = db.execute("UPDATE agents_sip SET realm = ?, ha1 = ?, ha1b = ?, "
+                               "updated_at = ? WHERE agent_id = ?",
+                               (realm, ha1, ha1b, at, agent_id)).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot change agent {agent_id}: {exc}") from exc
+        if n == 0:
+            raise AgentError(f"no agent {agent_id!r}")
+
+    def remove_agent_sip(self, agent_id: str) -> None:
+        """Raises AgentError for an unknown agent. A phone registered with the old
+        credentials keeps its binding at the front until it expires or re-registers."""
+        try:
+            with self._tx() as db:
+                n = db.execute("DELETE FROM agents_sip WHERE agent_id = ?",
+                               (agent_id,)).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot remove agent {agent_id}: {exc}") from exc
+        if n == 0:
+            raise AgentError(f"no agent {agent_id!r}")
+
+    def agents_sip(self) -> list[AgentSip]:
+        rows = self._db.execute(
+            f"SELECT {_AGENT_COLUMNS} FROM agents_sip ORDER BY agent_id").fetchall()
+        return [_agent_from_row(r) for r in rows]
+
+    def agent_sip(self, agent_id: str) -> AgentSip | None:
+        row = self._db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents_sip WHERE agent_id = ?",
+                               (agent_id,)).fetchone()
+        return _agent_from_row(row) if row else None
+
     def events(self, call_id: str) -> list[CallEventRecord]:
         rows = self._db.execute(
             "SELECT call_id, at, kind, data FROM call_events WHERE call_id = ? ORDER BY id",
@@ -442,3 +507,10 @@ class CallStore:
 
 _CALL_COLUMNS = ", ".join(CallRecord.__dataclass_fields__)
 _BLOCKED_COLUMNS = ", ".join(BlockedCall.__dataclass_fields__)
+
+_AGENT_COLUMNS = ", ".join(AgentSip.__dataclass_fields__)
+
+
+def _agent_from_row(row: tuple[Any, ...]) -> AgentSip:
+    agent_id, name, realm, ha1, ha1b, queues, created, updated = row
+    return AgentSip(agent_id, name, realm, ha1, ha1b, parse_queues(queues), created, updated)
