@@ -277,6 +277,7 @@ def kill(b: Bench, target: str) -> None:
                 proc2, log2 = b.start_stack(var)
             except RuntimeError as exc:
                 print(f"kill-controller: the next start on the same var dir failed: {exc}")
+                left = stop(proc, var)  # what the killed stack left running, cleared
                 return
             print("kill-controller: the next start on the same var dir: ready")
             left = stop(proc2, var)
