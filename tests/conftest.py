@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,5 +235,32 @@ def worker(tmp_path: Path) -> Iterator[WorkerProcess]:
 def short_worker(tmp_path: Path) -> Iterator[WorkerProcess]:
     """A worker on the short test flow (tight timeouts, short prompts)."""
     wp = start_worker(tmp_path, flow=FLOWS / "short.yaml")
+    yield wp
+    wp.stop()
+
+
+def ended_call(db: Path, timeout_s: float = 15.0
+               ) -> tuple[sqlite3.Row, list[tuple[str, dict[str, Any]]]]:
+    """The newest call in the store once it has ended, with its events (kind, data)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        con = sqlite3.connect(db)
+        con.row_factory = sqlite3.Row
+        row = con.execute("SELECT * FROM calls ORDER BY arrived_at DESC LIMIT 1").fetchone()
+        if row is not None and row["ended_at"] is not None:
+            events = [(k, json.loads(d)) for k, d in con.execute(
+                "SELECT kind, data FROM call_events WHERE call_id = ? ORDER BY id",
+                (row["call_id"],))]
+            con.close()
+            return row, events
+        con.close()
+        time.sleep(0.1)
+    raise AssertionError("no ended call in the store")
+
+
+@pytest.fixture
+def default_worker(tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker on the shipped default flow."""
+    wp = start_worker(tmp_path, flow=ROOT / "ivr" / "flows" / "default.yaml")
     yield wp
     wp.stop()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 import wave
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests import sipp
-from tests.conftest import FLOWS, ROOT, WorkerProcess, start_worker
+from tests.conftest import FLOWS, ROOT, WorkerProcess, ended_call, start_worker
 from tests.rtp import write_call_pcap
 
 pytestmark = [
@@ -26,28 +24,6 @@ pytestmark = [
 DEFAULT_FLOW = ROOT / "ivr" / "flows" / "default.yaml"
 
 
-def ended_call(db: Path, timeout_s: float = 15.0) -> tuple[sqlite3.Row, list[tuple[str, dict]]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        con = sqlite3.connect(db)
-        con.row_factory = sqlite3.Row
-        row = con.execute("SELECT * FROM calls ORDER BY arrived_at DESC LIMIT 1").fetchone()
-        if row is not None and row["ended_at"] is not None:
-            events = [(k, json.loads(d)) for k, d in con.execute(
-                "SELECT kind, data FROM call_events WHERE call_id = ? ORDER BY id",
-                (row["call_id"],))]
-            con.close()
-            return row, events
-        con.close()
-        time.sleep(0.1)
-    raise AssertionError("no ended call in the store")
-
-
-@pytest.fixture
-def default_worker(tmp_path: Path) -> Iterator[WorkerProcess]:
-    wp = start_worker(tmp_path, flow=DEFAULT_FLOW)
-    yield wp
-    wp.stop()
 
 
 def test_default_flow_in_english_confirms_an_account_and_takes_a_voicemail(

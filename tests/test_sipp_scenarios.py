@@ -3,19 +3,13 @@ header says what they do) and each doing what it says against the default flow."
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import sipp
-from tests.conftest import ROOT, WorkerProcess, start_worker
+from tests.conftest import WorkerProcess, ended_call
 from tests.sipp_scenarios import SHIPPED_DIR, render_all
-
-DEFAULT_FLOW = ROOT / "ivr" / "flows" / "default.yaml"
 
 
 def test_shipped_scenarios_are_what_tests_sipp_renders() -> None:
@@ -28,28 +22,6 @@ def test_shipped_scenarios_are_what_tests_sipp_renders() -> None:
         assert "<send" not in header and "[call_id]" not in header  # no body in the comment
 
 
-def last_call(db: Path, timeout_s: float = 20.0) -> tuple[sqlite3.Row, list[tuple[str, dict]]]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        con = sqlite3.connect(db)
-        con.row_factory = sqlite3.Row
-        row = con.execute("SELECT * FROM calls ORDER BY arrived_at DESC LIMIT 1").fetchone()
-        if row is not None and row["ended_at"] is not None:
-            events = [(k, json.loads(d)) for k, d in con.execute(
-                "SELECT kind, data FROM call_events WHERE call_id = ? ORDER BY id",
-                (row["call_id"],))]
-            con.close()
-            return row, events
-        con.close()
-        time.sleep(0.1)
-    raise AssertionError("no ended call in the store")
-
-
-@pytest.fixture
-def default_worker(tmp_path: Path) -> Iterator[WorkerProcess]:
-    wp = start_worker(tmp_path, flow=DEFAULT_FLOW)
-    yield wp
-    wp.stop()
 
 
 
@@ -61,7 +33,7 @@ def test_english_support_scenario_reaches_the_read_back_and_confirms(
     scenario = (SHIPPED_DIR / "english-support.xml").read_text()
     result = sipp.run(scenario, default_worker.target, tmp_path, timeout_s=60)
     assert result.ok, result.output + result.errors
-    row, events = last_call(default_worker.db)
+    row, events = ended_call(default_worker.db, timeout_s=20)
     assert row["menu_path"] == "choose_language:1 main_menu:2"
     assert (row["end_reason"], row["hangup_by"]) == ("caller_hangup", "caller")
     kinds = [k for k, _ in events]
@@ -77,7 +49,7 @@ def test_english_voicemail_scenario_leaves_a_message(
     scenario = (SHIPPED_DIR / "english-voicemail.xml").read_text()
     result = sipp.run(scenario, default_worker.target, tmp_path, timeout_s=90)
     assert result.ok, result.output + result.errors
-    row, events = last_call(default_worker.db)
+    row, events = ended_call(default_worker.db, timeout_s=20)
     assert row["menu_path"] == "main_menu:1"  # the language menu timed out: English
     assert (row["end_reason"], row["hangup_by"]) == ("normal", "ivr")
     recordings = [d for k, d in events if k == "recording"]
