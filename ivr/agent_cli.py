@@ -147,7 +147,8 @@ def cmd_agent_list(args: argparse.Namespace) -> int:
 
 def add_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``agent add|list|remove|passwd`` to the ``ivr`` command."""
-    agent = sub.add_parser("agent", help="agents' SIP accounts: add, list, remove, passwd"
+    agent = sub.add_parser("agent", help="agents: add, list, remove, passwd; state, wrapup, "
+                           "show"
                            ).add_subparsers(dest="agent_cmd", required=True)
     pw_help = ("the password (visible in the process list; default: asked for, or one "
                "line from standard input)")
@@ -166,3 +167,6 @@ def add_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     pw.add_argument("agent_id", metavar="ID")
     pw.add_argument("--password", help=pw_help)
     pw.set_defaults(fn=cmd_agent_passwd)
+    from .ops_cli import add_ops_parsers
+
+    add_ops_parsers(agent, sub)  # agent state|wrapup|show, queue show

@@ -215,8 +215,8 @@ def is_message(raw: dict[str, Any]) -> bool:
 
 def from_wire(raw: dict[str, Any]) -> Message:
     """The message of a decoded JSON object; ProtocolError names what is wrong."""
-    wire_type = raw.get("type")
-    cls = MESSAGES.get(wire_type)  # type: ignore[arg-type]
+    wire_type = str(raw.get("type"))
+    cls = MESSAGES.get(wire_type)
     if cls is None:
         raise ProtocolError(f"unknown message type {wire_type!r}")
     hints = typing.get_type_hints(cls)

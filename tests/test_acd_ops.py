@@ -1,0 +1,52 @@
+"""Operators drive the running stack's ACD from the command line: agents' states, wrap-up
+codes, and the queues with their figures; a stack that is not running says so."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT, start_stack
+
+
+def test_agent_state_wrapup_show_and_queue_show_against_a_running_stack(
+        tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, workers=1)
+    try:
+        ready = stack.ivr("agent", "state", "1001", "ready")
+        assert ready.returncode == 0, ready.stderr
+        assert "ready" in ready.stdout
+        paused = stack.ivr("agent", "state", "1002", "not-ready", "--reason", "lunch")
+        assert paused.returncode == 0, paused.stderr
+        assert "not_ready (lunch)" in paused.stdout
+        bad = stack.ivr("agent", "state", "1002", "not-ready", "--reason", "napping")
+        assert bad.returncode == 1
+        assert "unknown not-ready reason 'napping'" in bad.stderr
+        nobody = stack.ivr("agent", "state", "9999", "ready")
+        assert nobody.returncode == 1 and "no agent '9999'" in nobody.stderr
+        no_call = stack.ivr("agent", "wrapup", "1001", "sales/order")
+        assert no_call.returncode == 1 and "no call" in no_call.stderr
+        shown = stack.ivr("queue", "show", "sales", "--json")
+        assert shown.returncode == 0, shown.stderr
+        queue = json.loads(shown.stdout)["queues"][0]
+        states = {a["id"]: a["state"] for a in queue["agents"]}
+        assert states["1001"] == "ready"
+        assert queue["figures"]["calls_waiting"] == 0
+        text = stack.ivr("queue", "show")
+        assert text.returncode == 0 and "support (skills)" in text.stdout
+        agent = stack.ivr("agent", "show", "1002")
+        assert agent.returncode == 0 and "not_ready (lunch)" in agent.stdout
+        missing = stack.ivr("queue", "show", "nope")
+        assert missing.returncode == 1 and "no queue 'nope'" in missing.stderr
+    finally:
+        assert stack.stop() == 0
+
+
+def test_ops_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:
+    env = {"IVR_PATHS_VAR_DIR": str(tmp_path / "var"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "ivr.cli", "queue", "show"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "the stack is not running" in done.stderr
