@@ -30,15 +30,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from . import ops
-from .acd import AcdConfigError, AcdError, load_acd
-from .acd_service import AcdService, with_store_agents
-from .agent_desk import Desk
 from .config import Settings
+from .controller_acd import AcdStartError, ControllerAcd
 from .front import Front
 from .journal import SCAN_S, replay_journals
 from .logs import log_alarm, log_event
-from .messages import Message, from_wire, is_message, to_wire
+from .messages import is_message
 from .peers import PeerCredentials, peer_credentials, refusal
 from .pool_policy import SlotLoad, to_retire
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
@@ -134,9 +131,7 @@ class Controller:
         self._store_pending: list[StoreOp] = []
         self._store_flush: asyncio.TimerHandle | None = None
         self._journals_scanned_at = time.monotonic()
-        self.acd: AcdService | None = None
-        self.desk: Desk | None = None
-        self._call_slot: dict[str, WorkerSlot] = {}  # live call id -> the worker holding it
+        self.acd: ControllerAcd | None = None
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -184,7 +179,10 @@ class Controller:
         closed = self.store.close_orphans(time.time(), "failure")
         if closed:
             log_event("controller.orphans_closed", calls=len(closed))
-        self._start_acd()
+        try:
+            self.acd = ControllerAcd(s, self.store, self._log_queue_rows)
+        except AcdStartError as exc:
+            raise ControllerError(str(exc)) from exc
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(
@@ -227,14 +225,8 @@ class Controller:
         except FlowSetError as exc:
             log_event("flow.reload_refused", error=str(exc))
             return False
-        if self.acd is not None:
-            try:
-                self.acd.reconfigure(await asyncio.to_thread(self._acd_config))
-            except (ControllerError, AcdError) as exc:
-                log_event("acd.reload_refused", error=str(exc))
-                return False
-            log_event("acd.reload", file=str(self.settings.paths.acd),
-                      queues=sorted(self.acd.acd.queues), agents=len(self.acd.acd.agents))
+        if self.acd is not None and not await self.acd.reload():
+            return False
         if self._zygote_writer is not None:
             self._zygote_writer.write(encode("reload"))
         workers = 0
@@ -487,7 +479,8 @@ class Controller:
                 if peer is None or peer.uid not in (os.getuid(), 0):
                     self._refuse(hello, peer, "a cli peer must be the stack's user or root")
                     return
-                await self._serve_cli(reader, writer)
+                if self.acd is not None:
+                    await self.acd.serve_cli(reader, writer)
                 return
             if hello.get("role") == "zygote":
                 why = refusal(hello, peer, zygote_pid=self._zygote.pid if self._zygote else None,
@@ -577,15 +570,15 @@ class Controller:
             self._queue_store((op, call_id, at, args))
             if op == "call_arrived":
                 slot.open_calls.add(call_id)
-                self._call_slot[call_id] = slot
+                if self.acd is not None:
+                    self.acd.call_arrived(call_id, slot)
             elif op == "call_ended":
                 slot.open_calls.discard(call_id)
-                self._call_slot.pop(call_id, None)
-                if self.acd is not None and call_id in self.acd.calls:
-                    # ended without a word to the ACD: never leave an agent on it
-                    self.acd.calls_lost([call_id], by="caller")
+                if self.acd is not None:
+                    self.acd.call_ended(call_id)
         elif is_message(msg):
-            self._on_acd_message(slot, msg)
+            if self.acd is not None:
+                self.acd.on_message(slot, msg)
         elif kind == "stats":
             slot.legs = int(msg.get("legs", 0))
             if slot.legs:
@@ -621,9 +614,7 @@ class Controller:
                                  if slot.orphaned else "lost its controller link")
         slot.orphaned = False
         if self.acd is not None:
-            self.acd.calls_lost(sorted(slot.open_calls))
-        for call_id in slot.open_calls:
-            self._call_slot.pop(call_id, None)
+            self.acd.worker_gone(slot.open_calls)
         if slot.open_calls:
             # After what the worker sent (queued before): a call it ended keeps its own end.
             for call_id in sorted(slot.open_calls):
@@ -646,84 +637,8 @@ class Controller:
         elif not self._stopping:
             self._keep_idle_ready()
 
-    # -- the ACD ---------------------------------------------------------------------------
-
-    def _acd_config(self) -> Any:
-        """The ACD file with the store's agents; ControllerError names what is wrong."""
-        path = self.settings.paths.acd
-        try:
-            config = load_acd(path)
-        except AcdConfigError as exc:
-            raise ControllerError(f"the ACD file is not valid:\n{exc}") from exc
-        assert self.store is not None
-        return with_store_agents(config, self.store.agents_sip())
-
-    def _start_acd(self) -> None:
-        config = self._acd_config()
-        self.acd = AcdService(config, send=self._send_to_call, log_rows=self._log_queue_rows,
-                              agent_uri=self._agent_uri,
-                              on_agent_event=lambda a, e: self.desk.publish(a, e)
-                              if self.desk is not None else None)
-        assert self.store is not None
-        self.desk = Desk(self.acd, self.store.agent_sip)
-        log_event("acd.ready", file=str(self.settings.paths.acd), queues=sorted(config.queues),
-                  agents=len(config.agents))
-
-    def _agent_uri(self, agent_id: str) -> str:
-        s = self.settings
-        return f"sip:{agent_id}@{s.front.agent_domain or s.sip.bind_address}"
-
-    def _send_to_call(self, call_id: str, msg: Message) -> bool:
-        slot = self._call_slot.get(call_id)
-        if slot is None or slot.writer is None:
-            return False
-        try:
-            slot.writer.write(to_wire(msg))
-        except (ConnectionError, RuntimeError):
-            return False
-        return True
-
-    def _on_acd_message(self, slot: WorkerSlot, raw: dict[str, Any]) -> None:
-        try:
-            msg = from_wire(raw)
-        except ProtocolError as exc:
-            log.error("%s sent a bad ACD message (ignored): %s", slot.name, exc)
-            return
-        if self._call_slot.get(msg.call_id) is not slot:
-            log.error("%s sent %s for call %s, which is not its call (ignored)", slot.name,
-                      msg.TYPE, msg.call_id)
-            return
-        if self.acd is not None:
-            try:
-                self.acd.on_message(msg)
-            except AcdError as exc:
-                log.error("ACD refused %s of call %s: %s", msg.TYPE, msg.call_id, exc)
-
     def _log_queue_rows(self, rows: list[Any]) -> None:
         """Queue-log rows go to the store with the call records (same writer, in order)."""
-        append = getattr(self.store, "append_queue_log", None)
-        if append is not None:
-            self._queue_store(("queue_log", "", time.time(), {"rows": rows}))
-
-    async def _serve_cli(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        while True:
-            line = await reader.readline()
-            if not line:
-                return
-            req = decode(line)
-            reply: dict[str, Any] = {"id": req.get("id")}
-            try:
-                if req["type"] != "ops.request" or self.acd is None or self.desk is None:
-                    raise ops.OpsError(f"unexpected {req['type']!r}: ops.request expected")
-                args = req.get("args")
-                data = ops.handle(self.acd, self.desk, str(req.get("op")),
-                                  args if isinstance(args, dict) else {}, time.time())
-                reply.update(ok=True, data=data)
-            except ops.OpsError as exc:
-                reply.update(ok=False, error=str(exc))
-            writer.write(encode("ops.reply", **reply))
-            await writer.drain()
 
     # -- the call store ----------------------------------------------------------------------
 

@@ -1,0 +1,144 @@
+"""The controller's ACD room: the ACD service (``ivr/acd_service.py``) and the agent desk
+wired to the worker pool, the store and operators' requests.
+
+The controller tells it which worker holds which call (``call_arrived`` / ``call_ended``),
+when a worker dies (``worker_gone``), and hands it every ACD message (``on_message``) and
+every ``cli`` connection (``serve_cli``). It sends typed messages back to the worker
+holding a call through that worker's socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import ops
+from .acd import AcdConfig, AcdConfigError, AcdError, QueueLogRow, load_acd
+from .acd_service import AcdService, with_store_agents
+from .agent_desk import Desk
+from .config import Settings
+from .logs import log_event
+from .messages import Message, from_wire, to_wire
+from .protocol import ProtocolError, decode, encode
+from .store import CallStore
+
+log = logging.getLogger("ivr.controller")
+
+
+class AcdStartError(Exception):
+    """The ACD cannot start (a bad ACD file); the message names the file and line."""
+
+
+class Holder(Protocol):
+    """A worker slot as this room sees it."""
+
+    name: str
+    writer: asyncio.StreamWriter | None
+
+
+class ControllerAcd:
+    def __init__(self, settings: Settings, store: CallStore,
+                 log_rows: Callable[[list[QueueLogRow]], None]) -> None:
+        self.settings = settings
+        self.store = store
+        self._call_slot: dict[str, Holder] = {}  # live call id -> the worker holding it
+        config = self.load_config()
+        self.service = AcdService(config, send=self._send_to_call, log_rows=log_rows,
+                                  agent_uri=self._agent_uri,
+                                  on_agent_event=lambda a, e: self.desk.publish(a, e))
+        self.desk = Desk(self.service, store.agent_sip)
+        log_event("acd.ready", file=str(settings.paths.acd), queues=sorted(config.queues),
+                  agents=len(config.agents))
+
+    def load_config(self) -> AcdConfig:
+        """The ACD file with the store's agents; AcdStartError names what is wrong."""
+        path = self.settings.paths.acd
+        try:
+            config = load_acd(path)
+        except AcdConfigError as exc:
+            raise AcdStartError(f"the ACD file is not valid:\n{exc}") from exc
+        return with_store_agents(config, self.store.agents_sip())
+
+    async def reload(self) -> bool:
+        """Take the ACD file again (ivr reload), all or nothing."""
+        try:
+            self.service.reconfigure(await asyncio.to_thread(self.load_config))
+        except (AcdStartError, AcdError) as exc:
+            log_event("acd.reload_refused", error=str(exc))
+            return False
+        log_event("acd.reload", file=str(self.settings.paths.acd),
+                  queues=sorted(self.service.acd.queues), agents=len(self.service.acd.agents))
+        return True
+
+    def close(self) -> None:
+        self.service.close()
+
+    # ---- the pool's view ------------------------------------------------------------
+
+    def call_arrived(self, call_id: str, slot: Holder) -> None:
+        self._call_slot[call_id] = slot
+
+    def call_ended(self, call_id: str) -> None:
+        self._call_slot.pop(call_id, None)
+        if call_id in self.service.calls:
+            # ended without a word to the ACD: never leave an agent on it
+            self.service.calls_lost([call_id], by="caller")
+
+    def worker_gone(self, call_ids: set[str]) -> None:
+        self.service.calls_lost(sorted(call_ids))
+        for call_id in call_ids:
+            self._call_slot.pop(call_id, None)
+
+    def _agent_uri(self, agent_id: str) -> str:
+        s = self.settings
+        return f"sip:{agent_id}@{s.front.agent_domain or s.sip.bind_address}"
+
+    def _send_to_call(self, call_id: str, msg: Message) -> bool:
+        slot = self._call_slot.get(call_id)
+        if slot is None or slot.writer is None:
+            return False
+        try:
+            slot.writer.write(to_wire(msg))
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    def on_message(self, slot: Holder, raw: dict[str, Any]) -> None:
+        try:
+            msg = from_wire(raw)
+        except ProtocolError as exc:
+            log.error("%s sent a bad ACD message (ignored): %s", slot.name, exc)
+            return
+        if self._call_slot.get(msg.call_id) is not slot:
+            log.error("%s sent %s for call %s, which is not its call (ignored)", slot.name,
+                      msg.TYPE, msg.call_id)
+            return
+        try:
+            self.service.on_message(msg)
+        except AcdError as exc:
+            log.error("ACD refused %s of call %s: %s", msg.TYPE, msg.call_id, exc)
+
+    # ---- operators ------------------------------------------------------------------
+
+    async def serve_cli(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        while True:
+            line = await reader.readline()
+            if not line:
+                return
+            req = decode(line)
+            reply: dict[str, Any] = {"id": req.get("id")}
+            try:
+                if req["type"] != "ops.request":
+                    raise ops.OpsError(f"unexpected {req['type']!r}: ops.request expected")
+                args = req.get("args")
+                data = ops.handle(self.service, self.desk, str(req.get("op")),
+                                  args if isinstance(args, dict) else {}, time.time())
+                reply.update(ok=True, data=data)
+            except ops.OpsError as exc:
+                reply.update(ok=False, error=str(exc))
+            writer.write(encode("ops.reply", **reply))
+            await writer.drain()
