@@ -56,6 +56,35 @@ def _store_or_none(settings: Settings) -> CallStore | None:
     return CallStore(settings.db_path)
 
 
+def _tell_stack(settings: Settings) -> None:
+    """A running stack takes the change in its ACD at once (as ``ivr reload`` would)."""
+    from .ops import OpsError, request
+
+    try:
+        request(settings.run_dir / "controller.sock", "acd.reload", {})
+    except OpsError as exc:
+        if "not running" not in str(exc):
+            print(f"ivr: the running stack's ACD did not take the change: {exc}",
+                  file=sys.stderr)
+        return
+    print("the running stack's ACD has taken the change")
+
+
+def _signed_out_at_stack(settings: Settings, agent_id: str) -> None:
+    """AgentError unless the running stack (if any) has ``agent_id`` signed out: removing
+    a signed-in agent would leave the ACD with an agent the store no longer has."""
+    from .ops import OpsError, request
+
+    try:
+        view = request(settings.run_dir / "controller.sock", "agent.show",
+                       {"agent_id": agent_id})
+    except OpsError:
+        return  # not running, or not an ACD agent there
+    if view.get("state") != "logged_out":
+        raise AgentError(f"agent {agent_id} is {view.get('state')} at the running stack: sign "
+                         f"them out first (ivr agent state {agent_id} logged-out)")
+
+
 def cmd_agent_add(args: argparse.Namespace) -> int:
     settings = _settings(args)
     try:
@@ -77,6 +106,8 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
     print(f"agent {agent_id} ({name}) added: its phone registers as "
           f"sip:{agent_id}@{settings.agent_domain}, user {agent_id}, realm {realm}"
           + (f"; queues {format_queues(queues)}" if queues else ""))
+    if queues:
+        _tell_stack(settings)
     return 0
 
 
@@ -109,6 +140,7 @@ def cmd_agent_remove(args: argparse.Namespace) -> int:
     if store is None:
         return 1
     try:
+        _signed_out_at_stack(settings, args.agent_id)
         store.remove_agent_sip(args.agent_id)
     except AgentError as exc:
         print(f"ivr: agent not removed: {exc}", file=sys.stderr)
@@ -117,6 +149,7 @@ def cmd_agent_remove(args: argparse.Namespace) -> int:
         store.close()
     print(f"agent {args.agent_id} removed (a phone registered now keeps its binding at the "
           "front until it expires; it cannot register again)")
+    _tell_stack(settings)
     return 0
 
 

@@ -44,6 +44,7 @@ class ControllerAcd:
                  log_rows: Callable[[list[QueueLogRow]], None]) -> None:
         self.settings = settings
         self.store = store
+        self.last_refusal = ""
         self._call_slot: dict[str, Holder] = {}  # live call id -> the worker holding it
         config = self.load_config()
         self.service = AcdService(config, send=self._send_to_call, log_rows=log_rows,
@@ -55,19 +56,24 @@ class ControllerAcd:
 
     def load_config(self) -> AcdConfig:
         """The ACD file with the store's agents; AcdStartError names what is wrong."""
+        return with_store_agents(self._load_file(), self.store.agents_sip())
+
+    def _load_file(self) -> AcdConfig:
         path = self.settings.paths.acd
         try:
-            config = load_acd(path)
+            return load_acd(path)
         except AcdConfigError as exc:
             raise AcdStartError(f"the ACD file is not valid:\n{exc}") from exc
-        return with_store_agents(config, self.store.agents_sip())
 
     async def reload(self) -> bool:
         """Take the ACD file again (ivr reload), all or nothing."""
         try:
-            self.service.reconfigure(await asyncio.to_thread(self.load_config))
+            config = await asyncio.to_thread(self._load_file)
+            # the store's connection belongs to this thread
+            self.service.reconfigure(with_store_agents(config, self.store.agents_sip()))
         except (AcdStartError, AcdError) as exc:
             log_event("acd.reload_refused", error=str(exc))
+            self.last_refusal = str(exc)
             return False
         log_event("acd.reload", file=str(self.settings.paths.acd),
                   queues=sorted(self.service.acd.queues), agents=len(self.service.acd.agents))
@@ -94,7 +100,7 @@ class ControllerAcd:
 
     def _agent_uri(self, agent_id: str) -> str:
         s = self.settings
-        return f"sip:{agent_id}@{s.front.agent_domain or s.sip.bind_address}"
+        return f"sip:{agent_id}@{s.agent_domain}"
 
     def _send_to_call(self, call_id: str, msg: Message) -> bool:
         slot = self._call_slot.get(call_id)
@@ -135,10 +141,18 @@ class ControllerAcd:
                 if req["type"] != "ops.request":
                     raise ops.OpsError(f"unexpected {req['type']!r}: ops.request expected")
                 args = req.get("args")
-                data = ops.handle(self.service, self.desk, str(req.get("op")),
-                                  args if isinstance(args, dict) else {}, time.time())
+                if req.get("op") == "acd.reload":
+                    if not await self.reload():
+                        raise ops.OpsError(f"refused: {self.last_refusal}")
+                    data: dict[str, Any] = {}
+                else:
+                    data = ops.handle(self.service, self.desk, str(req.get("op")),
+                                      args if isinstance(args, dict) else {}, time.time())
                 reply.update(ok=True, data=data)
             except ops.OpsError as exc:
                 reply.update(ok=False, error=str(exc))
+            except Exception as exc:  # a bug must not leave the operator without an answer
+                log.exception("operator request %r failed", req.get("op"))
+                reply.update(ok=False, error=f"internal error: {exc!r}")
             writer.write(encode("ops.reply", **reply))
             await writer.drain()

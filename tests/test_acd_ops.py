@@ -44,6 +44,34 @@ def test_agent_state_wrapup_show_and_queue_show_against_a_running_stack(
         assert stack.stop() == 0
 
 
+def test_an_agent_added_at_the_running_stack_can_sign_in_at_once(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, workers=1)
+    try:
+        before = stack.ivr("agent", "state", "2001", "ready")
+        assert before.returncode == 1 and "no agent '2001'" in before.stderr
+        added = stack.ivr("agent", "add", "2001", "--name", "Dee", "--password",
+                          "pass-2001-word", "--queues", "sales:4,nosuch:3")
+        assert added.returncode == 0, added.stderr
+        assert "has taken the change" in added.stdout
+        ready = stack.ivr("agent", "state", "2001", "ready")
+        assert ready.returncode == 0, ready.stderr
+        shown = json.loads(stack.ivr("queue", "show", "sales", "--json").stdout)
+        assert {"id": "2001", "state": "ready"}.items() <= next(
+            a for a in shown["queues"][0]["agents"] if a["id"] == "2001").items()
+        refused = stack.ivr("agent", "remove", "2001")
+        assert refused.returncode == 1
+        assert "is ready at the running stack: sign them out first" in refused.stderr
+        assert "2001" in stack.ivr("agent", "list").stdout  # nothing changed
+        assert stack.ivr("agent", "state", "2001", "logged-out").returncode == 0
+        removed = stack.ivr("agent", "remove", "2001")
+        assert removed.returncode == 0, removed.stderr
+        assert "has taken the change" in removed.stdout
+        gone = stack.ivr("agent", "state", "2001", "ready")
+        assert gone.returncode == 1 and "no agent '2001'" in gone.stderr
+    finally:
+        assert stack.stop() == 0
+
+
 def test_ops_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:
     env = {"IVR_PATHS_VAR_DIR": str(tmp_path / "var"), "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-m", "ivr.cli", "queue", "show"], cwd=ROOT,
