@@ -1,0 +1,1 @@
+"""The agent API: HTTP + WebSocket for agents (docs/api.md)."""
