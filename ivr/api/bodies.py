@@ -19,12 +19,17 @@ STATES = ("ready", "not_ready", "logged_out")
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid")  # no stripping: a password keeps its spaces
 
 
 class SignIn(_Body):
     agent_id: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
+
+    @field_validator("agent_id")
+    @classmethod
+    def _strip(cls, v: str) -> str:
+        return v.strip()
 
 
 class StateChange(_Body):

@@ -13,6 +13,7 @@ sends after the token are ignored.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -30,9 +31,10 @@ log = logging.getLogger("ivr.api")
 CLOSE_BAD_TOKEN = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_SIGNED_OUT = 4401
+CLOSE_INTERNAL = 1011  # RFC 6455 7.4.1
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: kept in sets
 class _Stream:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     code: int = CLOSE_BAD_TOKEN
@@ -80,6 +82,15 @@ async def _first_token(ws: WebSocket, timeout_s: float) -> str | None:
 
 
 async def agent_events(ws: WebSocket) -> None:
+    try:
+        await _serve_stream(ws)
+    except Exception:
+        log.exception("agent API: the event stream %s failed", ws.url.path)
+        with contextlib.suppress(Exception):
+            await ws.close(CLOSE_INTERNAL, "internal error (logged on the server)")
+
+
+async def _serve_stream(ws: WebSocket) -> None:
     ctx: ApiContext = ws.app.state.ctx
     agent_id = ws.path_params["agent_id"]
     await ws.accept()

@@ -32,7 +32,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 _AGENT_ID = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"},
              "description": "the agent's id; must be the signed-in agent's own"}
-_BEARER = [{"bearer": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _op(summary: str, ok: dict[str, Any], *errors: int, body: str | None = None,
