@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -449,3 +450,23 @@ def test_the_server_stops_and_frees_its_port_with_a_websocket_open() -> None:
         await again.stop()
 
     asyncio.run(main())
+
+
+def test_serving_leaves_the_controllers_signal_handlers_alone() -> None:
+    def mine(signum: int, frame: object) -> None:
+        pass
+
+    async def main() -> None:
+        server = ApiServer(make_app(FakeDesk()), "127.0.0.1", 0)
+        await server.start()
+        during = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        await server.stop()
+        assert during == {signal.SIGINT: mine, signal.SIGTERM: mine}
+
+    old = {s: signal.signal(s, mine) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        asyncio.run(main())
+        assert signal.getsignal(signal.SIGINT) is mine
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
