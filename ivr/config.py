@@ -207,6 +207,21 @@ class FrontSettings(_Section):
         return self
 
 
+class HttpSettings(_Section):
+    """The agent API (HTTP + WebSocket, ``ivr/api/``), served by the controller."""
+
+    enabled: bool = True
+    port: int = Field(default=8080, ge=1, le=65535)  # IVR_HTTP_PORT
+    bind_address: str | None = None  # None: sip.bind_address
+    # how long a sign-in token lasts (kept in memory only: a restart signs agents out)
+    token_ttl_s: float = Field(default=43200.0, gt=0, le=30 * 86400)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        return None if v is None else SipSettings._ip(v)
+
+
 class FlowSettings(_Section):
     """Deployment values for flows: they override the flow file's own ``vars``
     (``IVR_FLOWS_VARS='{crm_url: "http://crm.internal:8080"}'``)."""
@@ -242,6 +257,7 @@ class Settings(_Section):
     worker: WorkerSettings = WorkerSettings()
     pool: PoolSettings = PoolSettings()
     front: FrontSettings = FrontSettings()
+    http: HttpSettings = HttpSettings()
     flows: FlowSettings = FlowSettings()
     paths: PathSettings = PathSettings()
     log: LogSettings = LogSettings()
@@ -258,6 +274,11 @@ class Settings(_Section):
     def agent_domain(self) -> str:
         """The domain of agents' SIP addresses (sip:ID@domain)."""
         return self.front.agent_domain or self.sip.bind_address
+
+    @property
+    def http_bind_address(self) -> str:
+        """The address the agent API listens on (http.bind_address, else sip.bind_address)."""
+        return self.http.bind_address or self.sip.bind_address
 
     @property
     def journal_dir(self) -> Path:

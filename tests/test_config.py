@@ -271,3 +271,17 @@ def test_one_source_may_hold_half_the_fronts_calls_unless_configured() -> None:
     assert front_max_calls_per_source(small) == 1  # never 0 (that would mean no limit)
     trunk = load_settings(None, env={"IVR_FRONT_MAX_CALLS_PER_SOURCE": "0"})
     assert front_max_calls_per_source(trunk) == 0
+
+
+def test_the_agent_api_listens_on_IVR_HTTP_PORT_at_the_sip_address_unless_told() -> None:
+    defaults = load_settings(None, env={})
+    assert (defaults.http.enabled, defaults.http.port) == (True, 8080)
+    assert defaults.http_bind_address == defaults.sip.bind_address == "127.0.0.1"
+    moved = load_settings(None, env={"IVR_HTTP_PORT": "9090", "IVR_SIP_BIND_ADDRESS": "127.0.0.2"})
+    assert (moved.http.port, moved.http_bind_address) == (9090, "127.0.0.2")
+    own = load_settings(None, env={"IVR_HTTP_BIND_ADDRESS": "127.0.0.3"})
+    assert own.http_bind_address == "127.0.0.3"
+    with pytest.raises(ConfigError, match="IVR_HTTP_PORT: http.port"):
+        load_settings(None, env={"IVR_HTTP_PORT": "0"})
+    with pytest.raises(ConfigError, match="IVR_HTTP_BIND_ADDRESS: http.bind_address"):
+        load_settings(None, env={"IVR_HTTP_BIND_ADDRESS": "localhost"})
