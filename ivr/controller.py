@@ -85,6 +85,7 @@ class Controller(PoolSupervision):
         self._store_flush: asyncio.TimerHandle | None = None
         self._journals_scanned_at = time.monotonic()
         self.acd: ControllerAcd | None = None
+        self._api: Any = None  # ivr.api.ApiServer, when http.enabled
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -146,6 +147,8 @@ class Controller(PoolSupervision):
         await self._wait_serving(s.pool.workers, timeout_s=30.0)
         if s.front.enabled:
             await self._start_front()
+        if s.http.enabled and self.acd is not None:
+            await self._start_api(self.acd)
         log_event("controller.ready", sip=f"{s.sip.bind_address}:{s.sip.port}",
                   workers=sum(1 for x in self.slots if x.state is SlotState.SERVING),
                   max_workers=s.pool.max_workers, legs_per_worker=s.worker.max_calls,
@@ -199,6 +202,8 @@ class Controller(PoolSupervision):
         self._stopping = True
         if self.acd is not None:
             self.acd.close()
+        if self._api is not None:
+            await self._api.stop()
         live = [x for x in self.slots if x.state is not SlotState.EMPTY]
         log_event("controller.stopping", workers=len(live),
                   calls=sum(x.legs for x in live))
@@ -230,6 +235,19 @@ class Controller(PoolSupervision):
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         log_event("controller.stopped")
+
+    async def _start_api(self, acd: ControllerAcd) -> None:
+        from .api import ApiServer, ApiServerError, make_app
+
+        s = self.settings
+        server = ApiServer(make_app(acd.desk, token_ttl_s=s.http.token_ttl_s),
+                           s.http_bind_address, s.http.port)
+        try:
+            await server.start()
+        except ApiServerError as exc:
+            raise ControllerError(str(exc)) from exc
+        self._api = server
+        log_event("api.ready", url=server.url)
 
     # -- connections -------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def free_sip_port() -> int:
     their own network namespace). Port plan, all below the ephemeral range (32768):
     SIP 5200-6000 (workers, Kamailio), 6000-7000 (pooled workers), RTP 10000-14000
     (standalone workers), 14000-15999 (pools), sipp 16000-17999 and 26000-28999,
-    baresip 18000+ and 22000+."""
+    baresip 18000+ and 22000+, the stacks' agent API 8100-8900 (SIP port + 2900)."""
     return 5200 + 10 * (next(_port_numbers) % 80)
 
 
@@ -174,6 +174,7 @@ def stack_settings(tmp_path: Path, workers: int = 3, env: dict[str, str] | None 
         **{k: v for k, v in os.environ.items() if not k.startswith("IVR_")},
         "IVR_SIP_PORT": str(port),
         "IVR_SIP_BIND_ADDRESS": "127.0.0.1",
+        "IVR_HTTP_PORT": str(port + 2900),
         "IVR_POOL_WORKERS": str(workers),
         "IVR_POOL_MAX_WORKERS": str(workers + 2),
         "IVR_POOL_MIN_IDLE_WORKERS": "0",
