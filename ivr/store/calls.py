@@ -251,16 +251,17 @@ class CallStore(AgentRows, AcdRows):
 
     def blocked_calls(self, limit: int = 20, since: float | None = None) -> list[BlockedCall]:
         """The most recent refused calls, newest first (only those at or after ``since``)."""
-        where, params = (sql.SINCE, (since,)) if since is not None else ("", ())
-        rows = self._db.execute(sql.BLOCKED + where + sql.BLOCKED_ORDER,
-                                (*params, limit)).fetchall()
+        if since is None:
+            rows = self._db.execute(sql.BLOCKED, (limit,)).fetchall()
+        else:
+            rows = self._db.execute(sql.BLOCKED_SINCE, (since, limit)).fetchall()
         return [BlockedCall(*r) for r in rows]
 
     def blocked_counts(self, since: float | None = None) -> dict[str, int]:
         """Refused calls by reason (at or after ``since``)."""
-        where, params = (sql.SINCE, (since,)) if since is not None else ("", ())
-        return dict(self._db.execute(sql.BLOCKED_COUNTS + where + sql.BLOCKED_GROUP,
-                                     params).fetchall())
+        if since is None:
+            return dict(self._db.execute(sql.BLOCKED_COUNTS).fetchall())
+        return dict(self._db.execute(sql.BLOCKED_COUNTS_SINCE, (since,)).fetchall())
 
     def events(self, call_id: str) -> list[CallEventRecord]:
         rows = self._db.execute(sql.CALL_EVENTS, (call_id,)).fetchall()

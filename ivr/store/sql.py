@@ -67,11 +67,11 @@ RECENT_CALLS = f"SELECT {CALL_COLUMNS} FROM calls ORDER BY arrived_at DESC LIMIT
 
 # -- calls the front refused (Kamailio inserts them: ivr/kamailio.cfg.tmpl) ----------------
 
-BLOCKED = f"SELECT {BLOCKED_COLUMNS} FROM blocked_calls"
-BLOCKED_COUNTS = "SELECT reason, COUNT(*) FROM blocked_calls"
-SINCE = " WHERE at >= ?"
-BLOCKED_ORDER = " ORDER BY at DESC, id DESC LIMIT ?"
-BLOCKED_GROUP = " GROUP BY reason"
+BLOCKED = f"SELECT {BLOCKED_COLUMNS} FROM blocked_calls ORDER BY at DESC, id DESC LIMIT ?"
+BLOCKED_SINCE = (f"SELECT {BLOCKED_COLUMNS} FROM blocked_calls WHERE at >= ? "
+                 "ORDER BY at DESC, id DESC LIMIT ?")
+BLOCKED_COUNTS = "SELECT reason, COUNT(*) FROM blocked_calls GROUP BY reason"
+BLOCKED_COUNTS_SINCE = "SELECT reason, COUNT(*) FROM blocked_calls WHERE at >= ? GROUP BY reason"
 
 # -- agents' SIP credentials --------------------------------------------------------------
 
