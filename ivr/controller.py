@@ -184,7 +184,7 @@ class Controller:
         self.store_writer = StoreWriter(s.db_path, batch_max=_STORE_BATCH_MAX,
                                         pending_max=_STORE_PENDING_MAX)
         try:
-            self.store_writer.start()
+            await asyncio.to_thread(self.store_writer.start)  # opens its own connection
         except StoreError as exc:
             self.store_writer = None
             raise ControllerError(str(exc)) from exc
