@@ -248,3 +248,17 @@ def test_a_dead_workers_records_are_written_before_the_presumed_end_of_its_calls
         c.store.close()
 
     asyncio.run(scenario())
+
+
+def test_close_gives_up_on_a_store_locked_past_its_wait_and_counts_what_is_lost(
+        db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    writer = StoreWriter(db_path, adapter=SqliteAdapter(busy_timeout_s=0), retry_s=0.01)
+    writer.start()
+    lock = WriteLock(db_path)
+    try:
+        writer.submit([arrived("c1"), arrived("c2")])
+        assert writer.close(timeout_s=0.2) == 2
+    finally:
+        lock.release()
+    assert writer.dropped == 2 and stored_calls(db_path) == []
+    assert "2 call records were not written" in caplog.text

@@ -137,13 +137,13 @@ class StoreWriter:
         the thread, close the connection. Returns how many records were never written."""
         if self._thread is None:
             return 0
-        written = self.flush(timeout_s)
+        self.flush(timeout_s)
         with self._cond:
             self._closing = True
-            lost = self._records if not written else 0
             self._cond.notify()
-        self._thread.join()
+        self._thread.join()  # it ends after the write in progress, if any
         self._thread = None
+        lost = self._records
         if lost:
             self.dropped += lost
             log.error("%s: the store stayed unwritable; %d call records were not written",
