@@ -15,7 +15,7 @@ import pytest
 
 from ivr.acd.queue_log import QueueEvent as E
 from ivr.acd.queue_log import QueueLogRow
-from ivr.store import SCHEMA_VERSION, CallStore, Recording, StoreError
+from ivr.store import SCHEMA_VERSION, CallStore, Recording, StoreError, StoreOp
 
 T0 = 1_700_000_000.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,11 +160,11 @@ def test_a_recording_event_without_a_path_is_refused_and_nothing_is_written(
 
 
 def test_a_replayed_recording_is_linked_once(store: CallStore) -> None:
-    ops = [("call_arrived", "c1", T0, {"sip_call_id": "s", "worker": "w", "from_uri": "f",
-                                       "to_uri": "t", "flow": "default", "flow_version": 1}),
-           ("call_event", "c1", T0 + 5, {"kind": "recording",
-                                         "data": {"path": "a.wav", "duration_s": 5.0,
-                                                  "agent_id": "1001", "channels": 2}})]
+    args = {"sip_call_id": "s", "worker": "w", "from_uri": "f", "to_uri": "t",
+            "flow": "default", "flow_version": 1}
+    data = {"path": "a.wav", "duration_s": 5.0, "agent_id": "1001", "channels": 2}
+    ops: list[StoreOp] = [("call_arrived", "c1", T0, args),
+                          ("call_event", "c1", T0 + 5, {"kind": "recording", "data": data})]
     store.replay(ops)
     store.replay(ops)
     assert len(store.recordings("c1")) == 1
