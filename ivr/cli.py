@@ -165,6 +165,21 @@ def cmd_call(args: argparse.Namespace) -> int:
     print(json.dumps(call.__dict__, indent=2))
     for ev in store.events(call.call_id):
         print(f"  {ev.at - call.arrived_at:8.3f}s  {ev.kind:14} {json.dumps(ev.data)}")
+    rows = store.queue_log(call_id=call.call_id)
+    if rows:
+        print("queue log:")
+    for r in rows:
+        fields = {k: v for k, v in r._asdict().items()
+                  if k not in ("at", "event", "call_id") and v not in ("", None)}
+        print(f"  {r.at - call.arrived_at:8.3f}s  {r.event.value:14} "
+              + " ".join(f"{k}={v}" for k, v in fields.items()))
+    recordings = store.recordings(call.call_id)
+    if recordings:
+        print("recordings:")
+    for rec in recordings:
+        who = f"agent {rec.agent_id} in {rec.queue or '-'}" if rec.agent_id else "no agent"
+        print(f"  {rec.started_at - call.arrived_at:8.3f}s  {rec.duration_s:.1f} s, "
+              f"{rec.channels} channel{'s' if rec.channels != 1 else ''}, {who}: {rec.path}")
     return 0
 
 

@@ -24,19 +24,21 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from .acd.queue_log import QueueLogRow
 from .config import Settings
 from .controller_acd import AcdStartError, ControllerAcd
 from .controller_pool import ControllerError, PoolSupervision, SlotState, WorkerSlot
 from .front import Front
-from .journal import SCAN_S, replay_journals
+from .journal import SCAN_S, ReplayResult, replay_journals
 from .logs import log_event
 from .messages import is_message
 from .peers import PeerCredentials, peer_credentials, refusal
 from .pool_policy import SlotLoad, to_retire
 from .protocol import PROTOCOL_VERSION, ProtocolError, check_store_op, decode, encode
-from .store import CallStore, StoreError, StoreOp
+from .store import BatchItem, CallStore, StoreError, StoreOp, StoreWriter
 from .supervise import (
     StackLock,
     StackRunningError,
@@ -47,10 +49,12 @@ from .supervise import (
 
 log = logging.getLogger("ivr.controller")
 
-# Store writes waiting for their batch: flushed early at this many; if the database stays
-# unwritable, kept for retry up to _STORE_PENDING_MAX (the oldest are dropped, with an error).
+# Store writes waiting for their batch: handed to the writer thread early at this many; if
+# the database stays unwritable, the writer keeps them for retry up to _STORE_PENDING_MAX
+# (the oldest are dropped, with an error).
 _STORE_BATCH_MAX = 2000
 _STORE_PENDING_MAX = 200_000
+_STORE_CLOSE_WAIT_S = 30.0  # at shutdown, how long an unwritable store is waited for
 
 
 class Controller(PoolSupervision):
@@ -69,7 +73,8 @@ class Controller(PoolSupervision):
         ]
         self.socket_path = settings.run_dir / "controller.sock"
         self.pid_path = settings.run_dir / "controller.pid"
-        self.store: CallStore | None = None
+        self.store: CallStore | None = None  # the loop's own connection: start-up and reads
+        self.store_writer: StoreWriter | None = None  # every write once started (a thread)
         self._zygote: asyncio.subprocess.Process | None = None
         self._zygote_writer: asyncio.StreamWriter | None = None
         self._zygote_ready = asyncio.Event()
@@ -81,7 +86,7 @@ class Controller(PoolSupervision):
         self._server: asyncio.AbstractServer | None = None
         self._front: Front | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._store_pending: list[StoreOp] = []
+        self._store_pending: list[BatchItem] = []
         self._store_flush: asyncio.TimerHandle | None = None
         self._journals_scanned_at = time.monotonic()
         self.acd: ControllerAcd | None = None
@@ -133,8 +138,15 @@ class Controller(PoolSupervision):
         closed = self.store.close_orphans(time.time(), "failure")
         if closed:
             log_event("controller.orphans_closed", calls=len(closed))
+        self.store_writer = StoreWriter(s.db_path, batch_max=_STORE_BATCH_MAX,
+                                        pending_max=_STORE_PENDING_MAX)
         try:
-            self.acd = ControllerAcd(s, self.store, self._log_queue_rows)
+            await asyncio.to_thread(self.store_writer.start)  # opens its own connection
+        except StoreError as exc:
+            self.store_writer = None
+            raise ControllerError(str(exc)) from exc
+        try:
+            self.acd = ControllerAcd(s, self.store, self.record_queue_log)
         except AcdStartError as exc:
             raise ControllerError(str(exc)) from exc
         with contextlib.suppress(FileNotFoundError):
@@ -230,6 +242,9 @@ class Controller(PoolSupervision):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.flush_store()
+        if self.store_writer is not None:  # waits for the thread to write what is queued
+            await asyncio.to_thread(self.store_writer.close, _STORE_CLOSE_WAIT_S)
+            self.store_writer = None
         if self.store is not None:
             self.store.close()
         with contextlib.suppress(FileNotFoundError):
@@ -427,14 +442,20 @@ class Controller(PoolSupervision):
         elif not self._stopping:
             self._keep_idle_ready()
 
-    def _log_queue_rows(self, rows: list[Any]) -> None:
-        """Queue-log rows go to the store with the call records (same writer, in order)."""
-
     # -- the call store ----------------------------------------------------------------------
 
     def _queue_store(self, op: StoreOp) -> None:
         """Queue one write from a worker; written with the others within store_batch_ms."""
         self._store_pending.append(op)
+        self._store_soon()
+
+    def record_queue_log(self, rows: Iterable[QueueLogRow]) -> None:
+        """Queue the ACD's queue-log rows; written in order with the workers' records (a
+        row after the records that came before it), within store_batch_ms."""
+        self._store_pending.extend(rows)
+        self._store_soon()
+
+    def _store_soon(self) -> None:
         delay_s = self.settings.pool.store_batch_ms / 1000
         if delay_s <= 0 or len(self._store_pending) >= _STORE_BATCH_MAX:
             self.flush_store()
@@ -442,38 +463,37 @@ class Controller(PoolSupervision):
             self._store_flush = asyncio.get_running_loop().call_later(delay_s, self.flush_store)
 
     def flush_store(self) -> None:
-        """Write every queued call event in one transaction."""
+        """Hand every queued record to the writer thread, which writes them in one
+        transaction, in order after what it was given before (so what a dead worker sent
+        is written before its calls are closed). Returns at once: the loop never waits for
+        SQLite. A batch the store cannot take is retried by the writer (ivr/store/writer.py).
+        """
         if self._store_flush is not None:
             self._store_flush.cancel()
             self._store_flush = None
-        ops, self._store_pending = self._store_pending, []
-        if not ops or self.store is None:
+        if not self._store_pending or self.store_writer is None:
             return
-        try:
-            failed = self.store.apply_batch(ops)
-        except StoreError as exc:
-            # Nothing of the batch was written: keep it for the next flush, in order.
-            self._store_pending = ops + self._store_pending
-            excess = len(self._store_pending) - _STORE_PENDING_MAX
-            if excess > 0:
-                del self._store_pending[:excess]
-                log.error("call store unwritable; dropped the %d oldest call events", excess)
-            log.error("could not write %d call events (kept for retry): %s", len(ops), exc)
-            if self._store_flush is None and not self._stopping:
-                self._store_flush = asyncio.get_running_loop().call_later(
-                    1.0, self.flush_store)
-            return
-        for (method, call_id, _at, _args), err in failed:
-            log.error("could not apply %s of call %s: %s", method, call_id, err)
+        items, self._store_pending = self._store_pending, []
+        self.store_writer.submit_batch(items)
 
     def _replay_journals(self) -> None:
-        """Apply the journals of workers that lost their controller (``ivr/journal.py``)."""
+        """Apply the journals of workers that lost their controller (``ivr/journal.py``):
+        at start on the loop's connection (before orphans are closed), then in the writer's
+        thread after what live workers sent."""
         self._journals_scanned_at = time.monotonic()
-        if self.store is None:
+        directory = self.settings.journal_dir
+        if self.store_writer is None:
+            store = self.store
+            if store is not None:
+                self._log_replay(lambda: replay_journals(store, directory))
             return
         self.flush_store()  # what live workers sent comes first
+        future = self.store_writer.call(lambda store: replay_journals(store, directory))
+        future.add_done_callback(lambda f: self._log_replay(f.result))
+
+    def _log_replay(self, replay: Callable[[], ReplayResult]) -> None:
         try:
-            done = replay_journals(self.store, self.settings.journal_dir)
+            done = replay()
         except StoreError as exc:
             log.error("could not apply the workers' journals (kept for retry): %s", exc)
             return

@@ -323,7 +323,7 @@ def test_a_version_1_store_opens_and_gains_the_blocked_calls_table(db_path: Path
     finally:
         store.close()
     with sqlite3.connect(db_path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     db.close()
 
 
@@ -353,3 +353,29 @@ def test_ivr_blocked_lists_refused_calls_with_counts_by_reason(tmp_path: Path) -
                         cwd=root, env=env, capture_output=True, text=True, timeout=60,
                         check=True).stdout
     assert '"sip_call_id": "c3"' in js and '"c2"' not in js
+
+
+def test_a_second_connection_in_the_process_leaves_the_first_ones_writes_visible(
+        db_path: Path) -> None:
+    """The controller opens the store twice (its loop's reads, its writer thread). Opening
+    the second must not drop the first one's locks: else another process closing its
+    connection deletes the WAL the first still writes to, and nobody sees those writes."""
+    import subprocess
+    import sys
+
+    first = CallStore(db_path)
+    second = CallStore(db_path)
+    try:
+        arrive(first, "before")
+        probe = ("import sqlite3, sys; db = sqlite3.connect(sys.argv[1]);"
+                 " print(db.execute('SELECT COUNT(*) FROM calls').fetchone()[0]); db.close()")
+        run = [sys.executable, "-c", probe, str(db_path)]
+        assert subprocess.run(run, capture_output=True, text=True, timeout=60,
+                              check=True).stdout.split() == ["1"]
+        arrive(first, "after")  # written after another process closed its connection
+        assert subprocess.run(run, capture_output=True, text=True, timeout=60,
+                              check=True).stdout.split() == ["2"]
+        assert db_path.with_name(db_path.name + "-wal").exists()
+    finally:
+        second.close()
+        first.close()
