@@ -114,7 +114,8 @@ class AcdService:
             info = self.calls.get(call_id)
             if info is not None:
                 info.ended_by = info.ended_by or by
-                self._handle(ev.CallerHungUp(call_id))
+                self._handle(ev.CallerHungUp(call_id) if by == "caller"
+                             else ev.CallLost(call_id))
 
     def request_state(self, agent_id: str, state: str, reason: str = "") -> None:
         """Raises AcdError (unknown agent or reason, bad state name): nothing changed."""

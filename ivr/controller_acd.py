@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import ops
-from .acd import AcdConfig, AcdConfigError, AcdError, QueueLogRow, load_acd
+from .acd import AcdConfig, AcdConfigError, AcdError, QueueEvent, QueueLogRow, load_acd
 from .acd_service import AcdService, with_store_agents
-from .agent_desk import Desk
+from .agent_desk import Desk, start_of_day
 from .config import Settings
 from .logs import log_event
 from .messages import Message, from_wire, to_wire
@@ -51,8 +51,36 @@ class ControllerAcd:
                                   agent_uri=self._agent_uri,
                                   on_agent_event=lambda a, e: self.desk.publish(a, e))
         self.desk = Desk(self.service, store.agent_sip)
+        self._log_rows = log_rows
+        self._restore(time.time())
         log_event("acd.ready", file=str(settings.paths.acd), queues=sorted(config.queues),
                   agents=len(config.agents))
+
+    def _restore(self, now: float) -> None:
+        """After a restart: today's figures from the queue log, agents signed in as they
+        were, and a final row for each caller the log still has in a queue (their calls
+        ended with the old controller's workers: ``replace_stale`` saw to that)."""
+        service = self.service
+        service.rows_today.extend(self.store.queue_log(since=start_of_day(now)))
+        lost = [QueueLogRow(now, QueueEvent.EXITFAILURE, call_id=e.call_id, queue=e.queue,
+                            wait_s=now - e.at, priority=e.priority, reason="restart")
+                for e in self.store.open_queue_entries()]
+        if lost:
+            service.rows_today.extend(lost)
+            self._log_rows(lost)
+        reasons = set(service.acd.config.not_ready_reasons)
+        restored = 0
+        for agent_id, was in sorted(self.store.agent_states().items()):
+            if agent_id not in service.acd.agents or was.state == "logged_out":
+                continue
+            if was.state == "not_ready":
+                service.request_state(agent_id, "not_ready",
+                                      was.reason if was.reason in reasons else "")
+            else:  # ready, or busy with a call that ended with the old controller
+                service.request_state(agent_id, "ready")
+            restored += 1
+        if lost or restored:
+            log_event("acd.restored", agents_signed_in=restored, queued_calls_lost=len(lost))
 
     def load_config(self) -> AcdConfig:
         """The ACD file with the store's agents; AcdStartError names what is wrong."""

@@ -295,3 +295,24 @@ def test_hold_is_logged_with_its_length_and_a_key_leaves_the_queue() -> None:
     assert (rows(out)[0].code, rows(out)[0].wait_s, rows(out)[0].position) == ("1", 7.0, 1)
     with pytest.raises(InvalidStateError, match="talking to an agent"):
         acd.handle(ev.CallerLeftWithKey("c1", "1"), 21.0)
+
+
+def test_a_call_lost_with_its_worker_is_not_an_abandon_and_frees_its_agent() -> None:
+    from ivr.acd import Acd, parse_acd
+    from ivr.acd import events as ev
+    from ivr.acd.queue_log import QueueEvent
+
+    acd = Acd(parse_acd("queues: {q: {when_no_agents: wait, wrapup_s: 0}}\n"
+                        "agents: {'1': {name: A, queues: {q: 5}}}\n"))
+    acd.handle(ev.AgentStateRequested("1", "ready"), 0.0)
+    rows = [a.row for a in acd.handle(ev.CallQueued("ringing", "q"), 1.0)
+            if isinstance(a, ev.LogQueueEvent)]
+    waiting = acd.handle(ev.CallQueued("waiting", "q"), 2.0)
+    rows += [a.row for a in waiting if isinstance(a, ev.LogQueueEvent)]
+    for call_id in ("waiting", "ringing"):
+        rows += [a.row for a in acd.handle(ev.CallLost(call_id), 3.0)
+                 if isinstance(a, ev.LogQueueEvent)]
+    finals = [(r.call_id, r.event) for r in rows if r.event in (
+        QueueEvent.EXITFAILURE, QueueEvent.ABANDON)]
+    assert finals == [("waiting", QueueEvent.EXITFAILURE), ("ringing", QueueEvent.EXITFAILURE)]
+    assert acd.agents["1"].state.value == "ready" and not acd.entries

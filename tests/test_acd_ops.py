@@ -3,12 +3,17 @@ codes, and the queues with their figures; a stack that is not running says so.""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tests.conftest import ROOT, start_stack
+from tests.conftest import ROOT, start_stack, wait_no_stack_processes
 
 
 def test_agent_state_wrapup_show_and_queue_show_against_a_running_stack(
@@ -70,6 +75,40 @@ def test_an_agent_added_at_the_running_stack_can_sign_in_at_once(tmp_path: Path)
         assert gone.returncode == 1 and "no agent '2001'" in gone.stderr
     finally:
         assert stack.stop() == 0
+
+
+def test_agents_states_survive_a_killed_controller(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, workers=1)
+    try:
+        assert stack.ivr("agent", "state", "1001", "ready").returncode == 0
+        assert stack.ivr("agent", "state", "1002", "not-ready", "--reason",
+                         "lunch").returncode == 0
+        assert stack.ivr("agent", "state", "1003", "ready").returncode == 0
+        assert stack.ivr("agent", "state", "1003", "logged-out").returncode == 0
+        # the states are in the queue log once the writer thread has had its batch
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.closing(sqlite3.connect(stack.db)) as db:
+                if db.execute("SELECT count(*) FROM queue_log WHERE agent_id = '1003' AND "
+                              "event = 'AGENTLOGOFF'").fetchone()[0]:
+                    break
+            time.sleep(0.1)
+        os.kill(stack.proc.pid, signal.SIGKILL)
+        stack.proc.wait(30)
+        wait_no_stack_processes(stack.var_dir, timeout_s=60)
+    finally:
+        stack.stop()
+    again = start_stack(tmp_path, same_as=stack)
+    try:
+        shown = json.loads(again.ivr("queue", "show", "--json").stdout)
+        states = {a["id"]: (a["state"], a["reason"]) for q in shown["queues"]
+                  for a in q["agents"]}
+        assert states["1001"] == ("ready", "")
+        assert states["1002"] == ("not_ready", "lunch")
+        assert states["1003"] == ("logged_out", "")
+        assert any('"acd.restored"' in line for line in again.lines)
+    finally:
+        assert again.stop() == 0
 
 
 def test_ops_commands_say_when_the_stack_is_not_running(tmp_path: Path) -> None:

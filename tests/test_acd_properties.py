@@ -95,7 +95,8 @@ def test_random_event_sequences_keep_every_promise(
             apply(acd.handle(ev.CallQueued(f"c{n}", QUEUES[i % 2], priority=i % 3,
                                            skills=skills), now))
         elif op == "hangup" and pick:
-            apply(acd.handle(ev.CallerHungUp(pick), now))
+            # a caller hanging up, or its worker dying
+            apply(acd.handle(ev.CallerHungUp(pick) if i % 4 else ev.CallLost(pick), now))
         elif op == "key" and pick and acd.entries[pick].state is not EntryState.CONNECTED:
             apply(acd.handle(ev.CallerLeftWithKey(pick, "0"), now))
         elif op == "agent_state":

@@ -127,6 +127,17 @@ class Acd(AcdState):
         self._end(entry, Outcome.ABANDONED, now, QueueEvent.ABANDON, position=position,
                   enter_position=entry.enter_position)
 
+    def _on_CallLost(self, e: ev.CallLost, now: float) -> None:
+        entry = self.entries.get(e.call_id)
+        if entry is None:
+            return
+        if entry.state is EntryState.CONNECTED:
+            self._complete(entry, now, QueueEvent.COMPLETECALLER, Outcome.COMPLETED_CALLER)
+            return
+        position = self._leave(entry, now, "caller-gone")
+        self._end(entry, Outcome.FAILED, now, QueueEvent.EXITFAILURE, position=position,
+                  reason="lost")
+
     def _on_CallerLeftWithKey(self, e: ev.CallerLeftWithKey, now: float) -> None:
         entry = self.entries.get(e.call_id)
         if entry is None:

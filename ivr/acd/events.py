@@ -31,6 +31,14 @@ class CallerHungUp:
 
 
 @dataclass(frozen=True)
+class CallLost:
+    """The stack lost the call (its worker died): as a hang-up for the agent, but a caller
+    still waiting is not counted as an abandon (EXITFAILURE)."""
+
+    call_id: str
+
+
+@dataclass(frozen=True)
 class CallerLeftWithKey:
     """The caller pressed a key that leaves the queue (the flow goes on)."""
 
@@ -87,7 +95,7 @@ class CallResumed:
     call_id: str
 
 
-Event = (CallQueued | CallerHungUp | CallerLeftWithKey | AgentHungUp | OfferAnswered
+Event = (CallQueued | CallerHungUp | CallLost | CallerLeftWithKey | AgentHungUp | OfferAnswered
          | OfferFailed | AgentStateRequested | WrapUpCoded | CallHeld | CallResumed)
 
 # ---- actions (out of the ACD) ----------------------------------------------------------

@@ -127,6 +127,7 @@ class Outcome(enum.Enum):
     KEY = "key"  # the caller left with a key (e.g. voicemail instead)
     NO_AGENTS = "no_agents"  # when_no_agents: nobody signed in
     FULL = "full"  # max_size reached: never entered
+    FAILED = "failed"  # the stack lost the call (its worker died) before an agent answered
 
 
 _ENTRY_MOVES: dict[EntryState, frozenset[EntryState]] = {

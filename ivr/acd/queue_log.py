@@ -18,6 +18,8 @@ Call rows (``call_id`` and ``queue`` set)::
     EXITEMPTY       final: the last agent signed out while the caller waited (when_no_agents)
     JOINEMPTY       final: nobody signed in when the caller came (when_no_agents; no ENTERQUEUE)
     FULL            final: max_size reached when the caller came (no ENTERQUEUE)
+    EXITFAILURE     final: the stack lost the call before an agent answered (its worker
+                    died, or the controller restarted): never counted as an abandon
 
 Agent rows (``agent_id``, ``old_state``, ``new_state``; ``call_id``/``queue`` when a call is
 the cause)::
@@ -53,6 +55,7 @@ class QueueEvent(enum.Enum):
     EXITEMPTY = "EXITEMPTY"
     JOINEMPTY = "JOINEMPTY"
     FULL = "FULL"
+    EXITFAILURE = "EXITFAILURE"
     AGENTLOGIN = "AGENTLOGIN"
     AGENTLOGOFF = "AGENTLOGOFF"
     PAUSE = "PAUSE"
@@ -65,7 +68,7 @@ class QueueEvent(enum.Enum):
 FINAL_EVENTS = frozenset({
     QueueEvent.COMPLETECALLER, QueueEvent.COMPLETEAGENT, QueueEvent.ABANDON,
     QueueEvent.EXITWITHTIMEOUT, QueueEvent.EXITWITHKEY, QueueEvent.EXITEMPTY,
-    QueueEvent.JOINEMPTY, QueueEvent.FULL,
+    QueueEvent.JOINEMPTY, QueueEvent.FULL, QueueEvent.EXITFAILURE,
 })
 
 #: The agent-state rows (each carries old_state and new_state).
