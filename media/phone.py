@@ -336,6 +336,9 @@ class Phone:
         self._stopping = False
         self._running = False
         self._accepting = True
+        # Incoming calls up at once before the next INVITE gets 503 (None: only PJSUA's
+        # max_calls); a worker whose callers may need an agent leg keeps slots free for them.
+        self._max_inbound: int | None = None
         self._calls: dict[int, _LegState] = {}  # pjsua call id -> state; strong references
         self._dead: list[_LegState] = []
         self._retired_players = _RetiredPlayers()  # pump thread only
@@ -388,6 +391,11 @@ class Phone:
     def set_accepting(self, accepting: bool) -> None:
         """While not accepting, new INVITEs are answered 503 at once (a draining worker)."""
         self._accepting = accepting
+
+    def set_max_inbound(self, calls: int | None) -> None:
+        """With ``calls`` incoming calls up, the next INVITE is answered 503 + Retry-After
+        (the front tries another worker); outbound legs do not count. None: no such limit."""
+        self._max_inbound = calls
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Hang up every leg (BYE, or 503 before answer), wait up to ``grace_s``, destroy."""
@@ -788,17 +796,22 @@ class Phone:
         info = call.getInfo()
         if self._refuse_invite(call, state, rdata.srcAddress, rdata.wholeMsg):
             return
-        if not self._accepting:
+        limit = self._max_inbound
+        full = limit is not None and sum(
+            1 for other in self._calls.values()
+            if other is not state and not other.outbound and not other.disconnected) >= limit
+        if not self._accepting or full:
             op = pj.CallOpParam()
             op.statusCode = 503
-            op.reason = "Service Unavailable (draining)"
+            op.reason = "Service Unavailable (" + ("busy" if self._accepting else "draining") + ")"
             header = pj.SipHeader()
             header.hName = "Retry-After"
             header.hValue = "5"
             op.txOption.headers.append(header)
             state.local_hangup = True
             call.answer(op)
-            log.info("refused a call while draining: %s", info.callIdString)
+            log.info("refused a call while %s: %s", "full" if self._accepting else "draining",
+                     info.callIdString)
             return
         leg = SipCallLeg(
             self,
