@@ -45,7 +45,7 @@ from media import (
 )
 
 from . import messages as m
-from .flow import FlowRun
+from .flow import FlowRun, RunState
 from .flow.interpreter import Action, QueueCall, mask
 
 log = logging.getLogger("ivr.queue_call")
@@ -220,6 +220,9 @@ class AcdCall:
             self._note("queue.requeued", {"queue": msg.queue, "position": msg.position})
             await self._apply(self.run.on_requeued(now))
         elif isinstance(msg, m.Exit):
+            if self._bridged() is not None:  # talking already: the agent part decides
+                log.warning("call %s: Exit while bridged, ignored", self.call_id)
+                return
             self.in_acd = False
             await self._drop_offers("exit")
             await self._apply(self.run.on_queue_exit(now, msg.target, msg.reason))
@@ -255,11 +258,21 @@ class AcdCall:
             return
         self.offers[offer.offer_id] = AgentOffer(offer, leg)
         self._forward(leg)
+        await self._ensure_queued()
         await self._apply(self.run.on_offering(self._now()))
+
+    async def _ensure_queued(self) -> None:
+        """An Offer (or Connect) before Queued: the call waits all the same (music)."""
+        if self.run.state is RunState.BUSY:
+            await self._apply(self.run.on_queued(self._now()))
 
     async def _cancel(self, msg: m.CancelOffer) -> None:
         held = self.offers.get(msg.offer_id)
         if held is None or not held.live:
+            return
+        if held.state in (OfferState.BRIDGED, OfferState.HELD):
+            log.warning("call %s: CancelOffer %s for a bridged call, ignored", self.call_id,
+                        msg.offer_id)
             return
         self._note("agent.cancelled", {"offer_id": msg.offer_id,
                                        "agent_id": held.offer.agent_id, "reason": msg.reason})
@@ -278,6 +291,7 @@ class AcdCall:
 
     async def _bridge(self, held: AgentOffer) -> None:
         held.connect_pending = False
+        await self._ensure_queued()
         await self._apply(self.run.on_bridged(self._now()))
         try:
             await self.media.bridge(self.caller, held.leg)
@@ -369,6 +383,7 @@ class AcdCall:
             self.link.send_message(m.AgentGone(self.call_id))
         now = self._now()
         if was is OfferState.ANSWERED:  # gone before the bridge: the caller never talked
+            await self._ensure_queued()
             await self._apply(self.run.on_bridged(now))
         await self._apply(self.run.on_agent_done(now))
 

@@ -267,6 +267,37 @@ async def test_agent_hold_gives_the_caller_music_and_resume_bridges_again(
     assert d.store.kinds().count("agent.held") == 1
 
 
+@runs_in_loop
+async def test_an_offer_before_queued_still_gives_music_and_the_call_goes_on_after_the_agent(
+        tmp_path: Path) -> None:
+    d = await Driver(FLOW, tmp_path).start()
+    for digit in "9731":
+        d.caller.send(DtmfReceived(1, digit, DtmfMethod.RFC4733))
+    await d.settle()
+    agent = await d.agent()  # a free agent at once: no Queued first
+    assert d.caller.music
+    agent.picks_up()
+    await d.settle()
+    await d.tell(m.Connect(d.call_id, "o1", "1001"))
+    assert d.media.bridged and not d.caller.music
+    agent.hangs_up()
+    await d.settle()
+    assert "play survey_intro" in d.caller.log
+
+
+@pytest.mark.parametrize("message", ["exit", "cancel"])
+@runs_in_loop
+async def test_a_talking_caller_is_not_cut_off_by_an_exit_or_a_cancel(
+        tmp_path: Path, message: str) -> None:
+    d, agent = await bridged(tmp_path)
+    await d.tell(m.Exit(d.call_id, "support", "timeout") if message == "exit"
+                 else m.CancelOffer(d.call_id, "o1", "agent-state"))
+    assert agent.log == [] and d.media.bridged
+    agent.hangs_up()
+    await d.settle()
+    assert "play survey_intro" in d.caller.log
+
+
 # -- the caller leaves ------------------------------------------------------------------------
 
 
@@ -398,6 +429,8 @@ async def test_every_controller_message_in_every_stage_leaves_a_call_that_still_
     await d.settle()
     await d.tell(MESSAGES[message](d.call_id))
     assert d.task is not None and (not d.task.done() or d.task.exception() is None)
+    if stage in ("bridged", "held") and message != "connect":
+        assert d.media.bridged == (stage == "bridged"), "the talk was cut"
     d.caller.hangs_up()
     await d.finish()
     assert d.store.ended() is not None
@@ -405,7 +438,7 @@ async def test_every_controller_message_in_every_stage_leaves_a_call_that_still_
         assert leg.ended is not None, f"agent leg {leg.leg_id} left up"
     # The ACD hears the caller's end at most once, and never after the call left it.
     assert len(d.link.of(m.CallerGone)) <= 1
-    if stage == "after_agent" or message == "exit":
+    if stage == "after_agent" or (message == "exit" and stage not in ("bridged", "held")):
         assert not d.link.of(m.CallerGone)
 
 
