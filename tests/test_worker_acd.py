@@ -148,9 +148,10 @@ def acd_worker(tmp_path: Path, flow: Path = FLOW) -> Iterator[tuple[WorkerProces
 
 
 @contextlib.contextmanager
-def baresip_phone(tmp_path: Path, agent_id: str) -> Iterator[tuple[Baresip, str]]:
-    """baresip answering by itself at its own address (no registration), sending AGENT_HZ;
-    yields the phone and its URI."""
+def baresip_phone(tmp_path: Path, agent_id: str, answermode: str = "auto"
+                  ) -> Iterator[tuple[Baresip, str]]:
+    """baresip at its own address (no registration), answering by itself (``answermode``
+    auto) and sending AGENT_HZ; yields the phone and its URI."""
     assert BARESIP is not None and MODULE_DIR is not None
     conf, audio = tmp_path / "agent-conf", tmp_path / "agent-audio"
     conf.mkdir()
@@ -178,7 +179,7 @@ snd_path		{audio}
 statmode_default	off
 """)
     (conf / "accounts").write_text(
-        f'"Agent {agent_id}" <sip:{agent_id}@127.0.0.1>;regint=0;answermode=auto;'
+        f'"Agent {agent_id}" <sip:{agent_id}@127.0.0.1>;regint=0;answermode={answermode};'
         "audio_codecs=pcmu\n")
     proc = subprocess.Popen(
         [BARESIP, "-4", "-f", str(conf), "-t", str(SAFETY_QUIT_S)], cwd=tmp_path,
@@ -305,6 +306,69 @@ def heard_by(phone: Baresip) -> npt.NDArray[np.int16]:
                 pass
         time.sleep(0.2)
     raise AssertionError(f"baresip left no audio dump in {phone.audio_dir}")
+
+
+def test_agent_hold_from_baresip_gives_the_caller_music_and_resume_brings_the_agent_back(
+        tmp_path: Path) -> None:
+    peer = RtpPeer(ssrc=0xACD00002)
+    try:
+        with acd_worker(tmp_path) as (wp, ctl), baresip_phone(tmp_path, "1002") as (phone,
+                                                                                    uri):
+            caller, results = start_caller(tmp_path, wp.target, peer)
+            call_id = ctl.wait_for("acd.join")["call_id"]
+            ctl.send(m.Offer(call_id, "o1", "1002", uri, "support", 1.0, 20.0))
+            ctl.wait_for("acd.answered", offer_id="o1")
+            stream_pcm(peer, peer.first_source(), tone(CALLER_HZ, 1.0))
+            ctl.send(m.Connect(call_id, "o1", "1002"))
+            up = phone.wait_for("Call established", timeout_s=10)
+            time.sleep(0.5)
+            assert dominates(heard(peer, 1.0), AGENT_HZ, CALLER_HZ)
+            phone.keys("x")  # baresip's "call hold": re-INVITE a=sendonly
+            ctl.wait_for("acd.held", call_id=call_id)
+            time.sleep(0.3)
+            music = heard(peer, 1.5)
+            # The loop starts on its C chord (C3, C4): music, not the agent's tone.
+            assert dominates(music, 261.6, AGENT_HZ), "the held caller does not hear music"
+            phone.keys("X")  # resume
+            ctl.wait_for("acd.resumed", call_id=call_id)
+            time.sleep(0.5)
+            assert dominates(heard(peer, 1.0), AGENT_HZ, CALLER_HZ), "the agent is not back"
+            phone.keys("/hangup\n")
+            phone.wait_for("terminate", timeout_s=10, since=up)
+            ctl.wait_for("acd.agent_gone", call_id=call_id)
+            caller.join(timeout=60)
+            assert results and results[0].ok, results and results[0].output
+    finally:
+        peer.close()
+    kinds = [k for k, _ in ctl.events(call_id)]
+    assert kinds.count("agent.held") == 1 and kinds.count("agent.resumed") == 1
+
+
+def test_a_caller_who_hangs_up_while_the_agent_phone_rings_cancels_it(tmp_path: Path) -> None:
+    peer = RtpPeer(ssrc=0xACD00003)
+    try:
+        with acd_worker(tmp_path) as (wp, ctl), baresip_phone(
+                tmp_path, "1003", answermode="manual") as (phone, uri):
+            scenario = sipp.Caller("gives_up", media_port=peer.port).pause(4000) \
+                .caller_hangs_up()
+            results: list[sipp.SippResult] = []
+            caller = threading.Thread(target=lambda: results.append(
+                sipp.run(scenario, wp.target, tmp_path, timeout_s=30)), daemon=True)
+            caller.start()
+            call_id = ctl.wait_for("acd.join")["call_id"]
+            ctl.send(m.Queued(call_id, "support", 1, 0))
+            ctl.send(m.Offer(call_id, "o1", "1003", uri, "support", 1.0, 20.0))
+            ctl.wait_for("acd.ringing", offer_id="o1")
+            rang = phone.wait_for("Incoming call", timeout_s=10)
+            ctl.wait_for("acd.caller_gone", call_id=call_id, timeout_s=20)
+            phone.wait_for("session closed", timeout_s=10, since=rang)  # our CANCEL came
+            caller.join(timeout=30)
+            assert results and results[0].ok, results and results[0].output
+            assert ctl.ended(call_id)["reason"] == "caller_hangup"  # type: ignore[index]
+    finally:
+        peer.close()
+    assert not [x for x in ctl.received if x["type"] in ("acd.offer_failed",
+                                                        "acd.answered")]
 
 
 def test_with_a_queue_in_the_flow_a_worker_takes_two_callers_and_refuses_the_third(
