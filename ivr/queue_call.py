@@ -296,6 +296,8 @@ class AcdCall:
         try:
             await self.media.bridge(self.caller, held.leg)
         except MediaError as exc:
+            if held.leg.ended is not None:
+                return  # the agent hung up meanwhile: its LegHungUp, in the inbox, says so
             log.error("call %s: cannot bridge agent %s: %s", self.call_id,
                       held.offer.agent_id, exc)
             await self._hang_up(held)

@@ -16,6 +16,7 @@ from media import (
     HangupSide,
     LegAnswered,
     LegFailed,
+    LegGoneError,
     LegHeld,
     LegHungUp,
     LegResumed,
@@ -185,6 +186,8 @@ class FakeMedia:
         return leg
 
     async def bridge(self, caller: FakeLeg, agent: FakeLeg) -> None:
+        if agent.ended is not None or caller.ended is not None:
+            raise LegGoneError("a bridged leg has ended")
         self.log.append(f"bridge {caller.leg_id}-{agent.leg_id}")
 
     async def unbridge(self, caller: FakeLeg, agent: FakeLeg) -> None:

@@ -253,6 +253,20 @@ async def test_agent_hangs_up_the_caller_goes_on_at_after_agent(tmp_path: Path) 
 
 
 @runs_in_loop
+async def test_an_agent_who_hangs_up_as_connect_arrives_is_an_agent_gone(
+        tmp_path: Path) -> None:
+    d = await queued(tmp_path)
+    agent = await d.agent()
+    agent.picks_up()
+    await d.settle()
+    d.session.deliver(m.Connect(d.call_id, "o1", "1001"))
+    agent.hangs_up()  # its BYE lands behind the Connect: the bridge finds the leg gone
+    await d.settle()
+    assert d.link.of(m.AgentGone) == [m.AgentGone(d.call_id)]
+    assert "play survey_intro" in d.caller.log
+
+
+@runs_in_loop
 async def test_agent_hold_gives_the_caller_music_and_resume_bridges_again(
         tmp_path: Path) -> None:
     d, agent = await bridged(tmp_path)

@@ -27,11 +27,16 @@ import numpy.typing as npt
 import pytest
 
 from ivr import messages as m
+from ivr.agent_credentials import AgentSip, make_hashes
+from ivr.kamailio import Destination, KamailioConfig, KamailioProcess
+from ivr.store import CallStore
 from tests import sipp
 from tests.conftest import ROOT, WorkerProcess, _read_lines, free_sip_port
 from tests.phone_harness import band_power, tone, write_wav
 from tests.rtp_peer import RtpPeer, received_pcm, stream_pcm
+from tests.test_front_agents import DOMAIN, PASSWORD, REALM, baresip_agent
 from tests.test_interop_baresip import BARESIP, MODULE_DIR, SAFETY_QUIT_S, Baresip, _free_port
+from tests.test_kamailio import port_block, wait_until
 
 FLOW = Path(__file__).parent / "flows" / "acd.yaml"
 CALLER_HZ = 440.0
@@ -88,7 +93,8 @@ class FakeController:
                 continue
             if msg["type"] == wire_type and all(msg.get(k) == v for k, v in match.items()):
                 return msg
-        seen = [x["type"] if x["type"] != "store" else f"store {x['op']}" for x in self.received]
+        seen = [x if x["type"].startswith("acd.") else x["type"] if x["type"] != "store"
+                else f"store {x['op']} {x['args'].get('kind', '')}" for x in self.received]
         raise AssertionError(f"the worker never sent {wire_type} {match or ''}; it sent {seen}")
 
     def send(self, msg: m.Message) -> None:
@@ -114,13 +120,13 @@ class FakeController:
 
 
 @contextlib.contextmanager
-def acd_worker(tmp_path: Path, flow: Path = FLOW) -> Iterator[tuple[WorkerProcess,
-                                                                       FakeController]]:
-    port = free_sip_port()
+def acd_worker(tmp_path: Path, flow: Path = FLOW, env: dict[str, str] | None = None,
+               port: int | None = None) -> Iterator[tuple[WorkerProcess, FakeController]]:
+    port = port or free_sip_port()
     var_dir = tmp_path / "var"
     sock = tmp_path / "controller.sock"
     controller = FakeController(sock)
-    env = {
+    full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("IVR_")},
         "IVR_SIP_PORT": str(port),
         "IVR_SIP_BIND_ADDRESS": "127.0.0.1",
@@ -132,9 +138,10 @@ def acd_worker(tmp_path: Path, flow: Path = FLOW) -> Iterator[tuple[WorkerProces
         "IVR_LOG_FORMAT": "json",
         "IVR_WORKER_NAME": "w000",
         "IVR_WORKER_DRAIN_TIMEOUT_S": "5",
+        **(env or {}),
     }
     proc = subprocess.Popen([sys.executable, "-m", "tests.acd_worker", str(sock)], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     wp = WorkerProcess(proc, port, var_dir)
     _read_lines(wp)
@@ -142,6 +149,9 @@ def acd_worker(tmp_path: Path, flow: Path = FLOW) -> Iterator[tuple[WorkerProces
         wp.wait_for('"worker.ready"', timeout_s=30)
         controller.wait_for("hello")
         yield wp, controller
+    except BaseException:
+        print("the worker's log:\n" + "".join(wp.lines[-80:]))
+        raise
     finally:
         wp.stop()
         controller.close()
@@ -369,6 +379,50 @@ def test_a_caller_who_hangs_up_while_the_agent_phone_rings_cancels_it(tmp_path: 
         peer.close()
     assert not [x for x in ctl.received if x["type"] in ("acd.offer_failed",
                                                         "acd.answered")]
+
+
+def test_an_offer_to_sip_id_at_the_agent_domain_reaches_the_phone_registered_at_the_front(
+        tmp_path: Path) -> None:
+    """worker.outbound_proxy: the agent leg goes through Kamailio (registrar with digest),
+    which finds baresip's registered contact; the worker never learns the phone's address."""
+    base = port_block()
+    worker_port = base + 2
+    store_path = tmp_path / "front.sqlite3"
+    store = CallStore(store_path)
+    ha1, ha1b = make_hashes("1001", REALM, DOMAIN, PASSWORD)
+    store.add_agent_sip(AgentSip("1001", "Ann Agent", REALM, ha1, ha1b, (), 1.0, 1.0))
+    store.close()
+    front = KamailioProcess(KamailioConfig(
+        port=base, run_dir=tmp_path / "front", store_path=store_path, agent_domain=DOMAIN,
+        auth_realm=REALM, log_level="notice",
+        destinations=[Destination(f"sip:127.0.0.1:{worker_port}", 4, disabled=True)]))
+    front.start()
+    peer = RtpPeer(ssrc=0xACD00004)
+    try:
+        with baresip_agent(tmp_path, base, "1001", PASSWORD) as phone, acd_worker(
+                tmp_path, env={"IVR_WORKER_OUTBOUND_PROXY": f"127.0.0.1:{base}"},
+                port=worker_port) as (wp, ctl):
+            ready = json.loads(wp.wait_for('"worker.ready"'))
+            assert ready["outbound_proxy"] == f"127.0.0.1:{base}"
+            wait_until(lambda: bool(front.agent_contacts("1001")), 15, "1001 registered")
+            caller, results = start_caller(tmp_path, wp.target, peer)
+            call_id = ctl.wait_for("acd.join")["call_id"]
+            ctl.send(m.Offer(call_id, "o1", "1001", f"sip:1001@{DOMAIN}", "support", 3.0,
+                             20.0))
+            ctl.wait_for("acd.answered", offer_id="o1", timeout_s=20)
+            up = phone.wait_for("Call established", timeout_s=10)
+            ctl.send(m.Connect(call_id, "o1", "1001"))
+            ctl.wait_for("store", op="call_event", call_id=call_id,
+                         args={"kind": "agent.connected", "data": {
+                             "offer_id": "o1", "agent_id": "1001", "queue": "support"}})
+            phone.keys("/hangup\n")
+            phone.wait_for("terminate", timeout_s=10, since=up)
+            ctl.wait_for("acd.agent_gone", call_id=call_id)
+            caller.join(timeout=60)
+            assert results and results[0].ok, results and results[0].output
+    finally:
+        peer.close()
+        front.stop()
 
 
 def test_with_a_queue_in_the_flow_a_worker_takes_two_callers_and_refuses_the_third(
