@@ -63,3 +63,22 @@ def test_a_bad_outbound_proxy_is_refused_naming_the_variable() -> None:
 ])
 def test_the_call_info_url_of_the_http_api(env: dict[str, str], url: str) -> None:
     assert load_settings(None, env=env).http_url == url
+
+
+class _BusyPhone:
+    active_legs = 4
+
+    async def place_call(self, uri: str, headers: dict[str, str]) -> None:
+        raise AssertionError("no INVITE may be sent without a free call slot")
+
+
+def test_an_agent_leg_without_a_free_call_slot_fails_at_once() -> None:
+    import asyncio
+
+    from ivr.agent_media import NoFreeLegError, PhoneMedia
+    from media import MediaError
+
+    media = PhoneMedia(_BusyPhone(), 4)  # type: ignore[arg-type]
+    with pytest.raises(NoFreeLegError, match="no free call slot") as info:
+        asyncio.run(media.place_call("sip:1001@127.0.0.1", {}))
+    assert isinstance(info.value, MediaError)  # what AcdCall reports as OfferFailed(error)
