@@ -32,6 +32,14 @@ from .yamlsrc import SourceMap, YamlError, load_yaml
 ENV_PREFIX = "IVR_"
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 class ConfigError(Exception):
     """Settings that cannot be used; the message says which and where."""
 
@@ -119,6 +127,17 @@ class WorkerSettings(_Section):
     # Who may send this worker INVITEs: "host" or "host:port" ("[v6]:port"); empty: anyone
     # (a standalone worker). In the pool the controller sets it to the front's address.
     trusted_sources: list[str] = []
+    # Where agent legs go first ("host:port", a loose route): the front (Kamailio), which
+    # knows where sip:ID@agent_domain is registered. None: the front's address in a pool
+    # with the front, else straight to the agent URI's host.
+    outbound_proxy: str | None = None
+
+    @field_validator("outbound_proxy")
+    @classmethod
+    def _proxy(cls, v: str | None) -> str | None:
+        if v is not None:
+            Source.parse(v)  # ValueError names the bad address
+        return v
 
     @field_validator("trusted_sources")
     @classmethod
@@ -279,6 +298,16 @@ class Settings(_Section):
     def http_bind_address(self) -> str:
         """The address the agent API listens on (http.bind_address, else sip.bind_address)."""
         return self.http.bind_address or self.sip.bind_address
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP API's base URL, as agents' clients reach it."""
+        host = self.http.bind_address or self.sip.bind_address
+        if _is_ip(host) and ipaddress.ip_address(host).is_unspecified:
+            host = self.sip.public_address or "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.http.port}"
 
     @property
     def journal_dir(self) -> Path:

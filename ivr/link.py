@@ -17,6 +17,7 @@ from typing import Any
 
 from .journal import JournalWriter, UnconfirmedRecords
 from .logs import log_event
+from .messages import Message, to_wire
 from .protocol import PROTOCOL_VERSION, ProtocolError, decode, encode
 from .store import StoreOp
 
@@ -53,6 +54,17 @@ class ControllerLink:
         except (ConnectionError, RuntimeError) as exc:
             self.lost = True
             log.error("controller link lost while sending %s: %s", msg_type, exc)
+
+    def send_message(self, msg: Message) -> None:
+        """A typed message of a call in the ACD (``ivr/messages.py``)."""
+        if self._writer is None or self.lost:
+            log.warning("controller link is down; dropped %s of call %s", msg.TYPE, msg.call_id)
+            return
+        try:
+            self._writer.write(to_wire(msg))
+        except (ConnectionError, RuntimeError) as exc:
+            self.lost = True
+            log.error("controller link lost while sending %s: %s", msg.TYPE, exc)
 
     async def flush(self) -> None:
         if self._writer is not None and not self.lost:

@@ -3,6 +3,10 @@
 This is the I/O edge around :class:`~ivr.flow.FlowRun`: it answers, feeds the interpreter the
 leg's events with the time, carries out its actions on the leg, and writes each event to the
 store and the structured log as it happens.
+
+A call has one inbox: the caller's leg events, every agent leg's (``ivr/queue_call.py``
+places them) and the controller's messages for this call (``ivr/messages.py``, given by the
+worker with :meth:`CallSession.deliver`) arrive there in order, and one loop takes them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from media import (
     CallLeg,
     DtmfReceived,
     HangupSide,
+    LegEvent,
     LegGoneError,
     LegHungUp,
     MediaError,
@@ -35,14 +40,19 @@ from .flow import Flow, FlowRun, Hangup, Note, Play, RunState, StopPlayback
 from .flow.interpreter import (
     MASK,
     Action,
+    LeaveQueue,
     Lookup,
     QueueCall,
+    StartMusic,
     StartRecording,
+    StopMusic,
     StopRecording,
     Transfer,
 )
 from .logs import log_event
+from .messages import Message
 from .prompts import PromptSet
+from .queue_call import AcdCall, AcdLink, AcdMedia, ControllerLost
 from .store import CallRecorder, StoreError
 
 log = logging.getLogger("ivr.session")
@@ -81,6 +91,9 @@ class CallSession:
         recordings_dir: Path = Path("var/recordings"),
         flow_vars: Mapping[str, str] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        acd_link: AcdLink | None = None,
+        acd_media: AcdMedia | None = None,
+        info_base_url: str = "",
     ) -> None:
         self.leg = leg
         self.flow = flow
@@ -104,6 +117,34 @@ class CallSession:
         self._terminate_reason: str | None = None
         self._flow_hangup_reason: str | None = None
         self.ended = False
+        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self._forwarders: list[asyncio.Task[None]] = []
+        # The ACD part (ivr/queue_call.py): only with a controller to ask and a phone to call
+        # agents from; without one a queue node goes on at on_unavailable.
+        self.acd: AcdCall | None = None
+        if acd_link is not None and acd_media is not None:
+            self.acd = AcdCall(
+                self.call_id, self.run, leg, acd_link, acd_media, apply=self._apply,
+                note=lambda kind, data: self._note(Note(kind, data)), forward=self._forward,
+                now=self._mono, wall=wall_clock, recordings_dir=recordings_dir,
+                info_url=f"{info_base_url}/api/v1/calls/{self.call_id}" if info_base_url
+                else "",
+                fixed_vars=frozenset({**flow.vars, **(flow_vars or {})}))
+
+    def deliver(self, item: Message | ControllerLost) -> None:
+        """A controller message for this call (or the news that the controller is gone)."""
+        self.inbox.put_nowait(item)
+
+    def _forward(self, leg: CallLeg) -> None:
+        """Feed ``leg``'s events to the inbox, up to its end."""
+        async def forward() -> None:
+            while True:
+                event = await leg.next_event()
+                self.inbox.put_nowait(event)
+                if isinstance(event, LegHungUp):
+                    return
+
+        self._forwarders.append(asyncio.ensure_future(forward()))
 
     # -- recording -----------------------------------------------------------------------
 
@@ -150,6 +191,7 @@ class CallSession:
         log_event("call.arrived", call_id=self.call_id, sip_call_id=leg.sip_call_id,
                   from_uri=leg.remote_uri, to_uri=leg.local_uri, flow=self.flow.name,
                   worker=self.worker)
+        self._forward(leg)
         try:
             await self._answer_and_run()
         except asyncio.CancelledError:
@@ -166,6 +208,13 @@ class CallSession:
             if self._next_event is not None:
                 self._next_event.cancel()
                 self._next_event = None
+            if self.acd is not None:
+                try:
+                    await self.acd.caller_gone()
+                except MediaError as exc:
+                    log.warning("call %s: agent legs at the end: %s", self.call_id, exc)
+            for task in self._forwarders:
+                task.cancel()
 
     async def _answer_and_run(self) -> None:
         leg = self.leg
@@ -219,10 +268,13 @@ class CallSession:
                 self._pending.cancel()
 
     def _event_task(self) -> asyncio.Task[Any]:
-        """The pending read of the leg's next event, started if none is."""
+        """The pending read of the inbox's next item, started if none is."""
         if self._next_event is None:
-            self._next_event = asyncio.ensure_future(self.leg.next_event())
+            self._next_event = asyncio.ensure_future(self.inbox.get())
         return self._next_event
+
+    def _is_caller_end(self, event: object) -> bool:
+        return isinstance(event, LegHungUp) and event.leg_id == self.leg.leg_id
 
     async def _take_event(self, timeout_s: float) -> object:
         """The leg's next event, or TimeoutError (the read stays pending for the next call)."""
@@ -246,9 +298,9 @@ class CallSession:
                 if not self.ended:
                     self._end("no_media", "ivr", None, "no audio within media_timeout_s")
                 return None
-            if isinstance(event, MediaReady):
+            if isinstance(event, MediaReady) and event.leg_id == self.leg.leg_id:
                 return event
-            if isinstance(event, LegHungUp):
+            if isinstance(event, LegHungUp) and self._is_caller_end(event):
                 self._on_leg_hung_up(event)
                 return None
 
@@ -260,6 +312,14 @@ class CallSession:
 
     async def _on_event(self, event: object) -> None:
         now = self._mono()
+        if isinstance(event, Message | ControllerLost):
+            if self.acd is not None:
+                await self.acd.on_message(event)
+            return
+        if isinstance(event, LegEvent) and event.leg_id != self.leg.leg_id:
+            if self.acd is not None:
+                await self.acd.on_agent_event(event)
+            return
         if type(event).__name__ == "TransferResult":
             ev: Any = event
             if ev.final:
@@ -284,6 +344,8 @@ class CallSession:
             if self._recording is not None:  # a message ended by hanging up: keep it if any
                 await self._finish_recording()
             self._on_leg_hung_up(event)
+            if self.acd is not None:
+                await self.acd.caller_gone()
         elif isinstance(event, MediaTimedOut | SessionExpired):
             self._on_dead_call(event)
 
@@ -358,12 +420,18 @@ class CallSession:
             elif isinstance(action, Lookup):
                 self._pending = asyncio.ensure_future(self._lookup(action))
             elif isinstance(action, QueueCall):
-                # The ACD arrives with its own issue; until then no queue can take a call.
                 self._note(Note("queue.requested", {"queue": action.queue,
                                                     "skills": list(action.skills),
                                                     "priority": action.priority}))
-                await self._apply(self.run.on_queue_result(self._mono(), False,
-                                                           "no ACD in this version"))
+                if self.acd is not None:
+                    await self.acd.join(action)
+                else:  # a standalone worker: no controller, no ACD
+                    await self._apply(self.run.on_queue_result(self._mono(), False, "no ACD"))
+            elif isinstance(action, StartMusic | StopMusic):
+                await self._music(action)
+            elif isinstance(action, LeaveQueue):
+                if self.acd is not None:
+                    await self.acd.left_with_key(action.key)
             elif isinstance(action, Transfer):
                 try:
                     await self.leg.transfer(action.uri)
@@ -371,6 +439,17 @@ class CallSession:
                     await self._apply(self.run.on_transfer_result(self._mono(), False, 0))
                     log.warning("call %s: transfer to %s failed: %s", self.call_id,
                                 action.uri, exc)
+
+    async def _music(self, action: StartMusic | StopMusic) -> None:
+        try:
+            if isinstance(action, StartMusic):
+                await self.leg.start_moh(self._prompt_paths((action.prompt,))[0])
+            else:
+                await self.leg.stop_moh()
+        except LegGoneError:
+            pass
+        except MediaError as exc:  # the caller waits in silence rather than being dropped
+            log.error("call %s: music on hold: %s", self.call_id, exc)
 
     def _record_play(self, names: list[str]) -> None:
         at = self._wall()
@@ -457,5 +536,6 @@ class CallSession:
                 self._end(self._flow_hangup_reason or "failure", "ivr", None,
                           "no answer to BYE")
                 return
-            if isinstance(event, LegHungUp):
+            if self._is_caller_end(event):
+                assert isinstance(event, LegHungUp)
                 self._on_leg_hung_up(event)

@@ -7,6 +7,14 @@ Life cycle::
 
 While DRAINING, new INVITEs are answered 503 with Retry-After at once; calls in progress
 finish their flow until ``drain_timeout_s``, then get a BYE and are recorded as ``shutdown``.
+
+Capacity: PJSUA gives a worker ``worker.max_calls`` legs (at most 4). When the flow has a
+``queue`` node, a caller may need a second leg for their agent, so each caller counts for
+two: the worker takes ``max_calls // 2`` callers and answers the next INVITE 503 (the
+front tries another worker). Logged at start as ``worker.capacity``.
+
+In a pool, the controller's messages for calls in the ACD (``ivr/messages.py``) are routed
+by call id to that call's session (:meth:`CallSession.deliver`).
 """
 
 from __future__ import annotations
@@ -24,13 +32,18 @@ from media import CallLeg
 from media.errors import MediaError
 from media.phone import Phone, PhoneConfig
 
+from . import messages
+from .agent_media import PhoneMedia
 from .config import Settings
 from .flow import Flow
+from .flow.model import QueueNode
 from .flowset import FlowSetError, load_flow_and_prompts
 from .journal import JournalWriter
 from .link import ControllerLink, LinkLostError, RemoteRecorder
 from .logs import log_event
 from .prompts import PromptSet
+from .protocol import ProtocolError
+from .queue_call import ControllerLost
 from .session import CallSession
 from .store import CallRecorder, CallStore
 
@@ -71,7 +84,17 @@ def phone_config(settings: Settings) -> PhoneConfig:
         rtp_timeout_s=s.media.rtp_timeout_s,
         session_expires_s=s.sip.session_expires_s,
         srtp=s.media.srtp,
+        outbound_proxy=s.worker.outbound_proxy,
     )
+
+
+def legs_per_caller(flow: Flow) -> int:
+    """2 when a caller of ``flow`` may be bridged to an agent (a queue node), else 1."""
+    return 2 if any(isinstance(n, QueueNode) for n in flow.nodes.values()) else 1
+
+
+def max_callers(flow: Flow, max_calls: int) -> int:
+    return max(1, max_calls // legs_per_caller(flow))
 
 
 class Worker:
@@ -90,6 +113,8 @@ class Worker:
         self.settings = settings
         self.state = WorkerState.STARTING
         self.sessions: dict[CallSession, asyncio.Task[None]] = {}
+        self._by_call_id: dict[str, CallSession] = {}
+        self._media: PhoneMedia | None = None
         self._stop = asyncio.Event()
         self._phone: Phone | None = None
         self._recorder: CallRecorder | None = None
@@ -118,12 +143,39 @@ class Worker:
             self._send_stats()
 
     def _on_controller_message(self, msg: dict[str, Any]) -> None:
-        if msg["type"] == "drain":
+        if messages.is_message(msg):
+            self._route(msg)
+        elif msg["type"] == "drain":
             self.request_stop()
         elif msg["type"] == "reload":
             asyncio.get_running_loop().create_task(self.reload())
         else:
             log.warning("unexpected message from the controller: %s", msg["type"])
+
+    def _route(self, raw: dict[str, Any]) -> None:
+        """A message for a call in the ACD, to its session; an Offer for a call that is
+        gone is answered OfferFailed(error) so that no agent stays reserved for it."""
+        try:
+            msg = messages.from_wire(raw)
+        except ProtocolError as exc:
+            log.error("bad ACD message from the controller: %s", exc)
+            return
+        session = self._by_call_id.get(msg.call_id)
+        if session is not None and not session.ended:
+            session.deliver(msg)
+            return
+        log.warning("%s for call %s, which this worker does not hold", msg.TYPE, msg.call_id)
+        if isinstance(msg, messages.Offer) and self._link is not None:
+            self._link.send_message(messages.OfferFailed(msg.call_id, msg.offer_id, "error"))
+
+    def _apply_capacity(self) -> None:
+        assert self._flow is not None
+        callers = max_callers(self._flow, self.settings.worker.max_calls)
+        if self._phone is not None:
+            self._phone.set_max_inbound(callers)
+        log_event("worker.capacity", worker=self.settings.worker.name,
+                  legs=self.settings.worker.max_calls,
+                  legs_per_caller=legs_per_caller(self._flow), callers=callers)
 
     async def reload(self) -> bool:
         """Load the flow and prompt sets again; new calls take them, running calls keep
@@ -135,6 +187,7 @@ class Worker:
             log_event("worker.reload_refused", worker=self.settings.worker.name, error=str(exc))
             return False
         self._flow, self._prompts = flow, prompts
+        self._apply_capacity()
         log_event("worker.reloaded", worker=self.settings.worker.name, flow=flow.name,
                   flow_version=flow.version, previous=old.version if old else None,
                   prompts=sorted(prompts), calls_on_previous=len(self.sessions))
@@ -144,6 +197,8 @@ class Worker:
         await link.serve(self._on_controller_message)
         if self._remote is not None:
             self._remote.link_lost()
+        for session in list(self._by_call_id.values()):
+            session.deliver(ControllerLost())
         if self.state is WorkerState.SERVING:
             log.error("the controller went away; draining")
             self.request_stop()
@@ -193,6 +248,8 @@ class Worker:
         except MediaError as exc:
             await self._close_recorder()
             raise StartupError(str(exc)) from exc
+        self._media = PhoneMedia(self._phone, s.worker.max_calls)
+        self._apply_capacity()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
@@ -207,7 +264,8 @@ class Worker:
         log_event("worker.ready", worker=s.worker.name, sip=f"{s.sip.bind_address}:{s.sip.port}",
                   transports=s.sip.transports, flow=self._flow.name,
                   flow_version=self._flow.version, prompts=sorted(self._prompts),
-                  max_calls=s.worker.max_calls, pid=os.getpid())
+                  max_calls=s.worker.max_calls, outbound_proxy=s.worker.outbound_proxy,
+                  pid=os.getpid())
         try:
             await self._stop.wait()
             await self._drain()
@@ -258,14 +316,18 @@ class Worker:
                               self.settings.worker.name,
                               media_timeout_s=self.settings.worker.media_timeout_s,
                               recordings_dir=self.settings.paths.var_dir / "recordings",
-                              flow_vars=self.settings.flows.vars)
+                              flow_vars=self.settings.flows.vars,
+                              acd_link=self._link, acd_media=self._media,
+                              info_base_url=self.settings.http_url)
         task = asyncio.get_running_loop().create_task(session.run_call(),
                                                       name=f"call-{session.call_id}")
         self.sessions[session] = task
+        self._by_call_id[session.call_id] = session
         self._send_stats()
 
         def done(_t: asyncio.Task[None]) -> None:
             self.sessions.pop(session, None)
+            self._by_call_id.pop(session.call_id, None)
             self._send_stats()
 
         task.add_done_callback(done)

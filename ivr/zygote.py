@@ -55,6 +55,8 @@ def worker_settings(base: Settings, name: str, sip_port: int, rtp_port_start: in
     worker: dict[str, Any] = {"name": name}
     if base.front.enabled:  # pooled workers take SIP only from the front (its limits, its count)
         worker["trusted_sources"] = [front_source(base)]
+        if base.worker.outbound_proxy is None:  # agent legs too go through the front
+            worker["outbound_proxy"] = front_source(base)
     return base.model_copy(update={
         "worker": base.worker.model_copy(update=worker),
         "sip": base.sip.model_copy(update={"port": sip_port, "bind_address": address}),

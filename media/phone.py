@@ -336,6 +336,9 @@ class Phone:
         self._stopping = False
         self._running = False
         self._accepting = True
+        # Incoming calls up at once before the next INVITE gets 503 (None: only PJSUA's
+        # max_calls); a worker whose callers may need an agent leg keeps slots free for them.
+        self._max_inbound: int | None = None
         self._calls: dict[int, _LegState] = {}  # pjsua call id -> state; strong references
         self._dead: list[_LegState] = []
         self._retired_players = _RetiredPlayers()  # pump thread only
@@ -353,6 +356,7 @@ class Phone:
         self._inband_task: asyncio.Task[None] | None = None
         self._ep: pj.Endpoint | None = None
         self._account: _PjAccount | None = None
+        self._out_account: _PjAccount | None = None  # placed calls via outbound_proxy
         self._log_writer: _PjLogWriter | None = None
 
     # ------------------------------------------------------------------ loop side
@@ -388,6 +392,11 @@ class Phone:
     def set_accepting(self, accepting: bool) -> None:
         """While not accepting, new INVITEs are answered 503 at once (a draining worker)."""
         self._accepting = accepting
+
+    def set_max_inbound(self, calls: int | None) -> None:
+        """With ``calls`` incoming calls up, the next INVITE is answered 503 + Retry-After
+        (the front tries another worker); outbound legs do not count. None: no such limit."""
+        self._max_inbound = calls
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """Hang up every leg (BYE, or 503 before answer), wait up to ``grace_s``, destroy."""
@@ -665,6 +674,7 @@ class Phone:
             med.hasIoqueue = cfg.rtp_thread
             med.threadCnt = 1 if cfg.rtp_thread else 0
             ep.libInit(ep_cfg)
+            udp_transport: int | None = None
             for kind in cfg.transports:
                 tcfg = pj.TransportConfig()
                 tcfg.port = cfg.sip_port
@@ -672,29 +682,59 @@ class Phone:
                 if cfg.public_address:
                     tcfg.publicAddress = cfg.public_address
                 ttype = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}[kind]
-                ep.transportCreate(ttype, tcfg)
+                tid = ep.transportCreate(ttype, tcfg)
+                if kind == "udp":
+                    udp_transport = tid
             ep.audDevManager().setNullDev()
             ep.libStart()
             self._set_codecs(ep)
             acfg = pj.AccountConfig()
             acfg.idUri = f"sip:{cfg.local_user}@{cfg.public_address or cfg.bind_address}"
             acfg.idUri += f":{cfg.sip_port}"
-            if cfg.outbound_proxy:
-                acfg.sipConfig.proxies.append(f"sip:{cfg.outbound_proxy};lr")
             self._set_session_timer(acfg.callConfig)
             self._set_srtp(acfg.mediaConfig)
             mt = acfg.mediaConfig.transportConfig
             mt.port = cfg.rtp_port
-            mt.portRange = cfg.rtp_port_range
+            # With an outbound proxy, placed calls have an account of their own, which takes
+            # the upper half of the RTP ports (_create_outbound_account).
+            mt.portRange = cfg.rtp_port_range // 2 if cfg.outbound_proxy else cfg.rtp_port_range
             mt.boundAddress = cfg.bind_address
             if cfg.public_address:
                 mt.publicAddress = cfg.public_address
             self._account = _PjAccount(self)
             self._account.create(acfg, True)
+            if cfg.outbound_proxy:
+                self._out_account = self._create_outbound_account(acfg, udp_transport)
         except pj.Error as exc:
             raise PjsipError(
                 f"PJSIP could not start on {cfg.bind_address}:{cfg.sip_port}: {exc.info()}"
             ) from exc
+
+    def _create_outbound_account(self, acfg: pj.AccountConfig,
+                                 udp_transport: int | None) -> _PjAccount:
+        """The account placed calls use with an outbound proxy: the proxy as loose route,
+        and bound to the UDP transport. PJSIP moves a request of 1300 bytes or more to TCP
+        (RFC 3261 18.1.1; an agent INVITE with its X-IVR-* headers and SDP is that big), and
+        over TCP it would come from an ephemeral port the front does not know as a worker's;
+        bound to UDP, PJSIP falls back to the UDP address. Incoming calls stay on the
+        default account (this one is never the default, and its user part differs)."""
+        cfg = self.config
+        out = pj.AccountConfig()
+        host = f"{cfg.public_address or cfg.bind_address}:{cfg.sip_port}"
+        out.idUri = f"sip:{cfg.local_user}-out@{host}"
+        out.sipConfig.proxies.append(f"sip:{cfg.outbound_proxy};lr")
+        if udp_transport is not None:
+            out.sipConfig.transportId = udp_transport
+        out.callConfig = acfg.callConfig
+        out.mediaConfig = acfg.mediaConfig
+        # Each account picks RTP ports from its own start: the upper half of the range is
+        # this one's, so its legs never try a port a caller's leg holds.
+        half = cfg.rtp_port_range // 2
+        out.mediaConfig.transportConfig.port = cfg.rtp_port + half + half % 2
+        out.mediaConfig.transportConfig.portRange = cfg.rtp_port_range - half - half % 2
+        account = _PjAccount(self)
+        account.create(out, False)
+        return account
 
     def _set_session_timer(self, call_cfg: pj.AccountCallConfig) -> None:
         """RFC 4028: the session is refreshed (by the caller if it offers to, else by us, with
@@ -746,12 +786,13 @@ class Phone:
         for sink in self._open_sinks:
             sink.audio = None  # the recorder goes while the library is alive
         self._open_sinks.clear()
-        if self._account is not None:
-            try:
-                self._account.shutdown()
-            except pj.Error:
-                pass
-            self._account = None
+        for account in (self._out_account, self._account):
+            if account is not None:
+                try:
+                    account.shutdown()
+                except pj.Error:
+                    pass
+        self._account = self._out_account = None
         try:
             ep.libDestroy()
         except pj.Error as exc:
@@ -788,17 +829,22 @@ class Phone:
         info = call.getInfo()
         if self._refuse_invite(call, state, rdata.srcAddress, rdata.wholeMsg):
             return
-        if not self._accepting:
+        limit = self._max_inbound
+        full = limit is not None and sum(
+            1 for other in self._calls.values()
+            if other is not state and not other.outbound and not other.disconnected) >= limit
+        if not self._accepting or full:
             op = pj.CallOpParam()
             op.statusCode = 503
-            op.reason = "Service Unavailable (draining)"
+            op.reason = "Service Unavailable (" + ("busy" if self._accepting else "draining") + ")"
             header = pj.SipHeader()
             header.hName = "Retry-After"
             header.hValue = "5"
             op.txOption.headers.append(header)
             state.local_hangup = True
             call.answer(op)
-            log.info("refused a call while draining: %s", info.callIdString)
+            log.info("refused a call while %s: %s", "full" if self._accepting else "draining",
+                     info.callIdString)
             return
         leg = SipCallLeg(
             self,
@@ -814,9 +860,10 @@ class Phone:
 
     def _make_call(self, leg: SipCallLeg, uri: str, headers: list[tuple[str, str]]) -> _LegState:
         assert self._account is not None
+        account = self._out_account or self._account
         if not self._accepting:
             raise PhoneStateError("the phone is stopping: no new calls")
-        call = _PjCall(self, self._account, pj.PJSUA_INVALID_ID)
+        call = _PjCall(self, account, pj.PJSUA_INVALID_ID)
         state = _LegState(call=call, leg=leg, outbound=True)
         call.state = state
         op = pj.CallOpParam(True)

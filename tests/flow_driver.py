@@ -10,9 +10,12 @@ from typing import Any
 from ivr.flow import Flow, FlowRun, Hangup, Note, Play, StopPlayback
 from ivr.flow.interpreter import (
     Action,
+    LeaveQueue,
     Lookup,
     QueueCall,
+    StartMusic,
     StartRecording,
+    StopMusic,
     StopRecording,
     Transfer,
 )
@@ -39,6 +42,12 @@ def show(action: Action) -> str:
         return f"queue {action.queue} {','.join(action.skills)} {action.priority}"
     if isinstance(action, Transfer):
         return f"transfer {action.uri}"
+    if isinstance(action, StartMusic):
+        return f"music {action.prompt}"
+    if isinstance(action, StopMusic):
+        return "music off"
+    if isinstance(action, LeaveQueue):
+        return f"leave {action.key}"
     if isinstance(action, Note):
         return f"note {action.kind}"
     raise AssertionError(f"unexpected action {action!r}")
@@ -53,7 +62,9 @@ class FakeCall:
     pass, then the timer is checked); ``bye`` (the caller hangs up); ``silence`` (the caller
     has been silent for ``silence_end_s`` while recording); ``voice``/``mute`` (the recording
     is finished, with or without the caller's voice in it); ``queued``/``noagent`` (the ACD's
-    answer); ``refer_ok``/``refer_486`` (the answer to the REFER).
+    answer); ``refer_ok``/``refer_486`` (the answer to the REFER); with the ACD:
+    ``announce`` (position 2, 90 s), ``offering``, ``requeued``, ``bridged``, ``held``,
+    ``resumed``, ``agent_done``, ``exit`` (on_unavailable) or ``exit:NODE``.
     """
 
     flow: Flow
@@ -137,10 +148,20 @@ class FakeCall:
             "noagent": lambda: self.queued(False, "no agent"),
             "refer_ok": lambda: self.transferred(True, 202),
             "refer_486": lambda: self.transferred(False, 486),
+            "announce": lambda: self._record(self.run.on_announce(self.now, 2, 90)),
+            "offering": lambda: self._record(self.run.on_offering(self.now)),
+            "requeued": lambda: self._record(self.run.on_requeued(self.now)),
+            "bridged": lambda: self._record(self.run.on_bridged(self.now)),
+            "held": lambda: self._record(self.run.on_agent_hold(self.now)),
+            "resumed": lambda: self._record(self.run.on_agent_resume(self.now)),
+            "agent_done": lambda: self._record(self.run.on_agent_done(self.now)),
+            "exit": lambda: self._record(self.run.on_queue_exit(self.now, "", "timeout")),
         }
         for token in script.split():
             if token in words:
                 words[token]()
+            elif token.startswith("exit:"):
+                self._record(self.run.on_queue_exit(self.now, token[5:], "overflow"))
             elif token.startswith("+"):
                 self.wait(float(token[1:]))
             elif len(token) == 1:

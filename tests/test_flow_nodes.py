@@ -40,7 +40,7 @@ CALLER = "+8613800000000"
 # --- flows -------------------------------------------------------------------------------------
 
 _TARGET_FIELDS = ("next", "on_failure", "on_no_input", "on_unavailable", "open", "closed",
-                  "default")
+                  "default", "after_agent")
 
 
 def make_flow(nodes: dict[str, dict[str, Any]], *, language: str = "en-US") -> Flow:
@@ -52,6 +52,7 @@ def make_flow(nodes: dict[str, dict[str, Any]], *, language: str = "en-US") -> F
         targets += [node[f] for f in _TARGET_FIELDS if isinstance(node.get(f), str)]
         targets += [case["goto"] for case in node.get("cases", [])]
         targets += list(node.get("choices", {}).values())
+        targets += list(node.get("exit_keys", {}).values())
     for target in targets:
         nodes.setdefault(target, {"type": "hangup", "reason": target})
     data = {"name": "nodes", "language": language, "start": next(iter(nodes)), "nodes": nodes}
@@ -703,7 +704,8 @@ def test_queue_unavailable_goes_to_on_unavailable() -> None:
 def test_queue_accepted_waits_with_the_acd_and_does_nothing_more() -> None:
     call = FakeCall(QUEUE).play("start done queued")
     assert call.notes("queue.accepted") == [{"node": "q", "queue": "support"}]
-    assert call.run.state is RunState.WAITING
+    assert call.run.state is RunState.QUEUED
+    assert call.visible[-1] == "music hold_music"
     assert call.run.deadline is None
     before = len(call.visible)
     call.play("1 # +3600")
@@ -714,7 +716,7 @@ def test_queue_accepted_waits_with_the_acd_and_does_nothing_more() -> None:
     assert not call.run.ended
     call.play("bye")
     assert call.run.ended
-    assert call.notes("flow.abandoned") == [{"node": "q", "state": "waiting"}]
+    assert call.notes("flow.abandoned") == [{"node": "q", "state": "queued"}]
     assert call.hangups() == []
 
 

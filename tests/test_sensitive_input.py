@@ -96,6 +96,7 @@ def test_a_flow_that_would_disclose_a_sensitive_entry_is_refused(
 class FakeLeg:
     """Answers, plays every prompt to its end at once, and takes the BYE."""
 
+    leg_id = 1
     remote_uri = '"Caller" <sip:+15550100@127.0.0.1>'
     local_uri = "<sip:ivr@127.0.0.1>"
     sip_call_id = "fake-1"

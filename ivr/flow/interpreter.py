@@ -18,6 +18,13 @@ States of a run::
     record:      PROMPTING(+beep) --done--> RECORDING --#, silence, max_s--> BUSY
                  --recording done--> (review WAITING or next)
     lookup, queue, transfer: BUSY --result (or timer)--> (next node or its fallback)
+    queue (with the ACD):
+      BUSY --on_queued--> QUEUED (music; on_announce: position + wait, music again)
+      QUEUED --on_offering--> OFFERING (the agent's phone rings; music goes on)
+      OFFERING --on_requeued--> QUEUED          QUEUED/OFFERING --on_bridged--> BRIDGED
+      BRIDGED --on_agent_hold/on_agent_resume--> BRIDGED (music while held)
+      BRIDGED --on_agent_done--> (after_agent, or hang up "completed")
+      BUSY/QUEUED/OFFERING --on_queue_exit(target) or an exit key--> (target/on_unavailable)
 
 Nodes that need the outside world emit an action (``Lookup``, ``QueueCall``, ``Transfer``,
 ``StartRecording``) and wait in BUSY/RECORDING for its result, fed back with ``on_*_result``.
@@ -79,7 +86,13 @@ class RunState(StrEnum):
     COLLECTING = "collecting"
     RECORDING = "recording"
     BUSY = "busy"
+    QUEUED = "queued"  # in the ACD's queue, hearing music on hold
+    OFFERING = "offering"  # an agent's phone rings for this call; still music
+    BRIDGED = "bridged"  # talking to the agent
     ENDED = "ended"
+
+
+_IN_QUEUE = (RunState.BUSY, RunState.QUEUED, RunState.OFFERING)  # exit keys, on_queue_exit
 
 
 class InvalidStateError(RuntimeError):
@@ -130,6 +143,25 @@ class QueueCall(Action):
     queue: str
     skills: tuple[str, ...]
     priority: int
+
+
+@dataclass(frozen=True)
+class StartMusic(Action):
+    """Music on hold to the caller, looping until StopMusic (``prompt``: its prompt name)."""
+
+    prompt: str
+
+
+@dataclass(frozen=True)
+class StopMusic(Action):
+    pass
+
+
+@dataclass(frozen=True)
+class LeaveQueue(Action):
+    """The caller pressed an exit key while queued: tell the ACD (the flow goes on)."""
+
+    key: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +256,7 @@ class FlowRun:
         # sensitive collect took it, or (in a flow with one) it waits as type-ahead.
         self.digit_masked = False
         self._took_sensitive = False
+        self.music = False  # StartMusic given and not stopped since
 
     # -- public --------------------------------------------------------------------
 
@@ -238,6 +271,10 @@ class FlowRun:
         return self._flush()
 
     def on_playback_done(self, now: float) -> list[Action]:
+        if self.state is RunState.QUEUED and self._phase == "announce":
+            self._phase = ""
+            self._music_on()
+            return self._flush()
         if self.state is not RunState.PROMPTING:
             return []  # a stale end of a prompt that was already stopped
         node = self._node
@@ -314,6 +351,13 @@ class FlowRun:
             if self.state is RunState.PROMPTING:
                 self._emit(StopPlayback())
             self._survey_key(node, digit, now)
+        elif isinstance(node, QueueNode):
+            target = node.exit_keys.get(digit)
+            if target is not None and self.state in _IN_QUEUE:
+                self._emit(LeaveQueue(digit))
+                self._note("queue.exit_key", node=self.node_name, queue=node.queue, key=digit,
+                           target=target)
+                self._leave_queue(target, now)
         elif isinstance(node, RecordNode):
             if self.state is RunState.RECORDING and digit == node.terminator:
                 self._stop_recording()
@@ -391,17 +435,138 @@ class FlowRun:
         return self._flush()
 
     def on_queue_result(self, now: float, accepted: bool, reason: str = "") -> list[Action]:
+        """The ACD took the call (``on_queued``), or there is none to take it."""
         node = self._node
         if self.state is not RunState.BUSY or not isinstance(node, QueueNode):
             return []
         if accepted:
-            self._note("queue.accepted", node=self.node_name, queue=node.queue)
-            self._set_state(RunState.WAITING)  # the ACD has the call now
-            self.deadline = None
-        else:
-            self._note("queue.unavailable", node=self.node_name, queue=node.queue, why=reason)
-            self._goto(node.on_unavailable, now)
+            return self.on_queued(now)
+        self._note("queue.unavailable", node=self.node_name, queue=node.queue, why=reason)
+        self._goto(node.on_unavailable, now)
         return self._flush()
+
+    # -- the queue node with the ACD (docstring: "queue (with the ACD)") ---------------
+
+    def _queue_node(self, *states: RunState) -> QueueNode | None:
+        node = self._node
+        if self.state in states and isinstance(node, QueueNode):
+            return node
+        return None
+
+    def on_queued(self, now: float) -> list[Action]:
+        """The call waits in the ACD's queue: music on hold."""
+        node = self._queue_node(RunState.BUSY)
+        if node is not None:
+            self._note("queue.accepted", node=self.node_name, queue=node.queue)
+            self._set_state(RunState.QUEUED)
+            self.deadline = None
+            self._music_on()
+        return self._flush()
+
+    def on_announce(self, now: float, position: int, estimated_wait_s: float) -> list[Action]:
+        """Say the caller's position and estimated wait (music stops meanwhile)."""
+        from ..say import SayError, say
+
+        node = self._queue_node(RunState.QUEUED)
+        if node is None:
+            return []
+        try:
+            prompts = [*say("queue_position", position, self.language),
+                       *say("wait_time", max(0, round(estimated_wait_s)), self.language)]
+        except SayError as exc:
+            self._note("say.error", node=self.node_name, value=str(position), error=str(exc))
+            return self._flush()
+        self._note("queue.announced", node=self.node_name, position=position,
+                   estimated_wait_s=round(estimated_wait_s))
+        self._music_off()
+        self._phase = "announce"
+        self._emit(Play(tuple(prompts)))
+        return self._flush()
+
+    def on_offering(self, now: float) -> list[Action]:
+        """An agent's phone rings for the call: no announcement now; music goes on."""
+        if self._queue_node(RunState.QUEUED) is not None:
+            self._end_announcement()
+            self._set_state(RunState.OFFERING)
+            self._music_on()
+        return self._flush()
+
+    def on_requeued(self, now: float) -> list[Action]:
+        """The agent did not answer: back to waiting, music on hold."""
+        if self._queue_node(RunState.OFFERING, RunState.QUEUED) is not None:
+            self._set_state(RunState.QUEUED)
+            self._music_on()
+        return self._flush()
+
+    def on_bridged(self, now: float) -> list[Action]:
+        """The caller talks to the agent: music and announcements stop."""
+        if self._queue_node(RunState.QUEUED, RunState.OFFERING) is not None:
+            self._end_announcement(music=False)
+            self._music_off()
+            self._set_state(RunState.BRIDGED)
+        return self._flush()
+
+    def on_agent_hold(self, now: float) -> list[Action]:
+        if self._queue_node(RunState.BRIDGED) is not None:
+            self._music_on()
+        return self._flush()
+
+    def on_agent_resume(self, now: float) -> list[Action]:
+        if self._queue_node(RunState.BRIDGED) is not None:
+            self._music_off()
+        return self._flush()
+
+    def on_agent_done(self, now: float) -> list[Action]:
+        """The agent hung up: on to ``after_agent``, or the end (``completed``)."""
+        node = self._queue_node(RunState.BRIDGED)
+        if node is None:
+            return []
+        self._music_off()
+        self._note("queue.agent_done", node=self.node_name, queue=node.queue,
+                   target=node.after_agent or "")
+        if node.after_agent:
+            self._goto(node.after_agent, now)
+        else:
+            self._end("completed")
+        return self._flush()
+
+    def on_queue_exit(self, now: float, target: str = "", reason: str = "") -> list[Action]:
+        """The ACD sends the call on without an agent: to ``target`` (a node of the flow), or
+        the queue node's ``on_unavailable`` when it is empty or not a node."""
+        node = self._queue_node(*_IN_QUEUE)
+        if node is None:
+            return []
+        if target and target not in self.flow.nodes:
+            self._note("flow.error", node=self.node_name,
+                       error=f"the ACD's exit target {target!r} is not a node of this flow")
+            target = ""
+        self._note("queue.exit", node=self.node_name, queue=node.queue, reason=reason,
+                   target=target or node.on_unavailable)
+        self._leave_queue(target or node.on_unavailable, now)
+        return self._flush()
+
+    def _leave_queue(self, target: str, now: float) -> None:
+        self._end_announcement(music=False)
+        self._music_off()
+        self._goto(target, now)
+
+    def _end_announcement(self, music: bool = True) -> None:
+        if self._phase == "announce":
+            self._phase = ""
+            self._emit(StopPlayback())
+            if music:
+                self._music_on()
+
+    def _music_on(self) -> None:
+        node = self._node
+        if not self.music and isinstance(node, QueueNode):
+            self.music = True
+            self._emit(StartMusic(node.moh))
+
+    def _music_off(self) -> None:
+        if self.music:
+            self.music = False
+            self._emit(StopMusic())
 
     def on_transfer_result(self, now: float, accepted: bool, status_code: int) -> list[Action]:
         node = self._node
@@ -416,6 +581,7 @@ class FlowRun:
         return self._flush()
 
     def on_caller_hangup(self, now: float) -> list[Action]:
+        self.music = False
         if self.state is not RunState.ENDED:
             self._note("flow.abandoned", node=self.node_name, state=self.state.value)
             self._set_state(RunState.ENDED)

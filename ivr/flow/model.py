@@ -376,20 +376,38 @@ class LookupNode(_Node):
 
 
 class QueueNode(_Node):
-    """Hand the call to the ACD with a queue, skills and a priority."""
+    """Hand the call to the ACD with a queue, skills and a priority; the caller waits with
+    music on hold (``moh``, a prompt name), may leave with one of ``exit_keys``, talks to an
+    agent, and goes on at ``after_agent`` once the agent hangs up (None: the IVR hangs up,
+    end reason ``completed``)."""
 
     type: Literal["queue"]
     queue: str
     skills: list[str] = []
     priority: int = Field(default=0, ge=0, le=100)
     prompts: list[str] = []
-    on_unavailable: str  # no ACD or no agent can take it
+    moh: str = Field(default="hold_music", min_length=1)
+    exit_keys: dict[str, str] = {}  # a key the caller presses while waiting -> target
+    after_agent: str | None = None
+    on_unavailable: str  # no ACD, or the ACD sends the call on without a target
+
+    @field_validator("exit_keys")
+    @classmethod
+    def _exit_keys_are_dtmf(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if len(key) != 1 or key.upper() not in DTMF_KEYS:
+                raise ValueError(f"exit key {key!r} is not one DTMF key ({DTMF_KEYS})")
+        return {k.upper(): t for k, t in v.items()}
 
     def targets(self) -> Iterable[str]:
-        return (self.on_unavailable,)
+        yield self.on_unavailable
+        yield from self.exit_keys.values()
+        if self.after_agent:
+            yield self.after_agent
 
     def prompt_names(self) -> Iterable[str]:
-        return self.prompts
+        yield from self.prompts
+        yield self.moh
 
 
 class TransferNode(_Node):
@@ -577,10 +595,12 @@ def _issue_from_pydantic(name: str, smap: SourceMap, err: Any) -> FlowIssue:
             text += f" (did you mean {close[0]!r}?)"
     elif kind == "value_error":
         text = _describe(loc, msg.removeprefix("Value error, "))
-    elif kind == "string_type" and len(loc) >= 2 and loc[-1] == "[key]" and "choices" in loc:
+    elif (kind == "string_type" and len(loc) >= 2 and loc[-1] == "[key]"
+          and ("choices" in loc or "exit_keys" in loc)):
         key = loc[-2]
         src = (*_source_loc(loc[:-2]), str(key))
-        text = (f"choices: key {key} must be quoted, e.g. \"{key}\": ... "
+        what = "choices" if "choices" in loc else "exit_keys"
+        text = (f"{what}: key {key} must be quoted, e.g. \"{key}\": ... "
                 "(unquoted, YAML reads it as a number)")
     return FlowIssue(name, smap.line_of(src), node, text)
 
