@@ -219,14 +219,16 @@ def baresip_agent(tmp_path: Path, front_port: int, agent_id: str, password: str,
                   name: str = "agent", *, domain: str = "127.0.0.1",
                   answer: Answer = "auto", answer_after_s: float = 0.0,
                   play: Path | None = None, sip_trace: bool = True,
-                  rtp_ports: tuple[int, int] = (22700, 22739)) -> Iterator[AgentPhone]:
+                  rtp_ports: tuple[int, int] = (22700, 22739),
+                  sip_port_from: int = 18700) -> Iterator[AgentPhone]:
     """baresip registering as sip:``agent_id``@``domain`` through the front at
     127.0.0.1:``front_port`` (outbound proxy) with ``password``; stopped on the way out.
 
     ``answer``: ``auto`` answers after ``answer_after_s``, ``never`` lets it ring (ring no
     answer), ``busy`` refuses (486).
     ``play``: the WAV it sends as its microphone (30 s of silence if None). Several phones in
-    one test need their own ``name`` and ``rtp_ports``."""
+    one test need their own ``name`` and ``rtp_ports``; its SIP port is the first free one from
+    ``sip_port_from`` (200 to choose from)."""
     assert BARESIP is not None and MODULE_DIR is not None
     mode = answer
     if mode not in ANSWERS:
@@ -239,7 +241,7 @@ def baresip_agent(tmp_path: Path, front_port: int, agent_id: str, password: str,
     if play is None:
         play = tmp_path / f"{name}-silence.wav"
         _write_silence(play, 30)
-    sip_port = _free_port(18700)
+    sip_port = _free_port(sip_port_from)
     (conf / "config").write_text(f"""\
 poll_method		epoll
 sip_listen		127.0.0.1:{sip_port}
