@@ -1,5 +1,6 @@
 """tests/tone_caller.py: a caller that sends tone A is heard as tone A by a real PJSIP
-phone, and the caller that records hears the phone's tone B (and not its own)."""
+phone, the caller that records hears the phone's tone B (and not its own), and it works
+through the front into a worker as well."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests import sipp
 from tests.phone_harness import running_phone
 from tests.test_media_agent_leg import runs_in_loop
 from tests.tone_caller import ToneCaller, pcap_tone_caller, write_tone_pcap
-from tests.tones import describe, measure, tone_share, write_tone_wav
+from tests.tones import describe, measure, rms_dbfs, tone_share, write_tone_wav
 
 CALLER_HZ = 1000.0
 PHONE_HZ = 1500.0
@@ -76,3 +77,20 @@ async def test_a_tone_caller_sends_its_tone_and_records_the_other_sides(
         tone_share(at_caller, PHONE_HZ), tone_share(at_caller, CALLER_HZ))
     at_phone = measure(tmp_path / "phone-heard.wav", (CALLER_HZ, PHONE_HZ), skip_s=0.5)
     assert at_phone[0].holds(CALLER_HZ, absent_hz=PHONE_HZ), describe(at_phone)
+
+
+def test_a_tone_caller_through_the_front_hears_the_ivr_and_hangs_up(tmp_path: Path) -> None:
+    from tests.conftest import ended_call, start_stack
+
+    stack = start_stack(tmp_path, workers=1)
+    try:
+        caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ,
+                            talk_ms=4000).start()
+        result = caller.wait()
+        assert result.ok, result.output + result.errors
+        at_caller = caller.heard(caller.first_heard_at())
+        assert at_caller.size > 2 * 8000 and rms_dbfs(at_caller) > -40, rms_dbfs(at_caller)
+        row, _ = ended_call(stack.db)
+        assert row["hangup_by"] == "caller", dict(row)
+    finally:
+        assert stack.stop() == 0
