@@ -220,15 +220,20 @@ def baresip_agent(tmp_path: Path, front_port: int, agent_id: str, password: str,
                   answer: Answer = "auto", answer_after_s: float = 0.0,
                   play: Path | None = None, sip_trace: bool = True,
                   rtp_ports: tuple[int, int] = (22700, 22739),
-                  sip_port_from: int = 18700) -> Iterator[AgentPhone]:
+                  sip_port_from: int = 18700,
+                  quit_after_s: int = SAFETY_QUIT_S) -> Iterator[AgentPhone]:
     """baresip registering as sip:``agent_id``@``domain`` through the front at
     127.0.0.1:``front_port`` (outbound proxy) with ``password``; stopped on the way out.
 
     ``answer``: ``auto`` answers after ``answer_after_s``, ``never`` lets it ring (ring no
     answer), ``busy`` refuses (486).
-    ``play``: the WAV it sends as its microphone (30 s of silence if None). Several phones in
-    one test need their own ``name`` and ``rtp_ports``; its SIP port is the first free one from
-    ``sip_port_from`` (200 to choose from)."""
+    ``play``: the WAV it sends as its microphone (30 s of silence if None): make it longer
+    than the calls, aufile does not loop. ``sip_trace`` (baresip ``-s``) feeds
+    :meth:`AgentPhone.invites`, ``offered``, ``sent`` and ``answered``: without it they are
+    empty. Several phones in one test need their own ``name`` and ``rtp_ports``; its SIP port
+    is the first free one from ``sip_port_from`` (200 to try; baresip takes that port and the
+    next, so about 100 phones per start). baresip quits by itself after ``quit_after_s``
+    even if the test process dies."""
     assert BARESIP is not None and MODULE_DIR is not None
     mode = answer
     if mode not in ANSWERS:
@@ -267,7 +272,7 @@ statmode_default	off
         f'"Agent {agent_id}" <sip:{agent_id}@{domain}>;auth_pass={password};'
         f'outbound="sip:127.0.0.1:{front_port};transport=udp";regint=600;'
         f"answermode={baresip_mode};audio_codecs=pcmu\n")
-    cmd = [BARESIP, "-4", "-f", str(conf), "-t", str(SAFETY_QUIT_S)]
+    cmd = [BARESIP, "-4", "-f", str(conf), "-t", str(quit_after_s)]
     if sip_trace:
         cmd.append("-s")
     proc = subprocess.Popen(
