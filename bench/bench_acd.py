@@ -310,7 +310,8 @@ def print_level(calls: int, rows: list[tuple[cap.RunResult, AgentSide | None]]) 
     line("RTP to callers gaps>30ms %", [fmt(100 * r.rtp.gaps_over / r.rtp.gaps)
                                         if r.rtp.gaps else "-" for r, _ in rows])
     line("RTP to agents gaps>30ms %", [fmt(s.rtp_to_agents.get("gaps_over_pct"))
-                                       if s and s.rtp_to_agents else "-" for _, s in rows])
+                                       if s and s.rtp_to_agents.get("streams") else "-"
+                                       for _, s in rows])
     line("offer latency p50/p99 ms", [f"{fmt(s.offer_p50_ms)}/{fmt(s.offer_p99_ms)}"
                                       if s else "-" for _, s in rows])
     line("CPU % core per 100 calls", [fmt(r.cpu_per_100) for r, _ in rows])
