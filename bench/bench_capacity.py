@@ -627,6 +627,8 @@ class Bench:
         self.scenario = work / "caller.xml"
         self.sink_ok = False
         self.hold_sockets: list[Any] = []
+        self.flow = BENCH / "flows" / "bench.yaml"  # bench_acd.py swaps in its queue flow
+        self.extra_env: dict[str, str] = {}
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -825,7 +827,7 @@ class Bench:
             "IVR_WORKER_MAX_CALLS": str(args.legs),
             "IVR_WORKER_DRAIN_TIMEOUT_S": "2",
             "IVR_PATHS_VAR_DIR": str(work / "var"),
-            "IVR_PATHS_FLOW": str(BENCH / "flows" / "bench.yaml"),
+            "IVR_PATHS_FLOW": str(self.flow),
             "IVR_PATHS_PROMPTS_DIR": str(self.src / "prompts"),
             "IVR_LOG_FORMAT": "json",
             "PYTHONPATH": os.pathsep.join(
@@ -837,6 +839,8 @@ class Bench:
         if args.pump_timeout_ms is not None:
             env["IVR_MEDIA_PUMP_TIMEOUT_MS"] = str(args.pump_timeout_ms)
         env.update(args.settings)
+        env.update(self.extra_env)
+        self.before_start(work, env)
         log = work / "stack.log"
         stack = self.procs.spawn([sys.executable, "-m", "ivr.cli", "run"], log, env=env,
                                  cwd=self.src)
@@ -856,7 +860,8 @@ class Bench:
 
             time.sleep(1.0)
             self._idle(res, measured)
-            self._run_calls(res, work, f"127.0.0.1:{STACK_SIP_PORT}", measured)
+            if self.stack_ready(res, work, env):
+                self._run_calls(res, work, f"127.0.0.1:{STACK_SIP_PORT}", measured)
         finally:
             rc = self.procs.stop(stack, timeout_s=40)
             left = self.procs.kill_leftovers()
@@ -866,6 +871,15 @@ class Bench:
                 res.notes.append(f"killed {len(left)} stack processes left after it stopped")
         self._stack_records(res, work)
         return res
+
+    def before_start(self, work: Path, env: dict[str, str]) -> None:
+        """Called with the stack's environment before ``ivr run`` starts (bench_acd.py adds
+        its agents to the store here)."""
+
+    def stack_ready(self, res: RunResult, work: Path, env: dict[str, str]) -> bool:
+        """Called once the stack is up and idle figures are taken; False skips the calls
+        (bench_acd.py registers its agents here and needs them ready)."""
+        return True
 
     def _stack_records(self, res: RunResult, work: Path) -> None:
         db = work / "var" / "ivr.sqlite3"

@@ -5,7 +5,6 @@ address listed in the dispatcher set (disabled, so it gets no callers and no pro
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import sys
 import threading
@@ -24,14 +23,8 @@ from ivr.kamailio import (
     render,
 )
 from ivr.store import CallStore
-from tests.test_interop_baresip import (
-    BARESIP,
-    MODULE_DIR,
-    SAFETY_QUIT_S,
-    Baresip,
-    _free_port,
-    _write_silence,
-)
+from tests.agent_phone import baresip_agent
+from tests.test_interop_baresip import BARESIP, MODULE_DIR
 from tests.test_kamailio import SCENARIOS, SIPP, port_block, wait_until, with_peers
 
 PASSWORD = "Agent-Secret-1001"
@@ -105,54 +98,6 @@ def agent_rig(tmp_path: Path) -> Iterator[AgentRig]:
         yield AgentRig(front, worker_port, tmp_path)
     finally:
         front.stop()
-
-
-@contextlib.contextmanager
-def baresip_agent(tmp_path: Path, front_port: int, agent_id: str, password: str,
-                  answermode: str = "auto", name: str = "agent") -> Iterator[Baresip]:
-    """baresip registering as sip:ID@127.0.0.1 through the front (outbound proxy), answering
-    calls by itself (``answermode``)."""
-    assert BARESIP is not None and MODULE_DIR is not None
-    conf, audio = tmp_path / f"{name}-conf", tmp_path / f"{name}-audio"
-    conf.mkdir()
-    audio.mkdir()
-    silence = tmp_path / f"{name}-silence.wav"
-    _write_silence(silence, 30)
-    sip_port = _free_port(18700)
-    (conf / "config").write_text(f"""\
-poll_method		epoll
-sip_listen		127.0.0.1:{sip_port}
-call_max_calls		1
-audio_path		/usr/share/baresip
-audio_source		aufile,{silence}
-audio_player		sndfile,nowhere
-rtp_ports		22700-22739
-net_interface		127.0.0.1
-dns_server		127.0.0.1:53
-module_path		{MODULE_DIR}
-module			stdio.so
-module			g711.so
-module			aufile.so
-module			sndfile.so
-module_tmp		account.so
-module_app		menu.so
-snd_path		{audio}
-statmode_default	off
-""")
-    (conf / "accounts").write_text(
-        f'"Agent {agent_id}" <sip:{agent_id}@{DOMAIN}>;auth_pass={password};'
-        f'outbound="sip:127.0.0.1:{front_port};transport=udp";regint=600;'
-        f"answermode={answermode};audio_codecs=pcmu\n")
-    proc = subprocess.Popen(
-        [BARESIP, "-4", "-f", str(conf), "-t", str(SAFETY_QUIT_S)], cwd=tmp_path,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        errors="replace")
-    phone = Baresip(proc, audio)
-    phone.start_reading()
-    try:
-        yield phone
-    finally:
-        phone.stop()
 
 
 needs_baresip = pytest.mark.skipif(BARESIP is None or MODULE_DIR is None,
