@@ -60,6 +60,7 @@ class ToneCaller:
     talk_ms: int = 10000
     level_dbfs: float = -10.0
     name: str = "tone_caller"
+    ivr_hangs_up: bool = False  # wait (up to talk_ms) for the stack's BYE instead
     peer: RtpPeer = field(init=False)
     result: sipp.SippResult | None = None
     sending_to: tuple[str, int] | None = None
@@ -70,7 +71,10 @@ class ToneCaller:
 
     def start(self) -> ToneCaller:
         scenario = sipp.Caller(self.name, media_port=self.peer.port, telephone_event=False)
-        scenario.pause(self.talk_ms).caller_hangs_up()
+        if self.ivr_hangs_up:  # talk_ms: how long the IVR may take to send its BYE
+            scenario.ivr_hangs_up(self.talk_ms)
+        else:
+            scenario.pause(self.talk_ms).caller_hangs_up()
         timeout_s = self.talk_ms // 1000 + 30
 
         def call() -> None:

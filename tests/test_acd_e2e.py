@@ -1,0 +1,165 @@
+"""The contact center end to end: ``ivr run`` (Kamailio, controller, workers), agents'
+baresip phones registered through Kamailio with digest, sipp callers into a queue.
+
+Each caller sends 440 Hz and keeps what it hears; each agent's phone sends 1000 Hz and
+records what it hears: audio must pass both ways through the worker's bridge. The queue
+log, the call record (CDR) and the recording are checked against what happened."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests import sipp
+from tests.agent_phone import AgentPhone, baresip_agent
+from tests.conftest import StackProcess, start_stack
+from tests.test_interop_baresip import BARESIP, MODULE_DIR
+from tests.tone_caller import ToneCaller
+from tests.tones import measure, tone_share, write_tone_wav
+
+FLOW = Path(__file__).parent / "flows" / "acd.yaml"  # straight into queue `support`
+CALLER_HZ, AGENT_HZ = 440.0, 1000.0
+PASSWORD = "agent-pass-e2e"
+WAIT_S = 30.0
+AGENT_ROWS = {"AGENTSTATE", "AGENTLOGIN", "AGENTLOGOFF", "PAUSE", "UNPAUSE", "WRAPUP"}
+
+pytestmark = [
+    pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed"),
+    pytest.mark.skipif(BARESIP is None or MODULE_DIR is None, reason="baresip not installed"),
+]
+
+
+def acd_file(tmp_path: Path, strategy: str = "linear", record: bool = True) -> Path:
+    path = tmp_path / "acd.yaml"
+    path.write_text(f"""\
+queues:
+  support:
+    strategy: {strategy}
+    ring_timeout_s: 6
+    wrapup_s: 1
+    autopause_after: 1
+    announce_every_s: 0
+    when_no_agents: wait
+    record: {str(record).lower()}
+agents:
+  "1001": {{name: Ann Agent, queues: {{support: 5}}}}
+  "1002": {{name: Ben Agent, queues: {{support: 5}}}}
+call_reasons:
+  support: {{label: Support, children: {{fixed: Fixed}}}}
+""")
+    return path
+
+
+@contextlib.contextmanager
+def contact_center(tmp_path: Path, strategy: str = "linear") -> Iterator[StackProcess]:
+    stack = start_stack(tmp_path, workers=1, flow=FLOW, env={
+        "IVR_PATHS_ACD": str(acd_file(tmp_path, strategy))})
+    try:
+        for agent_id in ("1001", "1002"):
+            added = stack.ivr("agent", "add", agent_id, "--name", f"Agent {agent_id}",
+                              "--password", PASSWORD)
+            assert added.returncode == 0, added.stderr
+        yield stack
+    finally:
+        assert stack.stop() == 0
+
+
+@contextlib.contextmanager
+def agent(tmp_path: Path, stack: StackProcess, agent_id: str, **kw: Any
+          ) -> Iterator[AgentPhone]:
+    tone = write_tone_wav(tmp_path / f"agent-{agent_id}.wav", AGENT_HZ, 60)
+    ports = (22700, 22719) if agent_id == "1001" else (22720, 22739)
+    with baresip_agent(tmp_path, stack.port, agent_id, PASSWORD, f"agent{agent_id}",
+                       play=tone, rtp_ports=ports, **kw) as phone:
+        phone.wait_registered()
+        ready = stack.ivr("agent", "state", agent_id, "ready")
+        assert ready.returncode == 0, ready.stderr
+        yield phone
+
+
+def queue_log(stack: StackProcess, call_id: str | None = None) -> list[tuple[str, str]]:
+    """(event, agent) rows of the queue log, in order (of one call if given)."""
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        rows = db.execute("SELECT event, agent_id, call_id FROM queue_log ORDER BY id")
+        return [(e, a) for e, a, c in rows if call_id is None or c == call_id]
+
+
+def wait_until(what: str, check: Any, timeout_s: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout_s:g} s")
+
+
+def the_call_id(stack: StackProcess) -> str:
+    def joined() -> str | None:
+        with contextlib.closing(sqlite3.connect(stack.db)) as db:
+            row = db.execute("SELECT call_id FROM queue_log WHERE event = 'ENTERQUEUE' "
+                             "ORDER BY id DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    return str(wait_until("the caller entered the queue", joined))
+
+
+def agent_state(stack: StackProcess, agent_id: str) -> tuple[str, str]:
+    data = json.loads(stack.ivr("queue", "show", "support", "--json").stdout)
+    [a] = [x for x in data["queues"][0]["agents"] if x["id"] == agent_id]
+    return a["state"], a["reason"]
+
+
+def share(pcm: np.ndarray, hz: float) -> float:
+    return tone_share(pcm.astype(np.int16), hz)
+
+
+def test_a_caller_and_an_agent_hear_each_other_and_the_records_agree(tmp_path: Path) -> None:
+    with contact_center(tmp_path) as stack, agent(tmp_path, stack, "1001") as phone:
+        caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=9000,
+                            name="e2e_caller").start()
+        phone.wait_established()
+        call_id = the_call_id(stack)
+        time.sleep(2.5)
+        bridged_at = time.monotonic() - 1.5
+        at_caller = caller.heard(since_s=bridged_at)
+        result = caller.wait()  # the caller hangs up after 9 s
+        assert result.ok, result.output
+        phone.wait_ended()
+        wait_until("the agent in wrap-up and ready again",
+                   lambda: agent_state(stack, "1001") == ("ready", ""))
+        rows = wait_until("the final row", lambda: [
+            r for r in queue_log(stack, call_id) if r[0] == "COMPLETECALLER"] and
+            queue_log(stack, call_id))
+        invite = phone.invites()[0]
+    assert share(at_caller, AGENT_HZ) > 0.5, "the caller does not hear the agent's tone"
+    [heard] = phone.recordings()
+    [agent_heard] = measure(heard, (CALLER_HZ, AGENT_HZ), skip_s=1.0)
+    assert agent_heard.holds(CALLER_HZ), f"the agent does not hear the caller: {agent_heard}"
+    calls = [e for e, _ in rows if e not in AGENT_ROWS]
+    assert calls == ["ENTERQUEUE", "RING", "CONNECT", "COMPLETECALLER"]
+    # the agent's side of the same call: reserved, on the call, wrap-up, ready
+    assert [e for e, _ in rows if e in AGENT_ROWS] == ["AGENTSTATE"] * 4
+    assert all(a == "1001" for e, a in rows if e != "ENTERQUEUE")
+    # the agent's phone got the call's data and where to look it up
+    assert invite.header("X-Queue") == "support"
+    assert call_id in invite.header("Call-Info")
+    # the call record: ended by the caller; one two-channel recording, caller left
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        reason = db.execute("SELECT end_reason FROM calls WHERE call_id = ?",
+                            (call_id,)).fetchone()[0]
+        recs = db.execute("SELECT agent_id, channels, path FROM recordings WHERE call_id = ?",
+                          (call_id,)).fetchall()
+    assert reason == "caller_hangup"
+    [(rec_agent, channels, path)] = recs
+    assert (rec_agent, channels) == ("1001", 2)
+    left, right = measure(Path(path), (CALLER_HZ, AGENT_HZ), skip_s=0.5)
+    assert left.holds(CALLER_HZ) and right.holds(AGENT_HZ), (left, right)
