@@ -163,3 +163,70 @@ def test_a_caller_and_an_agent_hear_each_other_and_the_records_agree(tmp_path: P
     assert (rec_agent, channels) == ("1001", 2)
     left, right = measure(Path(path), (CALLER_HZ, AGENT_HZ), skip_s=0.5)
     assert left.holds(CALLER_HZ) and right.holds(AGENT_HZ), (left, right)
+
+
+def test_ring_no_answer_goes_to_the_next_agent_who_holds_resumes_and_hangs_up(
+        tmp_path: Path) -> None:
+    with contact_center(tmp_path) as stack, \
+            agent(tmp_path, stack, "1001", answer="never") as silent, \
+            agent(tmp_path, stack, "1002") as phone:
+        caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=60000,
+                            name="e2e_rna", ivr_hangs_up=True).start()
+        silent.wait_incoming()  # linear: 1001 first; it rings ring_timeout_s (6 s)
+        phone.wait_established(timeout_s=WAIT_S)
+        call_id = the_call_id(stack)
+        assert agent_state(stack, "1001") == ("not_ready", "no-answer")  # autopaused
+        time.sleep(2.0)
+        talking = caller.heard(since_s=time.monotonic() - 1.5)
+        # hold from the agent's phone: the caller hears music, not the agent
+        phone.hold()
+        wait_until("the HOLD row", lambda: ("HOLD", "1002") in queue_log(stack, call_id))
+        time.sleep(2.0)
+        on_hold = caller.heard(since_s=time.monotonic() - 1.5)
+        phone.resume()
+        wait_until("the UNHOLD row", lambda: ("UNHOLD", "1002") in queue_log(stack, call_id))
+        time.sleep(2.0)
+        resumed = caller.heard(since_s=time.monotonic() - 1.5)
+        # the agent hangs up: the caller goes on at after_agent (goodbye), then the IVR's BYE
+        phone.hangup()
+        result = caller.wait()
+        assert result.ok, result.output
+        rows = wait_until("the final row", lambda: [
+            r for r in queue_log(stack, call_id) if r[0] == "COMPLETEAGENT"] and
+            queue_log(stack, call_id))
+    assert share(talking, AGENT_HZ) > 0.5
+    assert share(on_hold, AGENT_HZ) < 0.1 and float(np.sqrt(np.mean(
+        on_hold.astype(np.float64) ** 2))) > 300, "on hold the caller should hear music"
+    assert share(resumed, AGENT_HZ) > 0.5, "after resume the caller should hear the agent"
+    calls = [r for r in rows if r[0] not in AGENT_ROWS]
+    assert calls == [("ENTERQUEUE", ""), ("RING", "1001"), ("RINGNOANSWER", "1001"),
+                     ("RING", "1002"), ("CONNECT", "1002"), ("HOLD", "1002"),
+                     ("UNHOLD", "1002"), ("COMPLETEAGENT", "1002")]
+    assert ("PAUSE", "1001") in rows  # the autopause, named for this call
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        reason, by = db.execute("SELECT end_reason, hangup_by FROM calls WHERE call_id = ?",
+                                (call_id,)).fetchone()
+    assert by == "ivr", (reason, by)  # after the agent, the flow ended the call
+
+
+def test_ring_all_rings_both_phones_and_one_agent_gets_the_call(tmp_path: Path) -> None:
+    with contact_center(tmp_path, strategy="ring-all") as stack, \
+            agent(tmp_path, stack, "1001", answer_after_s=1.0) as one, \
+            agent(tmp_path, stack, "1002", answer_after_s=1.0) as two:
+        caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=6000,
+                            name="e2e_ringall").start()
+        call_id = the_call_id(stack)
+        one.wait_incoming()  # both phones ring; both answer after 1 s: one of them wins
+        two.wait_incoming()
+        result = caller.wait()
+        assert result.ok, result.output
+        rows = wait_until("the final row", lambda: [
+            r for r in queue_log(stack, call_id) if r[0] == "COMPLETECALLER"] and
+            queue_log(stack, call_id))
+        states = {a: agent_state(stack, a) for a in ("1001", "1002")}
+    connects = [a for e, a in rows if e == "CONNECT"]
+    assert len(connects) == 1
+    winner = connects[0]
+    loser = "1002" if winner == "1001" else "1001"
+    assert {("RING", "1001"), ("RING", "1002"), ("RINGCANCELED", loser)} <= set(rows)
+    assert states[loser][0] == "ready"  # not paused: it was not a miss
