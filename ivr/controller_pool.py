@@ -230,11 +230,17 @@ class PoolSupervision:
 
         try:
             self._front = await start_front(self.settings, [x.uri for x in self.slots],
-                                            self.settings.worker.max_calls,
+                                            self._callers_per_worker(),
                                             self._serving_uris())
         except FrontError as exc:
             raise ControllerError(str(exc)) from exc
         self._background(self._watch_front(self._front))
+
+    def _callers_per_worker(self) -> int:
+        """Kamailio's load limit per worker: the callers a worker said it takes (its hello;
+        fewer than worker.max_calls when the flow keeps a leg for an agent)."""
+        said = [x.max_calls for x in self.slots if x.state is SlotState.SERVING]
+        return min(said) if said else self.settings.worker.max_calls
 
     def _serving_uris(self) -> list[str]:
         return [x.uri for x in self.slots if x.state is SlotState.SERVING]

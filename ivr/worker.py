@@ -210,7 +210,9 @@ class Worker:
             self._link = ControllerLink(self._controller_socket, {
                 "role": "worker", "worker": s.worker.name, "slot": self._slot,
                 "pid": os.getpid(), "sip": f"{s.sip.bind_address}:{s.sip.port}",
-                "max_calls": s.worker.max_calls, "flow": self._flow.name,
+                # the callers it takes (a queue in the flow: a leg kept for each agent)
+                "max_calls": max_callers(self._flow, s.worker.max_calls),
+                "flow": self._flow.name,
                 "flow_version": self._flow.version,
             })
             await self._link.connect()

@@ -130,7 +130,8 @@ def test_worker_killed_mid_call_fails_only_its_calls_and_is_replaced(tmp_path: P
 
 def test_kamailio_stops_sending_to_a_worker_that_stops_answering_options(
         tmp_path: Path) -> None:
-    stack = start_stack(tmp_path, workers=3)
+    # an IVR-only flow: four callers a worker (the default flow's queues take two)
+    stack = start_stack(tmp_path, workers=3, flow=FLOWS / "basic.yaml")
     frozen = stack.worker_pids()["w000"]
     os.kill(frozen, signal.SIGSTOP)
     try:
