@@ -22,16 +22,15 @@ lo's ingress, CPU from schedstat, PSS from smaps_rollup; see its docstring):
   The bench checks Kamailio holds one contact per agent (``kamcmd ul.lookup``), then calls
   :func:`make_agents_ready` and places the calls. RTP to the agents is captured too
   (gaps per worker source). Offer latency (agent free -> INVITE at the agent's phone) is
-  the UAS's arrival log against the queue log's "agent free" times.
+  the UAS's arrival log against the queue log's RING rows.
 * **ivr**: the same callers against ``ivr run`` with bench_capacity's IVR-only flow.
 
 Printed per level and side: calls held / failed, RTP gaps > 30 ms to the callers (and to
 the agents), offer latency p50/p99, CPU % of a core per 100 calls, PSS MB per call.
 
-Not done yet (issue 17, the lead's part): agents cannot go "ready" (the ACD API/CLI is
-being built), so :func:`make_agents_ready` raises NotImplementedError and the acd side stops
-after registering the agents and checking their contacts; the queue log's free times for
-the offer latency are read by :func:`agent_free_times`, also a stub.
+Offer latency: from the queue log's RING row of a call (the ACD's decision: an agent free
+for a waiting call, or a call for a free agent) to its INVITE at the agent's phone (the
+UAS logs the ``X-Call-Id`` header the worker adds).
 """
 
 from __future__ import annotations
@@ -133,38 +132,51 @@ def contacts(run_dir: Path, ids: list[str]) -> dict[str, list[str]]:
 
 
 def make_agents_ready(stack: dict[str, str], ids: list[str]) -> None:
-    """Set every agent ``ready`` in the running stack (``stack``: its environment, so an
-    ``ivr agent state ID ready`` run with it reaches it).
+    """Set every agent ``ready`` in the running stack (``stack``: its environment), as
+    ``ivr agent state ID ready`` does, over the controller's socket."""
+    sys.path.insert(0, str(ROOT))
+    from ivr.ops import OpsError, request
 
-    TODO(issue 17, lead): call the agent API or ``ivr agent state ID ready`` for each id
-    once the controller serves them; until then the acd side stops here."""
-    raise NotImplementedError(
-        "make_agents_ready: agents cannot be set ready yet (the ACD API/CLI of issue 17 is "
-        f"not wired); {len(ids)} agents are registered but not ready")
-
-
-def agent_free_times(db: Path) -> dict[str, list[float]]:
-    """Per agent, the times (epoch s) it became free (ready after wrap-up, or first ready),
-    from the queue log. TODO(issue 17, lead): the queue log's table and event names."""
-    raise NotImplementedError("agent_free_times: the queue log is not in the store yet")
+    socket_path = Path(stack["IVR_PATHS_VAR_DIR"]) / "run" / "controller.sock"
+    for agent_id in ids:
+        try:
+            request(socket_path, "agent.state", {"agent_id": agent_id, "state": "ready"})
+        except OpsError as exc:
+            raise NotImplementedError(f"agent {agent_id} cannot go ready: {exc}") from exc
 
 
-def invite_times(log: Path) -> list[tuple[float, str]]:
-    """(epoch s, Call-ID) of each INVITE the agents' UAS received (its -trace_logs)."""
-    out = []
-    if log.exists():
-        for m in re.finditer(r"invite (\d+)(?:\.0+)? (\d+)(?:\.0+)? (\S+)", log.read_text()):
-            out.append((int(m.group(1)) + int(m.group(2)) / 1e6, m.group(3)))
+def ring_times(db: Path) -> dict[str, float]:
+    """Per call, when the ACD rang an agent for it (its RING row: the moment an agent was
+    free for a waiting call, or the call came to a free agent), from the queue log."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT call_id, at FROM queue_log WHERE event = 'RING' "
+                            "ORDER BY id").fetchall()
+    out: dict[str, float] = {}
+    for call_id, at in rows:
+        out.setdefault(call_id, at)  # the first ring of each call
     return out
 
 
-def offer_latency_ms(free_s: list[float], invites_s: list[float]) -> list[float]:
-    """For each INVITE, the time since the latest free time before it (one agent's)."""
-    out, frees = [], sorted(free_s)
-    for t in sorted(invites_s):
-        before = [f for f in frees if f <= t]
-        if before:
-            out.append(1000 * (t - before[-1]))
+def invite_times(log: Path) -> list[tuple[float, str]]:
+    """(epoch s, our call id) of each INVITE the agents' UAS received (its -trace_logs)."""
+    out = []
+    if log.exists():
+        for m in re.finditer(r"invite (\d+)(?:\.0+)? (\d+)(?:\.0+)? (\S+) (\S+)",
+                             log.read_text()):
+            out.append((int(m.group(1)) + int(m.group(2)) / 1e6, m.group(4)))
+    return out
+
+
+def offer_latency_ms(rings: dict[str, float], invites: list[tuple[float, str]]) -> list[float]:
+    """For each call's first INVITE at an agent's phone, the time since the ACD rang."""
+    seen: set[str] = set()
+    out = []
+    for t, call_id in sorted(invites):
+        if call_id in rings and call_id not in seen:
+            seen.add(call_id)
+            out.append(1000 * (t - rings[call_id]))
     return out
 
 
@@ -281,13 +293,7 @@ class AcdBench(cap.Bench):
             side.rtp_to_agents = gaps_by_source(work / "to-agents.pcap", AGENT_MEDIA_PORT)
             inv = invite_times(work / "agent_invites.log")
             side.invites = len(inv)
-            try:
-                lat = offer_latency_ms(
-                    [t for ts in agent_free_times(work / "var" / "ivr.sqlite3").values()
-                     for t in ts], [t for t, _ in inv])
-            except NotImplementedError as exc:
-                res.notes.append(str(exc))
-                lat = []
+            lat = offer_latency_ms(ring_times(work / "var" / "ivr.sqlite3"), inv)
             if lat:
                 side.offer_p50_ms = statistics.median(lat)
                 side.offer_p99_ms = sorted(lat)[min(len(lat) - 1, int(0.99 * len(lat)))]

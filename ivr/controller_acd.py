@@ -62,9 +62,7 @@ class ControllerAcd:
         ended with the old controller's workers: ``replace_stale`` saw to that)."""
         service = self.service
         service.rows_today.extend(self.store.queue_log(since=start_of_day(now)))
-        lost = [QueueLogRow(now, QueueEvent.EXITFAILURE, call_id=e.call_id, queue=e.queue,
-                            wait_s=now - e.at, priority=e.priority, reason="restart")
-                for e in self.store.open_queue_entries()]
+        lost = [self._final_row(e, now) for e in self.store.open_queue_entries()]
         if lost:
             service.rows_today.extend(lost)
             self._log_rows(lost)
@@ -81,6 +79,19 @@ class ControllerAcd:
             restored += 1
         if lost or restored:
             log_event("acd.restored", agents_signed_in=restored, queued_calls_lost=len(lost))
+
+    def _final_row(self, entry: Any, now: float) -> QueueLogRow:
+        """The last row of a call the old controller left in a queue: EXITFAILURE if no
+        agent had answered, else the end of its talk (as the caller's: nobody knows)."""
+        connects = [r for r in self.store.queue_log(call_id=entry.call_id)
+                    if r.event is QueueEvent.CONNECT and r.queue == entry.queue]
+        if not connects:
+            return QueueLogRow(now, QueueEvent.EXITFAILURE, call_id=entry.call_id,
+                               queue=entry.queue, wait_s=now - entry.at,
+                               priority=entry.priority, reason="restart")
+        return QueueLogRow(now, QueueEvent.COMPLETECALLER, call_id=entry.call_id,
+                           queue=entry.queue, agent_id=connects[-1].agent_id,
+                           wait_s=connects[-1].wait_s, reason="restart")
 
     def load_config(self) -> AcdConfig:
         """The ACD file with the store's agents; AcdStartError names what is wrong."""

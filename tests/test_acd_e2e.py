@@ -337,3 +337,51 @@ def test_the_agents_screen_follows_a_call_over_the_api_and_takes_the_wrap_up_cod
     assert (ended["call_id"], ended["by"]) == (call_id, "caller")
     assert coded == 200
     assert ("WRAPUP", "1001") in rows
+
+
+def test_a_killed_controller_a_bridged_call_goes_on_and_a_restart_reconciles(
+        tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from tests.conftest import wait_no_stack_processes
+
+    with contextlib.ExitStack() as cleanup:
+        stack = start_stack(tmp_path, workers=1, flow=FLOW, env={
+            "IVR_PATHS_ACD": str(acd_file(tmp_path)), "IVR_WORKER_DRAIN_TIMEOUT_S": "6"})
+        cleanup.callback(stack.stop)
+        for agent_id in ("1001", "1002"):
+            assert stack.ivr("agent", "add", agent_id, "--name", "A", "--password",
+                             PASSWORD).returncode == 0
+        assert stack.ivr("agent", "state", "1002", "not-ready", "--reason",
+                         "lunch").returncode == 0
+        phone = cleanup.enter_context(agent(tmp_path, stack, "1001"))
+        talking = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=30000,
+                             name="e2e_bridged", ivr_hangs_up=True).start()
+        phone.wait_established()
+        bridged = the_call_id(stack)
+        waiting = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=30000,
+                             name="e2e_waiting", ivr_hangs_up=True).start()
+        wait_until("the second caller queued", lambda: the_call_id(stack) != bridged)
+        queued = the_call_id(stack)
+        time.sleep(0.5)  # the writer thread's batch
+        os.kill(stack.proc.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        time.sleep(2.0)
+        after_kill = talking.heard(since_s=killed_at + 0.5)
+        # the waiting caller has no ACD any more: on_unavailable (the IVR hangs up);
+        # the bridged call goes on until the worker's drain ends it
+        assert waiting.wait().ok
+        assert talking.wait().ok
+        stack.proc.wait(30)
+        wait_no_stack_processes(stack.var_dir, timeout_s=60)
+        again = start_stack(tmp_path, same_as=stack)
+        cleanup.callback(again.stop)
+        data = json.loads(again.ivr("queue", "show", "support", "--json").stdout)
+        states = {a["id"]: (a["state"], a["reason"]) for a in data["queues"][0]["agents"]}
+        rows = {c: queue_log(again, c) for c in (bridged, queued)}
+    assert share(after_kill, AGENT_HZ) > 0.5, "the bridged call stopped with the controller"
+    assert states == {"1001": ("ready", ""), "1002": ("not_ready", "lunch")}
+    finals = {c: [e for e, _ in r if e in ("COMPLETECALLER", "COMPLETEAGENT", "EXITFAILURE",
+                                          "ABANDON")] for c, r in rows.items()}
+    assert finals == {bridged: ["COMPLETECALLER"], queued: ["EXITFAILURE"]}, rows

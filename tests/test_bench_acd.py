@@ -54,12 +54,13 @@ def test_the_agents_credentials_file_holds_a_digest_keyword_per_agent(tmp_path: 
         f"a0002;[authentication username=a0002 password={bench.password_of('a0002')}]"]
 
 
-def test_offer_latency_counts_from_the_last_free_time_before_each_invite() -> None:
-    assert bench.offer_latency_ms([10.0, 20.0], [10.05, 20.2, 5.0]) == pytest.approx(
-        [50.0, 200.0])
+def test_offer_latency_counts_from_each_calls_ring_to_its_first_invite() -> None:
+    rings = {"c1": 10.0, "c2": 20.0}
+    invites = [(10.05, "c1"), (20.2, "c2"), (21.0, "c2"), (5.0, "other")]
+    assert bench.offer_latency_ms(rings, invites) == pytest.approx([50.0, 200.0])
 
 
 def test_the_invite_log_of_the_agents_uas_is_read(tmp_path: Path) -> None:
     log = tmp_path / "inv.log"
-    log.write_text("invite 1796126191.000000 317833.000000 1-24793@127.0.0.1\n")
-    assert bench.invite_times(log) == [(pytest.approx(1796126191.317833), "1-24793@127.0.0.1")]
+    log.write_text("invite 1796126191.000000 317833.000000 1-24793@127.0.0.1 c0ffee\n")
+    assert bench.invite_times(log) == [(pytest.approx(1796126191.317833), "c0ffee")]
