@@ -385,3 +385,65 @@ def test_a_killed_controller_a_bridged_call_goes_on_and_a_restart_reconciles(
     finals = {c: [e for e, _ in r if e in ("COMPLETECALLER", "COMPLETEAGENT", "EXITFAILURE",
                                           "ABANDON")] for c, r in rows.items()}
     assert finals == {bridged: ["COMPLETECALLER"], queued: ["EXITFAILURE"]}, rows
+
+
+def call_events(stack: StackProcess, call_id: str) -> list[tuple[str, dict[str, Any]]]:
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        rows = db.execute("SELECT kind, data FROM call_events WHERE call_id = ? ORDER BY id",
+                          (call_id,)).fetchall()
+    return [(k, json.loads(d) if d else {}) for k, d in rows]
+
+
+def test_a_waiting_caller_hears_position_and_wait_and_leaves_at_max_wait(
+        tmp_path: Path) -> None:
+    acd = tmp_path / "acd.yaml"
+    acd.write_text("""\
+queues:
+  support: {announce_every_s: 2, max_wait_s: 7, when_no_agents: wait}
+agents:
+  "1001": {name: Ann, queues: {support: 5}}
+""")
+    stack = start_stack(tmp_path, workers=1, flow=FLOW, env={"IVR_PATHS_ACD": str(acd)})
+    try:
+        # signed in but paused: the queue has an agent, nobody is free
+        assert stack.ivr("agent", "state", "1001", "not-ready", "--reason",
+                         "break").returncode == 0
+        caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=30000,
+                            name="e2e_wait", ivr_hangs_up=True).start()
+        call_id = the_call_id(stack)
+        assert caller.wait().ok  # the IVR hangs up: on_unavailable after max_wait_s
+        rows = wait_until("the final row", lambda: ("EXITWITHTIMEOUT", "") in queue_log(
+            stack, call_id) and queue_log(stack, call_id))
+        events = wait_until("the call's end", lambda: any(
+            k == "queue.exit" for k, _ in call_events(stack, call_id)) and call_events(
+            stack, call_id))
+    finally:
+        assert stack.stop() == 0
+    announced = [d for k, d in events if k == "queue.announced"]
+    assert announced and announced[0]["position"] == 1  # said once: it never changed
+    assert len(announced) == 1
+    plays = [p for k, d in events if k == "play" for p in d["prompts"]]
+    # "you are caller 1 in the queue", "the estimated wait is ... minutes"
+    assert {"en-US:you_are_caller", "en-US:in_queue", "en-US:est_wait"} <= set(plays), plays
+    assert [e for e, _ in rows if e not in AGENT_ROWS] == ["ENTERQUEUE", "EXITWITHTIMEOUT"]
+
+
+def test_nobody_signed_in_sends_the_caller_on_at_once_and_is_counted(tmp_path: Path) -> None:
+    acd = tmp_path / "acd.yaml"
+    acd.write_text("""\
+queues:
+  support: {when_no_agents: overflow}
+agents:
+  "1001": {name: Ann, queues: {support: 5}}
+""")
+    stack = start_stack(tmp_path, workers=1, flow=FLOW, env={"IVR_PATHS_ACD": str(acd)})
+    try:
+        caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ, talk_ms=30000,
+                            name="e2e_empty", ivr_hangs_up=True).start()
+        assert caller.wait().ok  # on_unavailable (bye): the IVR hangs up
+        shown = wait_until("JOINEMPTY counted", lambda: (json.loads(stack.ivr(
+            "queue", "show", "support", "--json").stdout)["queues"][0]["figures"]
+            if "JOINEMPTY" in [e for e, _ in queue_log(stack)] else None))
+    finally:
+        assert stack.stop() == 0
+    assert shown["blocked"] == 1 and shown["calls_waiting"] == 0
