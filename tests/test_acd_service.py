@@ -151,3 +151,18 @@ def test_subscribers_get_the_agents_events_in_order() -> None:
     got = asyncio.run(run())
     assert got[0] == "state" and got.index("offered") < got.index("connected") < got.index(
         "ended")
+
+
+def test_the_desk_gives_an_agents_figures_for_today_from_the_queue_log() -> None:
+    rig = Rig()
+    rig.desk.set_state("1001", "ready")
+    rig.service.on_message(m.Join("c1", "sales"))
+    offer = next(x for x in rig.take() if isinstance(x, m.Offer))
+    rig.service.on_message(m.OfferAnswered("c1", offer.offer_id))
+    rig.now += 40
+    rig.service.on_message(m.CallerGone("c1"))
+    figures = rig.desk.figures_today("1001")
+    assert figures["calls_handled"] == 1
+    assert figures["talk_s"] == pytest.approx(40.0)
+    assert figures["avg_talk_s"] == pytest.approx(40.0) and figures["missed"] == 0
+    assert figures["state"] == "wrap_up"
