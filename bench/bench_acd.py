@@ -280,6 +280,7 @@ class AcdBench(cap.Bench):
     def run_side(self, calls: int, acd: bool) -> tuple[cap.RunResult, AgentSide | None]:
         self.acd = acd
         self.flow = AGENT_FLOW if acd else BENCH / "flows" / "bench.yaml"
+        self.legs_per_caller = 2 if acd else 1
         self.extra_env = {"IVR_PATHS_ACD": str(write_acd(self.work / "acd.yaml", self.ids))
                           } if acd else {}
         self.agent_side = None

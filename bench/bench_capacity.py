@@ -629,6 +629,7 @@ class Bench:
         self.hold_sockets: list[Any] = []
         self.flow = BENCH / "flows" / "bench.yaml"  # bench_acd.py swaps in its queue flow
         self.extra_env: dict[str, str] = {}
+        self.legs_per_caller = 1  # 2 when the flow has a queue node (bench_acd.py)
 
     # -- set-up ----------------------------------------------------------------------
 
@@ -811,7 +812,9 @@ class Bench:
         args = self.args
         work = self.work / f"stack-{calls}"
         work.mkdir(parents=True, exist_ok=True)
-        workers = math.ceil(calls / args.legs) + args.spare
+        # a flow with a queue keeps a leg for each caller's agent (ivr/worker.py max_callers)
+        callers = max(1, args.legs // self.legs_per_caller)
+        workers = math.ceil(calls / callers) + args.spare
         res = RunResult("stack", calls, legs=args.legs, workers=workers,
                         pump_timeout_ms=args.pump_timeout_ms)
         if (note := self.wait_quiet()) is not None:
