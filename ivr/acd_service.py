@@ -85,8 +85,8 @@ class AcdService:
             event = ev.OfferAnswered(msg.offer_id)
         elif isinstance(msg, m.OfferFailed):
             self._offer_sent.pop(msg.offer_id, None)
-            event = ev.OfferFailed(msg.offer_id, "no_answer" if msg.reason == "no_answer"
-                                   else "rejected")
+            event = ev.OfferFailed(msg.offer_id, msg.reason if msg.reason in (
+                "no_answer", "error") else "rejected")
         elif isinstance(msg, m.CallerGone):
             info.ended_by = info.ended_by or "caller"
             event = ev.CallerHungUp(call_id)

@@ -316,3 +316,23 @@ def test_a_call_lost_with_its_worker_is_not_an_abandon_and_frees_its_agent() -> 
         QueueEvent.EXITFAILURE, QueueEvent.ABANDON)]
     assert finals == [("waiting", QueueEvent.EXITFAILURE), ("ringing", QueueEvent.EXITFAILURE)]
     assert acd.agents["1"].state.value == "ready" and not acd.entries
+
+
+def test_a_ring_all_leg_the_worker_cannot_place_is_no_miss_for_that_agent() -> None:
+    from ivr.acd import Acd, parse_acd
+    from ivr.acd import events as ev
+
+    acd = Acd(parse_acd("queues: {q: {strategy: ring-all, autopause_after: 1}}\n"
+                        "agents: {'1': {name: A, queues: {q: 5}}, '2': {name: B, queues: "
+                        "{q: 5}}}\n"))
+    for a in ("1", "2"):
+        acd.handle(ev.AgentStateRequested(a, "ready"), 0.0)
+    offers = [x for x in acd.handle(ev.CallQueued("c", "q"), 1.0)
+              if isinstance(x, ev.OfferAgent)]
+    assert len(offers) == 2
+    acd.handle(ev.OfferFailed(offers[1].offer_id, "error"), 1.1)
+    assert acd.agents[offers[1].agent_id].state.value == "ready"  # not paused
+    assert acd.agents[offers[0].agent_id].state.value == "reserved"  # still ringing
+    # the lone offer left failing the same way is a miss (no loop of re-offers)
+    acd.handle(ev.OfferFailed(offers[0].offer_id, "error"), 1.2)
+    assert acd.agents[offers[0].agent_id].state.value == "not_ready"

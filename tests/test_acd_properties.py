@@ -108,7 +108,7 @@ def test_random_event_sequences_keep_every_promise(
             apply(acd.handle(ev.OfferAnswered(offers[i % len(offers)]), now))
         elif op == "fail" and offers:
             apply(acd.handle(ev.OfferFailed(offers[i % len(offers)],
-                                            ["no_answer", "rejected"][i % 2]), now))
+                                            ["no_answer", "rejected", "error"][i % 3]), now))
         elif op == "agent_hangup" and talking:
             apply(acd.handle(ev.AgentHungUp(talking[i % len(talking)]), now))
         elif op == "hold" and talking:

@@ -238,6 +238,16 @@ class Acd(AcdState):
         offer = self.offers.get(e.offer_id)
         if offer is None:
             return  # already closed (cancelled, timed out)
+        entry = self.entries[offer.call_id]
+        if e.reason == "error" and len(entry.offers) > 1:
+            # ring-all beyond the legs the caller's worker has free: not the agent's miss;
+            # they stay ready, passed over for this caller while the others ring
+            entry.tried.add(offer.agent_id)
+            _, agent = self._close(offer, OfferState.REJECTED)
+            self._log(now, QueueEvent.RINGCANCELED, call_id=offer.call_id, queue=offer.queue,
+                      agent_id=offer.agent_id, ring_s=now - offer.started_at, reason="no-leg")
+            self._move(agent, AgentState.READY, now, call_id=offer.call_id, queue=offer.queue)
+            return
         self._missed(offer, now, e.reason, OfferState.REJECTED
                      if e.reason != "no_answer" else OfferState.NO_ANSWER)
 

@@ -61,7 +61,8 @@ class OfferAnswered:
 @dataclass(frozen=True)
 class OfferFailed:
     """The agent's phone did not take the call: ``no_answer`` counts as a miss (autopause);
-    ``rejected`` (busy, declined, not registered) too."""
+    ``rejected`` (busy, declined, not registered) too; ``error`` (the worker had no leg to
+    ring it with) is no miss while other phones ring for the call (ring-all), else one."""
 
     offer_id: str
     reason: str = "no_answer"
