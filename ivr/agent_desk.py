@@ -81,7 +81,7 @@ class Desk:
         if agent is None:
             return None
         return {"id": agent.agent_id, "name": agent.name, "state": agent.state.value,
-                "reason": agent.reason, "since": agent.state_since,
+                "reason": agent.reason, "since": agent.state_since or None,
                 "queues": dict(agent.queues), "call": self.current_call(agent_id)}
 
     def current_call(self, agent_id: str) -> dict[str, Any] | None:

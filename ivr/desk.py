@@ -9,12 +9,13 @@ Shapes (all times are Unix seconds, durations ``*_s``):
 agent view::
 
     {"id": "1001", "name": "Alice Chen", "state": "ready", "reason": "",
-     "since": 1764590000.0, "queues": {"sales": 8}, "call": <call view> | None}
+     "since": 1764590000.0 | None (not signed in since the stack started),
+     "queues": {"sales": 8}, "call": <call view> | None}
 
 call view (the agent's own current or last call)::
 
     {"call_id": "...", "queue": "sales", "state": "ringing" | "connected" | "held" |
-     "wrap_up", "caller": "1000", "caller_name": "", "wait_s": 12.0,
+     "wrap_up" | "ended", "caller": "1000", "caller_name": "", "wait_s": 12.0,
      "since": 1764590000.0, "data": {"account": "42", ...}}
 
 events pushed to an agent's WebSocket (each has ``event`` and ``at``)::

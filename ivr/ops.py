@@ -74,7 +74,9 @@ def queue_show(service: AcdService, name: str | None, now: float) -> dict[str, A
                     "wait_s": round(now - e.enter_at, 1), "state": e.state.value}
                    for e in entries]
         agents = [{"id": a.agent_id, "name": a.name, "state": a.state.value,
-                   "reason": a.reason, "in_state_s": round(now - a.state_since, 1)}
+                   "reason": a.reason,
+                   # None: never signed in since the stack started
+                   "in_state_s": round(now - a.state_since, 1) if a.state_since else None}
                   for a in (acd.agents[x] for x in queue.members)]
         out.append({"queue": qname, "strategy": queue.cfg.strategy, "waiting": waiting,
                     "agents": agents, "figures": figures.__dict__})

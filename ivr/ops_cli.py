@@ -114,8 +114,8 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
                   f"  priority {w['priority']}  {w['state']}  {w['call_id']}")
         for a in q["agents"]:
             state = a["state"] + (f" ({a['reason']})" if a["reason"] else "")
-            print(f"  agent  {a['id']:<8} {a['name']:<20} {state:<22} "
-                  f"{_duration(a['in_state_s']):>6}")
+            since = "-" if a["in_state_s"] is None else _duration(a["in_state_s"])
+            print(f"  agent  {a['id']:<8} {a['name']:<20} {state:<22} {since:>6}")
     return 0
 
 

@@ -39,6 +39,8 @@ def test_agent_state_wrapup_show_and_queue_show_against_a_running_stack(
         states = {a["id"]: a["state"] for a in queue["agents"]}
         assert states["1001"] == "ready"
         assert queue["figures"]["calls_waiting"] == 0
+        never = next(a for a in queue["agents"] if a["state"] == "logged_out")
+        assert never["in_state_s"] is None  # not "since 1970"
         text = stack.ivr("queue", "show")
         assert text.returncode == 0 and "support (skills)" in text.stdout
         agent = stack.ivr("agent", "show", "1002")

@@ -124,12 +124,13 @@ _SCHEMAS: dict[str, Any] = {
                "properties": {"code": {"type": "string", "maxLength": 128},
                               "note": {"type": "string", "maxLength": 2000}}},
     "Agent": {"type": "object", "properties": {
-        "id": _STR, "name": _STR, "state": _STR, "reason": _STR, "since": _NUM,
+        "id": _STR, "name": _STR, "state": _STR, "reason": _STR,
+        "since": {"type": ["number", "null"]},  # null: not signed in since the stack started
         "queues": {"type": "object", "additionalProperties": {"type": "integer"}},
         "call": {"oneOf": [_schema("Call"), {"type": "null"}]}}},
     "Call": {"type": "object", "properties": {
         "call_id": _STR, "queue": _STR,
-        "state": {"enum": ["ringing", "connected", "held", "wrap_up"]},
+        "state": {"enum": ["ringing", "connected", "held", "wrap_up", "ended"]},
         "caller": _STR, "caller_name": _STR, "wait_s": _NUM, "since": _NUM,
         "data": {"type": "object", "additionalProperties": True}}},
     "Figures": {"type": "object", "additionalProperties": True, "properties": {
