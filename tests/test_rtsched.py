@@ -138,10 +138,12 @@ def test_a_clock_thread_that_names_itself_late_is_raised_by_polling() -> None:
 
 
 def test_an_expected_clock_that_never_comes_is_given_up(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     now = [1000.0]
     monkeypatch.setattr("media.rtsched.time.monotonic", lambda: now[0])
-    prio = ClockPriority(5)
+    # a process with no threads at all: a clock thread an earlier test left in this pytest
+    # process (they run PJSIP in-process) must not be found
+    prio = ClockPriority(5, task_dir=str(tmp_path))
     prio.expect()
     assert prio.pending
     now[0] += ClockPriority.EXPECT_S - 0.1
