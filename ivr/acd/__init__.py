@@ -1,8 +1,12 @@
 """The ACD (automatic call distributor) as a pure core: queues, agents, offers, strategies,
-the queue log and the figures computed from it. See docs/acd.md."""
+the queue log and the figures computed from it, transfers and consults. See docs/acd.md.
+
+``Acd`` is the whole ACD: the queue core (``core.py``) with blind transfers and segments
+(``transfer.py``) and consults and conferences (``consult.py``) layered on it."""
 
 from .config import AcdConfig, AcdConfigError, AcdIssue, QueueConfig, load_acd, parse_acd
-from .core import Acd
+from .consult import Consult, ConsultingAcd as Acd, ConsultState
+from .dialplan import DialPlan, DialPlanError
 from .model import (
     Agent,
     AgentState,
@@ -16,10 +20,12 @@ from .model import (
 from .queue_log import FINAL_EVENTS, QueueEvent, QueueLogRow
 from .state import AcdError
 from .strategies import STRATEGIES, Strategy, register
+from .transfer import Target, TransferRefused, parse_target
 
 __all__ = [
     "FINAL_EVENTS", "STRATEGIES", "Acd", "AcdConfig", "AcdConfigError", "AcdError", "AcdIssue",
-    "Agent", "AgentState", "EntryState", "InvalidStateError", "Offer", "OfferState", "Outcome",
-    "QueueConfig", "QueueEntry", "QueueEvent", "QueueLogRow", "Strategy", "load_acd",
-    "parse_acd", "register",
+    "Agent", "AgentState", "Consult", "ConsultState", "DialPlan", "DialPlanError", "EntryState",
+    "InvalidStateError", "Offer", "OfferState", "Outcome", "QueueConfig", "QueueEntry",
+    "QueueEvent", "QueueLogRow", "Strategy", "Target", "TransferRefused", "load_acd",
+    "parse_acd", "parse_target", "register",
 ]

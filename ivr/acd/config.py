@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..yamlsrc import SourceMap, YamlError, load_yaml, parse_yaml
+from .dialplan import compile_pattern
 from .strategies import STRATEGIES
 
 
@@ -114,6 +115,14 @@ class AcdConfig(_Model):
     agents: dict[str, AgentConfig] = {}
     not_ready_reasons: list[str] = ["break", "lunch", "meeting", "training", "no-answer"]
     call_reasons: dict[str, ReasonNode | str] = {}
+    dialplan: list[str] = []  # outside numbers agents may transfer to (dialplan.py)
+
+    @field_validator("dialplan")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        for pattern in v:
+            compile_pattern(pattern)  # DialPlanError (a ValueError) names the pattern
+        return v
 
     @field_validator("agents", "queues", mode="before")
     @classmethod

@@ -229,7 +229,7 @@ class Acd(AcdState):
         self._move(agent, AgentState.ON_CALL, now, call_id=entry.call_id, queue=entry.queue)
         self.queues[entry.queue].size -= 1
         self._log(now, QueueEvent.CONNECT, call_id=entry.call_id, queue=entry.queue,
-                  agent_id=agent.agent_id, wait_s=now - entry.enter_at,
+                  agent_id=agent.agent_id, wait_s=now - entry.wait_start,
                   ring_s=now - offer.started_at)
         self._out.append(ev.CallConnected(offer.offer_id, entry.call_id, agent.agent_id,
                                           entry.queue))

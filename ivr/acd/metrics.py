@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from .queue_log import AGENT_STATE_EVENTS, FINAL_EVENTS, QueueEvent, QueueLogRow
 
 _COMPLETE = (QueueEvent.COMPLETECALLER, QueueEvent.COMPLETEAGENT)
+# an agent's part of a call ends with one of these rows, which carries their talk_s
+_TRANSFERS = (QueueEvent.BLINDTRANSFER, QueueEvent.ATTENDEDTRANSFER)
+_SEGMENT_ENDS = _COMPLETE + _TRANSFERS
 
 
 def waiting_calls(rows: Iterable[QueueLogRow], queue: str) -> dict[str, float]:
@@ -73,6 +76,7 @@ class QueueFigures:
     avg_talk_s: float | None
     avg_acw_s: float | None
     avg_hold_s: float | None
+    transferred: int = 0  # BLINDTRANSFER + ATTENDEDTRANSFER: agents who passed a call on
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -90,19 +94,23 @@ def queue_figures(rows: Sequence[QueueLogRow], queue: str, now: float, *,
     wait_answered = talk = hold = 0.0
     holds = 0
     for r in window:
+        if r.event is QueueEvent.CONNECT and r.reason == "transfer":
+            continue  # a transferred call answered again: one answer per call and queue
         count[r.event] += 1
         if r.event is QueueEvent.CONNECT:
             wait_answered += r.wait_s or 0.0
             answered_in_sl += (r.wait_s or 0.0) <= service_level_s
         elif r.event is QueueEvent.ABANDON and (r.wait_s or 0.0) < short_abandon_s:
             short += 1
-        elif r.event in _COMPLETE:
+        elif r.event in _SEGMENT_ENDS:
             talk += r.talk_s or 0.0
         elif r.event is QueueEvent.UNHOLD:
             hold += r.hold_s or 0.0
             holds += 1
     acw = [s for _, q, s in _wrapups(window, now) if q == queue]
-    handled = count[QueueEvent.COMPLETECALLER] + count[QueueEvent.COMPLETEAGENT]
+    # handled: agents' parts of calls (a call passed between two agents counts twice,
+    # as both talked and both wrap up)
+    handled = sum(count[e] for e in _SEGMENT_ENDS)
     answered = count[QueueEvent.CONNECT]
     offered = count[QueueEvent.ENTERQUEUE]
     abandoned = count[QueueEvent.ABANDON] - short
@@ -126,6 +134,7 @@ def queue_figures(rows: Sequence[QueueLogRow], queue: str, now: float, *,
         avg_talk_s=_ratio(talk, handled),
         avg_acw_s=_ratio(sum(acw), len(acw)),
         avg_hold_s=_ratio(hold, holds),
+        transferred=count[QueueEvent.BLINDTRANSFER] + count[QueueEvent.ATTENDEDTRANSFER],
     )
 
 
@@ -144,7 +153,7 @@ def agent_figures(rows: Sequence[QueueLogRow], agent_id: str, now: float, *,
     """An agent's figures from ``since``: calls handled (and in the hour before ``now``),
     talk time, seconds spent in each state (the current one up to ``now``)."""
     mine = [r for r in rows if r.agent_id == agent_id and (since is None or r.at >= since)]
-    handled = [r for r in mine if r.event in _COMPLETE]
+    handled = [r for r in mine if r.event in _SEGMENT_ENDS]
     in_state: dict[str, float] = defaultdict(float)
     state, since_at = "logged_out", None
     for r in mine:

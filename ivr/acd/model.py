@@ -19,8 +19,9 @@ Agent (one per person, across all the queues they serve)::
 QueueEntry (one per caller per queue)::
 
     WAITING ──offer──▶ OFFERED ──answer──▶ CONNECTED ──hang-up──▶ ENDED(completed)
-       ▲                  │
-       └── no answer ─────┘   (back to its place: same priority, same enter time)
+       ▲                  │  ▲                  │ │
+       └── no answer ─────┘  └─ blind transfer ─┘ └─ transfer out ──▶ ENDED(transferred)
+       └───────── blind transfer to a queue ───────┘ (transfer.py)
     WAITING/OFFERED ──▶ ENDED(abandoned | timeout | key | no-agents)
 
 Offer (one ring of one agent for one entry)::
@@ -128,13 +129,15 @@ class Outcome(enum.Enum):
     NO_AGENTS = "no_agents"  # when_no_agents: nobody signed in
     FULL = "full"  # max_size reached: never entered
     FAILED = "failed"  # the stack lost the call (its worker died) before an agent answered
+    TRANSFERRED = "transferred"  # sent on by its agent to another queue, a flow or a number
 
 
 _ENTRY_MOVES: dict[EntryState, frozenset[EntryState]] = {
     EntryState.WAITING: frozenset({EntryState.OFFERED, EntryState.ENDED}),
     EntryState.OFFERED: frozenset({EntryState.WAITING, EntryState.CONNECTED,
                                    EntryState.ENDED}),
-    EntryState.CONNECTED: frozenset({EntryState.ENDED}),
+    # an agent's blind transfer rings another agent (OFFERED) or re-queues (WAITING)
+    EntryState.CONNECTED: frozenset({EntryState.ENDED, EntryState.OFFERED, EntryState.WAITING}),
     EntryState.ENDED: frozenset(),
 }
 
@@ -160,6 +163,14 @@ class QueueEntry:
     enter_position: int = 0
     announced: tuple[int, int] | None = None  # (position, estimate minutes) last said
     held_at: float | None = None
+    wait_from: float | None = None  # a transfer into this queue: its own new wait starts
+
+    @property
+    def wait_start(self) -> float:
+        """Where this queue's wait (service level, max_wait_s, widening) is counted from:
+        the enter time, or the moment a transfer brought the caller here; ``enter_at``
+        stays the caller's first enter time, for reporting and their place in line."""
+        return self.enter_at if self.wait_from is None else self.wait_from
 
     @property
     def key(self) -> tuple[int, float, int]:

@@ -60,7 +60,7 @@ class Queue:
         """Ready members who may take ``entry`` now (proficiency at least the floor its wait
         allows, in the queue and each required skill); those who missed it are passed over
         until everyone has."""
-        floor = self.cfg.skills.min_at(now - entry.enter_at)
+        floor = self.cfg.skills.min_at(now - entry.wait_start)
         out = []
         for agent_id in self.ready:
             agent = agents[agent_id]

@@ -20,6 +20,24 @@ Call rows (``call_id`` and ``queue`` set)::
     FULL            final: max_size reached when the caller came (no ENTERQUEUE)
     EXITFAILURE     final: the stack lost the call before an agent answered (its worker
                     died, or the controller restarted): never counted as an abandon
+    BLINDTRANSFER   the call's agent sent the caller on and left (agent, reason = the
+                    target as asked, code = the agent rung when the target is an agent,
+                    wait_s, talk_s = that agent's talk)
+    ATTENDEDTRANSFER the consulted agent took the caller over after a consult (agent = the
+                    first agent, code = the consulted agent, reason = the target, talk_s =
+                    the first agent's talk, hold_s = the consult's length)
+    CONSULT         the call's agent held the caller to consult (agent, code = the agent
+                    rung, reason = the target)
+    CONSULTEND      a consult ended without a transfer (agent, code, reason: cancelled,
+                    no-answer, rejected, consult-gone)
+    CONFERENCE      caller, agent and the consulted agent (code) in a three-way call
+    EXITTRANSFER    final: the call left this queue by a transfer (reason: queue:NAME,
+                    flow:NODE or tel:NUMBER); the agent's talk is on the transfer row
+    A transfer to another queue logs ENTERQUEUE there with code ``transfer``, note = the
+    queue it came from and wait_s = the time since the caller first entered a queue; the
+    CONNECT row's wait_s (service level, ASA) counts from the transfer. A CONNECT row with
+    reason ``transfer`` is a transferred call answered again in the same queue: not a new
+    answer. COMPLETECALLER/COMPLETEAGENT's talk_s is the last agent's talk only.
 
 Agent rows (``agent_id``, ``old_state``, ``new_state``; ``call_id``/``queue`` when a call is
 the cause)::
@@ -62,13 +80,19 @@ class QueueEvent(enum.Enum):
     UNPAUSE = "UNPAUSE"
     AGENTSTATE = "AGENTSTATE"
     WRAPUP = "WRAPUP"
+    BLINDTRANSFER = "BLINDTRANSFER"
+    ATTENDEDTRANSFER = "ATTENDEDTRANSFER"
+    CONSULT = "CONSULT"
+    CONSULTEND = "CONSULTEND"
+    CONFERENCE = "CONFERENCE"
+    EXITTRANSFER = "EXITTRANSFER"
 
 
 #: The events that end a caller's time in a queue; each call has exactly one.
 FINAL_EVENTS = frozenset({
     QueueEvent.COMPLETECALLER, QueueEvent.COMPLETEAGENT, QueueEvent.ABANDON,
     QueueEvent.EXITWITHTIMEOUT, QueueEvent.EXITWITHKEY, QueueEvent.EXITEMPTY,
-    QueueEvent.JOINEMPTY, QueueEvent.FULL, QueueEvent.EXITFAILURE,
+    QueueEvent.JOINEMPTY, QueueEvent.FULL, QueueEvent.EXITFAILURE, QueueEvent.EXITTRANSFER,
 })
 
 #: The agent-state rows (each carries old_state and new_state).

@@ -129,7 +129,7 @@ class AcdState:
         entry._set_state(EntryState.WAITING)
         position = self._insert(entry)
         cfg = self.queues[entry.queue].cfg
-        if cfg.max_wait_s is not None and now - entry.enter_at >= cfg.max_wait_s:
+        if cfg.max_wait_s is not None and now - entry.wait_start >= cfg.max_wait_s:
             self._timeout(entry, now)
             return
         self._out.append(ev.RequeueCall(entry.call_id, entry.queue, position))
