@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import acd_transfers
 from . import messages as m
+from . import transfer_messages as tm
 from .acd import Acd, AcdConfig, AcdError, EntryState, QueueLogRow
 from .acd import events as ev
 from .logs import log_event
@@ -103,6 +105,9 @@ class AcdService:
             info.held = False
             event = ev.CallResumed(call_id)
             self._tell_agent(info, "resumed", call_id=call_id)
+        elif isinstance(msg, tm.TransferAsked | tm.AgentLeft):
+            acd_transfers.on_message(self, msg)
+            return
         else:
             log.warning("the controller does not take %s from a worker", msg.TYPE)
             return
@@ -215,6 +220,8 @@ class AcdService:
                     int(round(action.estimated_wait_s))))
             elif isinstance(action, ev.AgentStateChanged):
                 self._state_changed(action)
+            elif isinstance(action, acd_transfers.TRANSFER_ACTIONS):
+                acd_transfers.carry_out(self, action)
         if rows:
             self.rows_today.extend(rows)
             self._log_rows(rows)

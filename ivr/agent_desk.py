@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .acd import AcdError
+from . import acd_transfers
+from .acd import AcdError, InvalidStateError, TransferRefused
 from .acd import metrics as acd_metrics
 from .acd_service import AcdService
 from .agent_credentials import AgentSip, digest_ha1
@@ -147,3 +148,17 @@ class Desk:
         view = self.agent(agent_id)
         assert view is not None
         return view
+
+    # ---- transfers ------------------------------------------------------------------
+
+    def transfer_request(self, agent_id: str, what: str, to: str = "") -> dict[str, Any]:
+        """``what``: transfer, consult, complete, cancel, conference. 409 when the agent
+        has no call or the call is not in a state for it; 422 when the target is refused."""
+        self._agent(agent_id)
+        try:
+            call_id = acd_transfers.request(self.service, agent_id, what, to)
+        except TransferRefused as exc:
+            raise DeskError(str(exc), 422) from None
+        except (AcdError, InvalidStateError) as exc:
+            raise DeskError(str(exc), 409) from None
+        return {"call_id": call_id, "to": to} if to else {"call_id": call_id}

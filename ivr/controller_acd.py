@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from . import ops
+from . import acd_transfers, ops
 from .acd import AcdConfig, AcdConfigError, AcdError, QueueEvent, QueueLogRow, load_acd
 from .acd_service import AcdService, with_store_agents
 from .agent_desk import Desk, start_of_day
@@ -50,6 +50,7 @@ class ControllerAcd:
         self.service = AcdService(config, send=self._send_to_call, log_rows=log_rows,
                                   agent_uri=self._agent_uri,
                                   on_agent_event=lambda a, e: self.desk.publish(a, e))
+        self.service.acd.flow_nodes = acd_transfers.flow_nodes(settings.paths.flow)
         self.desk = Desk(self.service, store.agent_sip)
         self._log_rows = log_rows
         self._restore(time.time())

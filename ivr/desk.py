@@ -26,6 +26,10 @@ events pushed to an agent's WebSocket (each has ``event`` and ``at``)::
     {"event": "held" | "resumed", "at", "call_id"}
     {"event": "ended", "at", "call_id", "by": "caller" | "agent" | "system",
      "wrapup_s": 30.0}
+    {"event": "transferred", "at", "call_id", "to", "by", "kind": "blind" | "attended"}
+    {"event": "consult", "at", "call_id", "state": "ringing" | "talking" | "conference" |
+     "ended", "to", "agent_id", "consult_agent", "reason"}
+    {"event": "transfer_refused", "at", "call_id", "to", "reason"}   (a phone's REFER)
 """
 
 from __future__ import annotations
@@ -79,3 +83,9 @@ class AgentDesk(Protocol):
         ...
 
     def unsubscribe(self, agent_id: str, queue: asyncio.Queue[dict[str, Any]]) -> None: ...
+
+    def transfer_request(self, agent_id: str, what: str, to: str = "") -> dict[str, Any]:
+        """transfer / consult (``to``: agent:ID, queue:NAME, flow:NODE, tel:NUMBER),
+        complete, cancel, conference: ``{"call_id", "to"}``; DeskError 409 (no call, not
+        now) or 422 (target refused)."""
+        ...

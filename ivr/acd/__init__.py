@@ -5,7 +5,8 @@ the queue log and the figures computed from it, transfers and consults. See docs
 (``transfer.py``) and consults and conferences (``consult.py``) layered on it."""
 
 from .config import AcdConfig, AcdConfigError, AcdIssue, QueueConfig, load_acd, parse_acd
-from .consult import Consult, ConsultingAcd as Acd, ConsultState
+from .consult import Consult, ConsultState
+from .consult import ConsultingAcd as Acd
 from .dialplan import DialPlan, DialPlanError
 from .model import (
     Agent,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .queue_log import QueueLogRow
+from .transfer_events import TransferAction, TransferEvent
 
 # ---- events (into the ACD) -------------------------------------------------------------
 
@@ -97,7 +98,8 @@ class CallResumed:
 
 
 Event = (CallQueued | CallerHungUp | CallLost | CallerLeftWithKey | AgentHungUp | OfferAnswered
-         | OfferFailed | AgentStateRequested | WrapUpCoded | CallHeld | CallResumed)
+         | OfferFailed | AgentStateRequested | WrapUpCoded | CallHeld | CallResumed
+         | TransferEvent)
 
 # ---- actions (out of the ACD) ----------------------------------------------------------
 
@@ -179,4 +181,4 @@ class LogQueueEvent:
 
 
 Action = (OfferAgent | CancelOffer | CallConnected | RequeueCall | Overflow | AnnouncePosition
-          | AgentStateChanged | LogQueueEvent)
+          | AgentStateChanged | LogQueueEvent | TransferAction)

@@ -142,13 +142,17 @@ _SCHEMAS: dict[str, Any] = {
 
 
 def openapi_spec() -> dict[str, Any]:
+    from . import transfers
+
+    paths = {**_PATHS, **transfers.openapi_paths(_op, _json, _AGENT_ID)}
+    schemas = {**_SCHEMAS, **transfers.SCHEMAS}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Contact-center agent API", "version": "1",
                  "description": "Agents sign in, change state, wrap up calls and follow "
                                 "their events. Errors are {\"error\": {\"status\", "
                                 "\"message\"}}. See docs/api.md."},
-        "paths": _PATHS,
-        "components": {"schemas": _SCHEMAS, "securitySchemes": {
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"}}},
     }
