@@ -110,7 +110,8 @@ def carry_out(service: AcdService, action: Any) -> None:
     if isinstance(action, tx.ReleaseAgent):
         send(action.call_id, tm.Release(action.call_id, action.agent_id, action.reason))
     elif isinstance(action, tx.DialOut):
-        send(action.call_id, tm.DialOut(action.call_id, action.number))
+        send(action.call_id, tm.DialOut(action.call_id, action.number,
+                                        service._agent_uri(action.number)))
         service.calls.pop(action.call_id, None)
     elif isinstance(action, tx.CallTransferred):
         service._agent_event(action.by, {"event": "transferred", "at": now,

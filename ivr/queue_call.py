@@ -38,6 +38,7 @@ from media import (
     LegFailed,
     LegHeld,
     LegHungUp,
+    LegReferred,
     LegResumed,
     LegRinging,
     MediaError,
@@ -45,6 +46,7 @@ from media import (
 )
 
 from . import messages as m
+from . import transfer_messages as tm
 from .flow import FlowRun, RunState
 from .flow.interpreter import Action, QueueCall, mask
 
@@ -167,6 +169,9 @@ class AcdCall:
         self.data: dict[str, str] = {}
         self.recording: tuple[Recording, m.Offer] | None = None
         self.segments = 0
+        from .transfer_call import CallTransfers
+
+        self.transfers = CallTransfers(self)  # transfer_call.py: consults, REFER, dial-out
 
     # -- the flow reaches a queue node --------------------------------------------------
 
@@ -219,6 +224,8 @@ class AcdCall:
         elif isinstance(msg, m.Requeued):
             self._note("queue.requeued", {"queue": msg.queue, "position": msg.position})
             await self._apply(self.run.on_requeued(now))
+        elif isinstance(msg, tm.TRANSFER_TO_WORKER):
+            await self.transfers.on_message(msg)
         elif isinstance(msg, m.Exit):
             if self._bridged() is not None:  # talking already: the agent part decides
                 log.warning("call %s: Exit while bridged, ignored", self.call_id)
@@ -312,9 +319,13 @@ class AcdCall:
     # -- the agent legs' events ---------------------------------------------------------
 
     def owns(self, event: LegEvent) -> bool:
-        return any(o.leg.leg_id == event.leg_id for o in self.offers.values())
+        return (any(o.leg.leg_id == event.leg_id for o in self.offers.values())
+                or self.transfers.owns(event))
 
     async def on_agent_event(self, event: LegEvent) -> None:
+        if self.transfers.owns(event):
+            await self.transfers.on_outside_event(event)
+            return
         held = next((o for o in self.offers.values() if o.leg.leg_id == event.leg_id), None)
         if held is None:
             return
@@ -345,8 +356,11 @@ class AcdCall:
             held.set_state(OfferState.ENDED)
         elif isinstance(event, LegHeld | LegResumed):
             await self._hold(held, isinstance(event, LegHeld))
+        elif isinstance(event, LegReferred):
+            self.transfers.referred(held, event.refer_to, event.replaces)
         elif isinstance(event, LegHungUp):
-            await self._agent_hung_up(held, event)
+            if not await self.transfers.agent_left(held, event):
+                await self._agent_hung_up(held, event)
 
     async def _hold(self, held: AgentOffer, on: bool) -> None:
         now = self._now()
@@ -457,3 +471,4 @@ class AcdCall:
             self.link.send_message(m.CallerGone(self.call_id))
         await self._stop_recording()
         await self._drop_offers("caller-gone")
+        await self.transfers.caller_gone()

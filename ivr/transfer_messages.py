@@ -56,6 +56,7 @@ class DialOut(Message):
     front and bridge the caller to it; the call has left the ACD."""
 
     number: str
+    uri: str = ""  # where to send the INVITE (through the front); empty: sip:NUMBER
 
 
 @message("acd.consult_hold")
@@ -102,3 +103,8 @@ class Conference(Message):
     """Caller and these agents all hear each other."""
 
     agents: tuple[str, ...]
+
+
+#: What the controller sends the worker about transfers (``ivr/transfer_call.py``).
+TRANSFER_TO_WORKER = (Release, DialOut, ConsultHold, ConsultConnect, ConsultEnd, BridgeAgent,
+                      Conference)

@@ -15,6 +15,7 @@ from .events import (
     LegFailed,
     LegHeld,
     LegHungUp,
+    LegReferred,
     LegResumed,
     LegRinging,
     MediaReady,
@@ -48,5 +49,6 @@ __all__ = [
     "PromptError",
     "SessionExpired",
     "SipCallLeg",
+    "LegReferred",
     "TransferResult",
 ]

@@ -105,6 +105,18 @@ class TransferResult(LegEvent):
 
 
 @dataclass(frozen=True)
+class LegReferred(LegEvent):
+    """The far end of a leg *we placed* (an agent's phone) sent REFER: it wants its caller
+    transferred to ``refer_to``; ``replaces``: the Refer-To carries Replaces (an attended
+    transfer from the phone). PJSUA cannot accept a REFER without dialling the target
+    itself, so the REFER is answered 403 and never obeyed; the application carries the
+    transfer out its own way (the ACD) and ends the leg with BYE."""
+
+    refer_to: str
+    replaces: bool
+
+
+@dataclass(frozen=True)
 class LegRinging(LegEvent):
     """An outbound leg's far end is alerting (180) or sends early media (183); reported
     once, with the first such status."""

@@ -50,6 +50,7 @@ from .events import (
     LegFailed,
     LegHeld,
     LegHungUp,
+    LegReferred,
     LegResumed,
     LegRinging,
     MediaReady,
@@ -237,9 +238,11 @@ class _PjCall(pj.Call):  # type: ignore[misc]
 
     def onCallTransferRequest(self, prm: pj.OnCallTransferRequestParam) -> None:  # noqa: N802
         # A REFER from the far end would make PJSUA place a call wherever the caller says:
-        # toll fraud. The IVR transfers calls itself; it never obeys a caller's REFER.
+        # toll fraud. The IVR transfers calls itself; it never obeys a REFER. One from a
+        # leg we placed (an agent's phone) is handed to the application (LegReferred).
         prm.statusCode = 403
-        log.warning("refused a REFER to %s from the far end", prm.dstUri)
+        if not self._phone._on_refer(self, str(prm.dstUri)):
+            log.warning("refused a REFER to %s from the far end", prm.dstUri)
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
         self._phone._on_transfer_status(self, prm.statusCode, prm.reason, prm.finalNotify)
@@ -1106,6 +1109,17 @@ class Phone:
         accepted = not (first and final and status_code >= 300)
         event = TransferResult(state.leg.leg_id, accepted, final, status_code, reason)
         self._post_event(state.leg, event)
+
+    def _on_refer(self, call: _PjCall, refer_to: str) -> bool:
+        """Pump thread: a REFER on ``call``; handed on (True) only for a leg we placed."""
+        state = call.state
+        if state is None or state.leg is None or not state.outbound:
+            return False
+        replaces = "replaces=" in refer_to.lower()
+        log.info("REFER from agent leg %s to %s (answered 403; the ACD transfers)",
+                 state.leg.leg_id, refer_to)
+        self._post_event(state.leg, LegReferred(state.leg.leg_id, refer_to, replaces))
+        return True
 
     # -- commands (pump thread), called through CallLeg
 

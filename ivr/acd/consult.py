@@ -108,7 +108,8 @@ class ConsultingAcd(TransferringAcd):
         self._out.append(tx.ConsultStarted(entry.call_id, agent.agent_id, e.to,
                                            offer.offer_id, other.agent_id))
         self._out.append(ev.OfferAgent(offer.offer_id, entry.call_id, other.agent_id,
-                                       entry.queue, now - entry.enter_at, cfg.ring_timeout_s))
+                                       entry.queue, now - entry.enter_at, cfg.ring_timeout_s,
+                                       cfg.record))
 
     def _consultee(self, target: Target, entry: QueueEntry, agent: Agent,
                    now: float) -> Agent:

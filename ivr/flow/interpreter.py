@@ -516,6 +516,14 @@ class FlowRun:
             self._music_off()
         return self._flush()
 
+    def on_transfer_wait(self, now: float) -> list[Action]:
+        """The agent transferred the call and left: the caller waits again (music) for
+        the next agent, queue or flow node the ACD sends them to."""
+        if self._queue_node(RunState.BRIDGED) is not None:
+            self._set_state(RunState.QUEUED)
+            self._music_on()
+        return self._flush()
+
     def on_agent_done(self, now: float) -> list[Action]:
         """The agent hung up: on to ``after_agent``, or the end (``completed``)."""
         node = self._queue_node(RunState.BRIDGED)
