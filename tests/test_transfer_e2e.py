@@ -1,0 +1,185 @@
+"""Transfers end to end, on ONE stack for the module: ``ivr run`` (Kamailio, controller, a
+worker), two agents' baresip phones registered through Kamailio, sipp callers into a queue.
+
+The caller sends 440 Hz; agent 1001's phone sends 1000 Hz, agent 1002's 1500 Hz: after a
+transfer the caller must hear the second agent's tone (not the first's) and the second
+agent's phone the caller's. The queue log and the recordings table are checked too."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import sipp
+from tests.agent_phone import AgentPhone, baresip_agent
+from tests.conftest import StackProcess, start_stack
+from tests.test_acd_e2e import AGENT_ROWS, FLOW, PASSWORD, queue_log, share, wait_until
+from tests.test_interop_baresip import BARESIP, MODULE_DIR
+from tests.tone_caller import ToneCaller
+from tests.tones import measure, write_tone_wav
+
+CALLER_HZ = 440.0
+AGENT_HZ = {"1001": 1000.0, "1002": 1500.0}
+
+pytestmark = [
+    pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed"),
+    pytest.mark.skipif(BARESIP is None or MODULE_DIR is None, reason="baresip not installed"),
+]
+
+
+class Center:
+    def __init__(self, stack: StackProcess, phones: dict[str, AgentPhone], tmp: Path) -> None:
+        self.stack, self.phones, self.tmp = stack, phones, tmp
+        self.api = f"http://127.0.0.1:{stack.env['IVR_HTTP_PORT']}"
+
+    def ready(self, *agents: str) -> None:
+        for agent_id in agents:
+            wait_until(f"agent {agent_id} out of wrap-up", lambda a=agent_id: self.state(a)
+                       in ("ready", "not_ready", "logged_out"))
+            assert self.stack.ivr("agent", "state", agent_id, "ready").returncode == 0
+
+    def state(self, agent_id: str) -> str:
+        data = json.loads(self.stack.ivr("queue", "show", "support", "--json").stdout)
+        [a] = [x for x in data["queues"][0]["agents"] if x["id"] == agent_id]
+        return str(a["state"])
+
+    def token(self, agent_id: str) -> dict[str, str]:
+        r = httpx.post(f"{self.api}/api/v1/sessions",
+                       json={"agent_id": agent_id, "password": PASSWORD}, timeout=30)
+        assert r.status_code == 201, r.text
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    def post(self, agent_id: str, path: str, body: dict[str, Any] | None = None,
+             ) -> httpx.Response:
+        return httpx.post(f"{self.api}/api/v1/agents/{agent_id}/call/{path}", json=body,
+                          headers=self.token(agent_id), timeout=30)
+
+    def calls_so_far(self) -> set[str]:
+        with contextlib.closing(sqlite3.connect(self.stack.db)) as db:
+            return {r[0] for r in db.execute("SELECT call_id FROM queue_log WHERE event = "
+                                             "'ENTERQUEUE'")}
+
+    def latest_call(self, not_in: set[str]) -> str:
+        def joined() -> str | None:
+            with contextlib.closing(sqlite3.connect(self.stack.db)) as db:
+                rows = db.execute("SELECT call_id FROM queue_log WHERE event = 'ENTERQUEUE' "
+                                  "ORDER BY id DESC").fetchall()
+            fresh = [r[0] for r in rows if r[0] not in not_in]
+            return fresh[0] if fresh else None
+
+        return str(wait_until("the caller entered the queue", joined))
+
+    def recordings(self, call_id: str) -> list[tuple[str, int, str]]:
+        with contextlib.closing(sqlite3.connect(self.stack.db)) as db:
+            return db.execute("SELECT agent_id, channels, path FROM recordings WHERE "
+                              "call_id = ? ORDER BY id", (call_id,)).fetchall()
+
+
+@pytest.fixture(scope="module")
+def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Center]:
+    tmp = tmp_path_factory.mktemp("transfer_e2e")
+    acd = tmp / "acd.yaml"
+    acd.write_text("""\
+queues:
+  support: {strategy: linear, ring_timeout_s: 8, wrapup_s: 1, autopause_after: 0,
+            announce_every_s: 0, when_no_agents: wait, record: true}
+agents:
+  "1001": {name: Ann Agent, queues: {support: 5}}
+  "1002": {name: Ben Agent, queues: {support: 5}}
+""")
+    stack = start_stack(tmp, workers=1, flow=FLOW, env={"IVR_PATHS_ACD": str(acd)})
+    try:
+        for agent_id in AGENT_HZ:
+            assert stack.ivr("agent", "add", agent_id, "--name", agent_id, "--password",
+                             PASSWORD).returncode == 0
+        with contextlib.ExitStack() as phones:
+            started = {}
+            for i, (agent_id, hz) in enumerate(AGENT_HZ.items()):
+                tone = write_tone_wav(tmp / f"agent-{agent_id}.wav", hz, 120)
+                phone = phones.enter_context(baresip_agent(
+                    tmp, stack.port, agent_id, PASSWORD, f"agent{agent_id}", play=tone,
+                    rtp_ports=(22800 + 20 * i, 22819 + 20 * i), quit_after_s=600))
+                phone.wait_registered()
+                started[agent_id] = phone
+            yield Center(stack, started, tmp)
+    finally:
+        assert stack.stop() == 0
+
+
+def _heard(caller: ToneCaller, seconds: float = 1.5) -> Any:
+    time.sleep(seconds + 0.5)
+    return caller.heard(since_s=time.monotonic() - seconds)
+
+
+def test_a_blind_transfer_from_baresips_own_transfer_command(center: Center) -> None:
+    center.ready("1001", "1002")
+    first, second = center.phones["1001"], center.phones["1002"]
+    seen = (first.count("Call established"), second.count("Call established"))
+    caller = ToneCaller(f"127.0.0.1:{center.stack.port}", center.tmp, CALLER_HZ,
+                        talk_ms=16000, name="xfer_blind").start()
+    call_id = center.latest_call(set())  # the module's first call
+    first.wait_established(since=seen[0])
+    before = _heard(caller)
+    first.keys("/transfer sip:1002@127.0.0.1\n")  # baresip sends REFER on its leg
+    second.wait_established(since=seen[1], timeout_s=30)
+    after = _heard(caller, 2.0)
+    assert caller.wait().ok
+    rows = wait_until("the final row", lambda: any(
+        e == "COMPLETECALLER" for e, _ in queue_log(center.stack, call_id))
+        and queue_log(center.stack, call_id))
+    recs = wait_until("two recordings", lambda: len(center.recordings(call_id)) >= 2
+                      and center.recordings(call_id))
+    heard_by_second = second.recordings()[-1]
+    assert share(before, AGENT_HZ["1001"]) > 0.5, "before: the caller hears the first agent"
+    assert share(after, AGENT_HZ["1002"]) > 0.5, "after: the caller hears the second agent"
+    assert share(after, AGENT_HZ["1001"]) < 0.1
+    [got] = measure(heard_by_second, (CALLER_HZ,), skip_s=1.0)
+    assert got.holds(CALLER_HZ), f"the second agent does not hear the caller: {got}"
+    calls = [(e, a) for e, a in rows if e not in AGENT_ROWS]
+    assert calls == [("ENTERQUEUE", ""), ("RING", "1001"), ("CONNECT", "1001"),
+                     ("BLINDTRANSFER", "1001"), ("RING", "1002"), ("CONNECT", "1002"),
+                     ("COMPLETECALLER", "1002")], calls
+    assert [(a, ch) for a, ch, _ in recs] == [("1001", 2), ("1002", 2)]
+    for (agent_id, _, path) in recs:  # caller left, that agent right
+        left, right = measure(Path(path), (CALLER_HZ, AGENT_HZ[agent_id]), skip_s=0.5)
+        assert left.holds(CALLER_HZ) and right.holds(AGENT_HZ[agent_id]), (agent_id, left,
+                                                                           right)
+
+
+def test_a_consult_transfer_through_the_api(center: Center) -> None:
+    center.ready("1001", "1002")
+    first, second = center.phones["1001"], center.phones["1002"]
+    seen = (first.count("Call established"), second.count("Call established"))
+    known = center.calls_so_far()
+    caller = ToneCaller(f"127.0.0.1:{center.stack.port}", center.tmp, CALLER_HZ,
+                        talk_ms=20000, name="xfer_consult").start()
+    call_id = center.latest_call(known)
+    first.wait_established(since=seen[0])
+    r = center.post("1001", "consult", {"to": "agent:1002"})
+    assert r.status_code == 202, r.text
+    second.wait_established(since=seen[1], timeout_s=30)
+    on_hold = _heard(caller)  # the agents talk: the caller hears music, neither agent
+    r = center.post("1001", "consult/complete")
+    assert r.status_code == 202, r.text
+    after = _heard(caller, 2.0)
+    assert caller.wait().ok
+    rows = wait_until("the final row", lambda: any(
+        e == "COMPLETECALLER" for e, _ in queue_log(center.stack, call_id))
+        and queue_log(center.stack, call_id))
+    assert share(on_hold, AGENT_HZ["1001"]) < 0.1 and share(on_hold, AGENT_HZ["1002"]) < 0.1
+    assert share(after, AGENT_HZ["1002"]) > 0.5, "after: the caller hears the second agent"
+    [got] = measure(second.recordings()[-1], (CALLER_HZ,), skip_s=1.0)
+    assert got.holds(CALLER_HZ), f"the second agent does not hear the caller: {got}"
+    calls = [(e, a) for e, a in rows if e not in AGENT_ROWS]
+    assert calls == [("ENTERQUEUE", ""), ("RING", "1001"), ("CONNECT", "1001"),
+                     ("CONSULT", "1001"), ("RING", "1002"), ("ATTENDEDTRANSFER", "1001"),
+                     ("COMPLETECALLER", "1002")], calls
+    assert [a for a, _, _ in center.recordings(call_id)] == ["1001", "1002"]
