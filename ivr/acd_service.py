@@ -19,9 +19,11 @@ from typing import Any
 
 from . import acd_transfers
 from . import messages as m
+from . import supervision_messages as sm
 from . import transfer_messages as tm
 from .acd import Acd, AcdConfig, AcdError, EntryState, QueueLogRow
 from .acd import events as ev
+from .call_supervision import CallSupervision
 from .logs import log_event
 
 log = logging.getLogger("ivr.acd_service")
@@ -61,6 +63,7 @@ class AcdService:
         self._timer: asyncio.TimerHandle | None = None
         self._offer_sent: dict[str, float] = {}  # offer id -> monotonic time sent
         self.offer_latency_ms: list[float] = []  # agent free -> worker says the phone rings
+        self.supervision = CallSupervision(self)  # listen / whisper / barge
 
     # ---- inputs ---------------------------------------------------------------------
 
@@ -107,6 +110,9 @@ class AcdService:
             self._tell_agent(info, "resumed", call_id=call_id)
         elif isinstance(msg, tm.TransferAsked | tm.AgentLeft):
             acd_transfers.on_message(self, msg)
+            return
+        elif isinstance(msg, sm.SupervisorGone):
+            self.supervision.on_message(msg)
             return
         else:
             log.warning("the controller does not take %s from a worker", msg.TYPE)

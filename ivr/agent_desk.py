@@ -162,3 +162,24 @@ class Desk:
         except (AcdError, InvalidStateError) as exc:
             raise DeskError(str(exc), 409) from None
         return {"call_id": call_id, "to": to} if to else {"call_id": call_id}
+
+    # ---- supervision ----------------------------------------------------------------
+
+    def supervise(self, by: str | None, call_id: str, mode: str, phone: str = "",
+                  action: str = "start") -> dict[str, Any]:
+        """``action``: start (``phone`` rings), switch, end. ``by``: the signed-in agent
+        (must be a supervisor of the ACD file), None for an operator (``ivr supervise``)."""
+        from .call_supervision import SupervisionError
+
+        supervision = self.service.supervision
+        if by is not None and not supervision.may_supervise(by):
+            raise DeskError(f"agent {by} may not supervise calls (the ACD file's "
+                            "supervision.supervisors)", 403)
+        try:
+            if action == "start":
+                return supervision.start(call_id, mode, phone or (by or ""))
+            if action == "switch":
+                return supervision.switch(call_id, mode)
+            return supervision.end(call_id)
+        except SupervisionError as exc:
+            raise DeskError(str(exc), exc.status) from None

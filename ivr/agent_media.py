@@ -34,6 +34,21 @@ class PhoneMedia:
         bridge = self._bridges.setdefault(caller.leg_id, Bridge(self.phone))
         await bridge.connect(caller, agent)
 
+    async def connect(self, caller: CallLeg, a: CallLeg, b: CallLeg, level_ab: float,
+                      level_ba: float) -> None:
+        """In ``caller``'s call bridge: ``b`` hears ``a`` at ``level_ab``, ``a`` hears
+        ``b`` at ``level_ba`` (0: not at all). A supervisor's directions."""
+        bridge = self._bridges.setdefault(caller.leg_id, Bridge(self.phone))
+        if a is b:
+            raise ValueError("a leg cannot be connected to itself")
+        await bridge.connect(a, b, level_ab, level_ba)
+
+    async def disconnect(self, caller: CallLeg, leg: CallLeg) -> None:
+        """Take ``leg`` out of ``caller``'s call bridge (the others stay connected)."""
+        bridge = self._bridges.get(caller.leg_id)
+        if bridge is not None:
+            await bridge.remove(leg)
+
     async def unbridge(self, caller: CallLeg, agent: CallLeg) -> None:
         bridge = self._bridges.get(caller.leg_id)
         if bridge is not None:

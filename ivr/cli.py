@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_acd_parser(sub)  # ivr acd check
     add_agent_parser(sub)  # ivr agent add|list|remove|passwd
+    from .supervise_cli import add_supervise_parser
+
+    add_supervise_parser(sub)  # ivr supervise CALL --listen|--whisper|--barge|--end
     return p
 
 

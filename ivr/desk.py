@@ -89,3 +89,9 @@ class AgentDesk(Protocol):
         complete, cancel, conference: ``{"call_id", "to"}``; DeskError 409 (no call, not
         now) or 422 (target refused)."""
         ...
+
+    def supervise(self, by: str | None, call_id: str, mode: str, phone: str = "",
+                  action: str = "start") -> dict[str, Any]:
+        """Listen / whisper / barge on a call (``action`` start, switch, end); ``by``: the
+        signed-in agent (a supervisor), None for an operator. DeskError 403/404/409/422."""
+        ...

@@ -49,6 +49,17 @@ def handle(service: AcdService, desk: Desk, op: str, args: dict[str, Any],
             if view is None:
                 raise OpsError(f"no agent {agent_id!r} in the ACD")
             return {**view, "figures": desk.figures_today(agent_id)}
+        if op == "call.supervise":
+            call_id, mode = _text(args, "call_id"), _text(args, "mode")
+            phone = _text(args, "phone", required=False)
+            active = service.supervision.active.get(call_id)
+            if mode == "end":
+                return desk.supervise(None, call_id, "", action="end")
+            if active is not None and phone in ("", active.supervisor):
+                return desk.supervise(None, call_id, mode, action="switch")
+            if not phone:
+                raise OpsError("--phone SUP: the supervisor's phone to ring")
+            return desk.supervise(None, call_id, mode, phone, "start")
         if op == "queue.show":
             return queue_show(service, _text(args, "queue", required=False) or None, now)
     except DeskError as exc:

@@ -46,6 +46,7 @@ from media import (
 )
 
 from . import messages as m
+from . import supervision_messages as sm
 from . import transfer_messages as tm
 from .flow import FlowRun, RunState
 from .flow.interpreter import Action, QueueCall, mask
@@ -84,6 +85,11 @@ class AcdMedia(Protocol):
     async def bridge(self, caller: CallLeg, agent: CallLeg) -> None: ...
 
     async def unbridge(self, caller: CallLeg, agent: CallLeg) -> None: ...
+
+    async def connect(self, caller: CallLeg, a: CallLeg, b: CallLeg, level_ab: float,
+                      level_ba: float) -> None: ...
+
+    async def disconnect(self, caller: CallLeg, leg: CallLeg) -> None: ...
 
     async def start_recording(self, left: CallLeg, right: CallLeg, path: Path) -> Recording: ...
 
@@ -172,6 +178,9 @@ class AcdCall:
         from .transfer_call import CallTransfers
 
         self.transfers = CallTransfers(self)  # transfer_call.py: consults, REFER, dial-out
+        from .supervisor_leg import SupervisorLeg
+
+        self.supervisor = SupervisorLeg(self)  # supervisor_leg.py: listen, whisper, barge
 
     # -- the flow reaches a queue node --------------------------------------------------
 
@@ -226,6 +235,8 @@ class AcdCall:
             await self._apply(self.run.on_requeued(now))
         elif isinstance(msg, tm.TRANSFER_TO_WORKER):
             await self.transfers.on_message(msg)
+        elif isinstance(msg, sm.TO_WORKER):
+            await self.supervisor.on_message(msg)
         elif isinstance(msg, m.Exit):
             if self._bridged() is not None:  # talking already: the agent part decides
                 log.warning("call %s: Exit while bridged, ignored", self.call_id)
@@ -320,11 +331,14 @@ class AcdCall:
 
     def owns(self, event: LegEvent) -> bool:
         return (any(o.leg.leg_id == event.leg_id for o in self.offers.values())
-                or self.transfers.owns(event))
+                or self.transfers.owns(event) or self.supervisor.owns(event))
 
     async def on_agent_event(self, event: LegEvent) -> None:
         if self.transfers.owns(event):
             await self.transfers.on_outside_event(event)
+            return
+        if self.supervisor.owns(event):
+            await self.supervisor.on_event(event)
             return
         held = next((o for o in self.offers.values() if o.leg.leg_id == event.leg_id), None)
         if held is None:
@@ -472,3 +486,4 @@ class AcdCall:
         await self._stop_recording()
         await self._drop_offers("caller-gone")
         await self.transfers.caller_gone()
+        await self.supervisor.caller_gone()

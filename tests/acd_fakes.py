@@ -193,6 +193,14 @@ class FakeMedia:
     async def unbridge(self, caller: FakeLeg, agent: FakeLeg) -> None:
         self.log.append(f"unbridge {caller.leg_id}-{agent.leg_id}")
 
+    async def connect(self, caller: FakeLeg, a: FakeLeg, b: FakeLeg, level_ab: float,
+                      level_ba: float) -> None:
+        self.log.append(f"link {a.leg_id}>{b.leg_id} {level_ab:g}")
+        self.log.append(f"link {b.leg_id}>{a.leg_id} {level_ba:g}")
+
+    async def disconnect(self, caller: FakeLeg, leg: FakeLeg) -> None:
+        self.log.append(f"disconnect {leg.leg_id}")
+
     async def start_recording(self, left: FakeLeg, right: FakeLeg, path: Path) -> FakeRecording:
         rec = FakeRecording(path)
         self.recordings.append(rec)

@@ -110,12 +110,25 @@ class ReasonNode(_Model):
     children: dict[str, ReasonNode | str] = {}
 
 
+class SupervisionConfig(_Model):
+    supervisors: list[str] = []  # agent ids who may supervise calls over the agent API
+    tell_agent_on_listen: bool = False  # whisper and barge are always told
+
+
 class AcdConfig(_Model):
     queues: dict[str, QueueConfig] = Field(min_length=1)
     agents: dict[str, AgentConfig] = {}
     not_ready_reasons: list[str] = ["break", "lunch", "meeting", "training", "no-answer"]
     call_reasons: dict[str, ReasonNode | str] = {}
     dialplan: list[str] = []  # outside numbers agents may transfer to (dialplan.py)
+    supervision: SupervisionConfig = SupervisionConfig()
+
+    @field_validator("supervision", mode="before")
+    @classmethod
+    def _supervisor_ids(cls, v: Any) -> Any:
+        if isinstance(v, dict) and isinstance(v.get("supervisors"), list):
+            return {**v, "supervisors": [str(a) for a in v["supervisors"]]}  # 1003: an int
+        return v
 
     @field_validator("dialplan")
     @classmethod

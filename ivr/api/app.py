@@ -175,11 +175,12 @@ async def get_openapi(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
-    from . import transfers
+    from . import supervision, transfers
 
     p = PREFIX
     return [
         *transfers.routes(p),
+        *supervision.routes(p),
         Route(f"{p}/sessions", sign_in, methods=["POST"]),
         Route(f"{p}/sessions/current", sign_out, methods=["DELETE"]),
         Route(f"{p}/agents/{{agent_id}}", get_agent, methods=["GET"]),

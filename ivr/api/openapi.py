@@ -142,10 +142,11 @@ _SCHEMAS: dict[str, Any] = {
 
 
 def openapi_spec() -> dict[str, Any]:
-    from . import transfers
+    from . import supervision, transfers
 
-    paths = {**_PATHS, **transfers.openapi_paths(_op, _json, _AGENT_ID)}
-    schemas = {**_SCHEMAS, **transfers.SCHEMAS}
+    paths = {**_PATHS, **transfers.openapi_paths(_op, _json, _AGENT_ID),
+             **supervision.openapi_paths(_op, _json)}
+    schemas = {**_SCHEMAS, **transfers.SCHEMAS, **supervision.SCHEMAS}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Contact-center agent API", "version": "1",

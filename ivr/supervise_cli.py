@@ -1,0 +1,37 @@
+"""``ivr supervise CALL --listen|--whisper|--barge --phone SUP`` (and ``--end``): an
+operator supervises a call of the running stack. The first asks the worker to ring SUP's
+phone; another mode on a supervised call switches the same leg (``--phone`` not needed).
+Exit status: 0 done, 1 refused (the message says why), 2 the stack is not running."""
+
+from __future__ import annotations
+
+import argparse
+
+from .ops_cli import _ask
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    mode = args.mode
+    out = _ask(args, "call.supervise", {"call_id": args.call_id, "mode": mode,
+                                        "phone": args.phone or ""})
+    if out is None:
+        return int(args.exit_code)
+    if mode == "end":
+        print(f"{args.call_id}: supervision ended")
+    else:
+        print(f"{args.call_id}: {out['phone']} {out['mode']}s (agent {out['agent_id']})")
+    return 0
+
+
+def add_supervise_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("supervise", help="listen to, whisper to or barge into an agent's "
+                       "call (asks the running stack)")
+    p.add_argument("call_id", metavar="CALL")
+    how = p.add_mutually_exclusive_group(required=True)
+    for mode in ("listen", "whisper", "barge", "end"):
+        how.add_argument(f"--{mode}", dest="mode", action="store_const", const=mode,
+                         help="end the supervision" if mode == "end" else
+                         f"{mode} (switches a supervised call's leg)")
+    p.add_argument("--phone", metavar="SUP", help="the supervisor's phone (an agent id) "
+                   "to ring")
+    p.set_defaults(fn=cmd_supervise, exit_code=0)
