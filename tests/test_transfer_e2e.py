@@ -28,6 +28,8 @@ from tests.tones import measure, write_tone_wav
 
 CALLER_HZ = 440.0
 AGENT_HZ = {"1001": 1000.0, "1002": 1500.0}
+SUP_HZ = 2000.0  # the supervisor's phone, 1003
+PHONES_HZ = {**AGENT_HZ, "1003": SUP_HZ}
 
 pytestmark = [
     pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed"),
@@ -91,18 +93,21 @@ def center(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Center]:
 queues:
   support: {strategy: linear, ring_timeout_s: 8, wrapup_s: 1, autopause_after: 0,
             announce_every_s: 0, when_no_agents: wait, record: true}
+  back: {when_no_agents: wait}
 agents:
   "1001": {name: Ann Agent, queues: {support: 5}}
   "1002": {name: Ben Agent, queues: {support: 5}}
+  "1003": {name: Sue Supervisor, queues: {back: 1}}
+supervision: {supervisors: ["1003"]}
 """)
     stack = start_stack(tmp, workers=1, flow=FLOW, env={"IVR_PATHS_ACD": str(acd)})
     try:
-        for agent_id in AGENT_HZ:
+        for agent_id in PHONES_HZ:
             assert stack.ivr("agent", "add", agent_id, "--name", agent_id, "--password",
                              PASSWORD).returncode == 0
         with contextlib.ExitStack() as phones:
             started = {}
-            for i, (agent_id, hz) in enumerate(AGENT_HZ.items()):
+            for i, (agent_id, hz) in enumerate(PHONES_HZ.items()):
                 tone = write_tone_wav(tmp / f"agent-{agent_id}.wav", hz, 120)
                 phone = phones.enter_context(baresip_agent(
                     tmp, stack.port, agent_id, PASSWORD, f"agent{agent_id}", play=tone,
@@ -124,16 +129,17 @@ def test_a_blind_transfer_from_baresips_own_transfer_command(center: Center) -> 
     first, second = center.phones["1001"], center.phones["1002"]
     seen = (first.count("Call established"), second.count("Call established"))
     caller = ToneCaller(f"127.0.0.1:{center.stack.port}", center.tmp, CALLER_HZ,
-                        talk_ms=16000, name="xfer_blind").start()
+                        talk_ms=60000, name="xfer_blind", ivr_hangs_up=True).start()
     call_id = center.latest_call(set())  # the module's first call
     first.wait_established(since=seen[0])
     before = _heard(caller)
     first.keys("/transfer sip:1002@127.0.0.1\n")  # baresip sends REFER on its leg
     second.wait_established(since=seen[1], timeout_s=30)
     after = _heard(caller, 2.0)
+    second.hangup()  # the flow says goodbye and hangs up: the test need not wait longer
     assert caller.wait().ok
     rows = wait_until("the final row", lambda: any(
-        e == "COMPLETECALLER" for e, _ in queue_log(center.stack, call_id))
+        e == "COMPLETEAGENT" for e, _ in queue_log(center.stack, call_id))
         and queue_log(center.stack, call_id))
     recs = wait_until("two recordings", lambda: len(center.recordings(call_id)) >= 2
                       and center.recordings(call_id))
@@ -146,7 +152,7 @@ def test_a_blind_transfer_from_baresips_own_transfer_command(center: Center) -> 
     calls = [(e, a) for e, a in rows if e not in AGENT_ROWS]
     assert calls == [("ENTERQUEUE", ""), ("RING", "1001"), ("CONNECT", "1001"),
                      ("BLINDTRANSFER", "1001"), ("RING", "1002"), ("CONNECT", "1002"),
-                     ("COMPLETECALLER", "1002")], calls
+                     ("COMPLETEAGENT", "1002")], calls
     assert [(a, ch) for a, ch, _ in recs] == [("1001", 2), ("1002", 2)]
     for (agent_id, _, path) in recs:  # caller left, that agent right
         left, right = measure(Path(path), (CALLER_HZ, AGENT_HZ[agent_id]), skip_s=0.5)
@@ -160,7 +166,7 @@ def test_a_consult_transfer_through_the_api(center: Center) -> None:
     seen = (first.count("Call established"), second.count("Call established"))
     known = center.calls_so_far()
     caller = ToneCaller(f"127.0.0.1:{center.stack.port}", center.tmp, CALLER_HZ,
-                        talk_ms=20000, name="xfer_consult").start()
+                        talk_ms=60000, name="xfer_consult", ivr_hangs_up=True).start()
     call_id = center.latest_call(known)
     first.wait_established(since=seen[0])
     r = center.post("1001", "consult", {"to": "agent:1002"})
@@ -170,9 +176,10 @@ def test_a_consult_transfer_through_the_api(center: Center) -> None:
     r = center.post("1001", "consult/complete")
     assert r.status_code == 202, r.text
     after = _heard(caller, 2.0)
+    second.hangup()
     assert caller.wait().ok
     rows = wait_until("the final row", lambda: any(
-        e == "COMPLETECALLER" for e, _ in queue_log(center.stack, call_id))
+        e == "COMPLETEAGENT" for e, _ in queue_log(center.stack, call_id))
         and queue_log(center.stack, call_id))
     assert share(on_hold, AGENT_HZ["1001"]) < 0.1 and share(on_hold, AGENT_HZ["1002"]) < 0.1
     assert share(after, AGENT_HZ["1002"]) > 0.5, "after: the caller hears the second agent"
@@ -181,5 +188,35 @@ def test_a_consult_transfer_through_the_api(center: Center) -> None:
     calls = [(e, a) for e, a in rows if e not in AGENT_ROWS]
     assert calls == [("ENTERQUEUE", ""), ("RING", "1001"), ("CONNECT", "1001"),
                      ("CONSULT", "1001"), ("RING", "1002"), ("ATTENDEDTRANSFER", "1001"),
-                     ("COMPLETECALLER", "1002")], calls
+                     ("COMPLETEAGENT", "1002")], calls
     assert [a for a, _, _ in center.recordings(call_id)] == ["1001", "1002"]
+
+
+def test_a_supervisor_listens_then_whispers_on_the_same_leg(center: Center) -> None:
+    center.ready("1001")
+    agent, sup = center.phones["1001"], center.phones["1003"]
+    seen = (agent.count("Call established"), sup.count("Call established"))
+    known = center.calls_so_far()
+    caller = ToneCaller(f"127.0.0.1:{center.stack.port}", center.tmp, CALLER_HZ,
+                        talk_ms=60000, name="supervised", ivr_hangs_up=True).start()
+    call_id = center.latest_call(known)
+    agent.wait_established(since=seen[0])
+    listen = center.stack.ivr("supervise", call_id, "--listen", "--phone", "1003")
+    assert listen.returncode == 0, listen.stderr
+    sup.wait_established(since=seen[1], timeout_s=30)
+    during_listen = _heard(caller, 2.0)
+    whisper = center.stack.ivr("supervise", call_id, "--whisper")  # no new leg
+    assert whisper.returncode == 0, whisper.stderr
+    during_whisper = _heard(caller, 2.5)
+    agent.hangup()  # the call ends (goodbye, the IVR's BYE) and the supervisor's leg too
+    assert caller.wait().ok
+    sup.wait_ended(since=seen[1])
+    assert sup.count("Call established") == seen[1] + 1  # one leg for both modes
+    [sup_heard] = measure(sup.recordings()[-1], (CALLER_HZ, AGENT_HZ["1001"]), skip_s=1.0)
+    [agent_heard] = measure(agent.recordings()[-1], (SUP_HZ,), skip_s=1.0)
+    for window in (during_listen, during_whisper):  # the caller never hears the supervisor
+        assert share(window, AGENT_HZ["1001"]) > 0.5 and share(window, SUP_HZ) < 0.05
+    # the supervisor hears both sides; the agent heard the supervisor (the whisper)
+    assert sup_heard.share[CALLER_HZ] > 0.15 and sup_heard.share[AGENT_HZ["1001"]] > 0.15, \
+        sup_heard
+    assert agent_heard.share[SUP_HZ] > 0.05, agent_heard
