@@ -203,3 +203,6 @@ def add_agent_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     from .ops_cli import add_ops_parsers
 
     add_ops_parsers(agent, sub)  # agent state|wrapup|show, queue show
+    from .supervise_cli import add_transfer_parsers
+
+    add_transfer_parsers(agent)  # agent transfer|consult

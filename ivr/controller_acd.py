@@ -115,6 +115,8 @@ class ControllerAcd:
             log_event("acd.reload_refused", error=str(exc))
             self.last_refusal = str(exc)
             return False
+        self.service.acd.flow_nodes = await asyncio.to_thread(
+            acd_transfers.flow_nodes, self.settings.paths.flow)
         log_event("acd.reload", file=str(self.settings.paths.acd),
                   queues=sorted(self.service.acd.queues), agents=len(self.service.acd.agents))
         return True

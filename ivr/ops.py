@@ -49,6 +49,9 @@ def handle(service: AcdService, desk: Desk, op: str, args: dict[str, Any],
             if view is None:
                 raise OpsError(f"no agent {agent_id!r} in the ACD")
             return {**view, "figures": desk.figures_today(agent_id)}
+        if op == "agent.transfer":
+            return desk.transfer_request(_text(args, "agent_id"), _text(args, "what"),
+                                         _text(args, "to", required=False))
         if op == "call.supervise":
             call_id, mode = _text(args, "call_id"), _text(args, "mode")
             phone = _text(args, "phone", required=False)

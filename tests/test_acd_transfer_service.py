@@ -144,3 +144,17 @@ def test_the_api_routes_answer_202_409_and_422_with_the_reason() -> None:
             assert "/api/v1/agents/{agent_id}/call/consult/complete" in spec["paths"]
 
     asyncio.run(run())
+
+
+def test_the_operators_transfer_request_is_the_agents() -> None:
+    from ivr import ops
+
+    rig = Rig()
+    _connected(rig)
+    with pytest.raises(ops.OpsError, match="no queue 'nope'"):
+        ops.handle(rig.service, rig.desk, "agent.transfer",
+                   {"agent_id": "1001", "what": "transfer", "to": "queue:nope"}, rig.now)
+    out = ops.handle(rig.service, rig.desk, "agent.transfer",
+                     {"agent_id": "1001", "what": "transfer", "to": "queue:sales"}, rig.now)
+    assert out == {"call_id": "c1", "to": "queue:sales"}
+    assert rig.desk.agent("1001")["state"] == "wrap_up"
