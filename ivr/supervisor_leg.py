@@ -77,10 +77,11 @@ class SupervisorLeg:
             await self._apply()
         elif isinstance(event, LegFailed | LegHungUp):
             supervisor = self.supervisor
-            await self._gone("hangup" if isinstance(event, LegHungUp) else "failed")
+            why = "hangup" if isinstance(event, LegHungUp) and self.connected else "failed"
+            await self._gone(why)
             if self.call.caller.ended is None:
                 self.call.link.send_message(sm.SupervisorGone(self.call.call_id, supervisor,
-                                                              "hangup"))
+                                                              why))
 
     async def _apply(self) -> None:
         call, leg = self.call, self.leg
