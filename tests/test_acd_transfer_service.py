@@ -158,3 +158,19 @@ def test_the_operators_transfer_request_is_the_agents() -> None:
                      {"agent_id": "1001", "what": "transfer", "to": "queue:sales"}, rig.now)
     assert out == {"call_id": "c1", "to": "queue:sales"}
     assert rig.desk.agent("1001")["state"] == "wrap_up"
+
+
+def test_a_phones_refer_with_replaces_during_a_consult_completes_it() -> None:
+    rig = Rig()
+    _connected(rig)
+    rig.desk.set_state("1002", "ready")
+    rig.desk.transfer_request("1001", "consult", "agent:1002")
+    offer = next(x for x in rig.take() if isinstance(x, m.Offer))
+    rig.service.on_message(m.OfferAnswered("c1", offer.offer_id))
+    rig.take()
+    # the first agent's phone joins its two calls (REFER with Replaces, mapped to the target)
+    rig.service.on_message(tm.TransferAsked("c1", "1001", "agent:1002", attended=True))
+    assert {type(x) for x in rig.take()} == {tm.Release, tm.BridgeAgent}
+    assert rig.desk.current_call("1002")["state"] == "connected"
+    (told,) = _events(rig, "1001", "transferred")
+    assert told["kind"] == "attended"
