@@ -321,6 +321,8 @@ class AcdCall:
             await self._hang_up(held)
             return
         held.set_state(OfferState.BRIDGED)
+        if self.supervisor.connected:  # a transfer's next agent: the supervisor hears them
+            await self.supervisor.apply()
         self._note("agent.connected", {"offer_id": held.offer.offer_id,
                                        "agent_id": held.offer.agent_id,
                                        "queue": held.offer.queue})

@@ -57,7 +57,7 @@ class SupervisorLeg:
             self.mode = msg.mode
             call._note("supervisor.mode", {"supervisor": self.supervisor, "mode": msg.mode})
             if self.connected:
-                await self._apply()
+                await self.apply()
         elif isinstance(msg, sm.SuperviseEnd) and self.leg is not None:
             leg = self.leg
             await self._gone("ended")
@@ -74,7 +74,7 @@ class SupervisorLeg:
             call = self.call
             call._note("supervisor.connected", {"supervisor": self.supervisor,
                                                 "mode": self.mode})
-            await self._apply()
+            await self.apply()
         elif isinstance(event, LegFailed | LegHungUp):
             supervisor = self.supervisor
             why = "hangup" if isinstance(event, LegHungUp) and self.connected else "failed"
@@ -83,7 +83,9 @@ class SupervisorLeg:
                 self.call.link.send_message(sm.SupervisorGone(self.call.call_id, supervisor,
                                                               why))
 
-    async def _apply(self) -> None:
+    async def apply(self) -> None:
+        """Connect the supervisor per the mode, with the agent now bridged to the caller
+        (again after a transfer: the new agent)."""
         call, leg = self.call, self.leg
         agent = call._bridged()
         if leg is None:

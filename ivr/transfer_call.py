@@ -174,6 +174,8 @@ class CallTransfers:
         call._note("agent.connected", {"offer_id": b.offer.offer_id, "agent_id": agent_id,
                                        "queue": b.offer.queue, "by": "transfer"})
         await self._resume_caller()
+        if call.supervisor.connected:
+            await call.supervisor.apply()
         if call.recording is None and (self.record or b.offer.record):
             await call._start_recording(b)
 

@@ -158,3 +158,23 @@ async def test_the_worker_connects_the_supervisor_with_each_modes_directions(
     await d.settle()
     assert d.link.of(sm.SupervisorGone) == [sm.SupervisorGone(d.call_id, "1003", "hangup")]
     assert not d.link.of(m.AgentGone)  # the call goes on
+
+
+@runs_in_loop
+async def test_after_a_transfer_the_supervisor_hears_the_next_agent(tmp_path: Path) -> None:
+    from ivr import transfer_messages as tm
+
+    d, agent = await bridged(tmp_path)
+    await d.tell(sm.Supervise(d.call_id, "1003", "sip:1003@cc.test", "whisper"))
+    sup = d.media.agents[-1]
+    sup.picks_up()
+    await d.settle()
+    await d.tell(tm.Release(d.call_id, "1001", "transferred"))
+    d.media.free_legs += 1  # the fake phone's slots: caller's agent, supervisor, next agent
+    nxt = await d.agent("o2", agent_id="1002")
+    nxt.picks_up()
+    await d.settle()
+    await d.tell(m.Connect(d.call_id, "o2", "1002"))
+    links = d.media.log[d.media.log.index(f"bridge 1-{nxt.leg_id}"):]
+    assert f"link {nxt.leg_id}>{sup.leg_id} 1" in links  # hears the new agent
+    assert f"link {sup.leg_id}>{nxt.leg_id} 1" in links  # and still whispers to them
