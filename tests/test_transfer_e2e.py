@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests import sipp
@@ -182,6 +183,8 @@ def test_a_consult_transfer_through_the_api(center: Center) -> None:
         e == "COMPLETEAGENT" for e, _ in queue_log(center.stack, call_id))
         and queue_log(center.stack, call_id))
     assert share(on_hold, AGENT_HZ["1001"]) < 0.1 and share(on_hold, AGENT_HZ["1002"]) < 0.1
+    level = float(np.sqrt(np.mean(on_hold.astype(np.float64) ** 2)))
+    assert level > 300, f"held for the consult the caller should hear music (rms {level:.0f})"
     assert share(after, AGENT_HZ["1002"]) > 0.5, "after: the caller hears the second agent"
     [got] = measure(second.recordings()[-1], (CALLER_HZ,), skip_s=1.0)
     assert got.holds(CALLER_HZ), f"the second agent does not hear the caller: {got}"
