@@ -135,8 +135,12 @@ class Desk:
         assert view is not None
         return view
 
-    def wrapup(self, agent_id: str, code: str, note: str = "") -> dict[str, Any]:
-        self._agent(agent_id)
+    def wrapup(self, agent_id: str, code: str, note: str = "", call_id: str = ""
+               ) -> dict[str, Any]:
+        agent = self._agent(agent_id)
+        if call_id and call_id not in (agent.call_id, agent.last_call_id):
+            raise DeskError(f"call {call_id} is not agent {agent_id}'s last call: its "
+                            "wrap-up can no longer be given", 409)
         if len(note) > 2000:
             raise DeskError("the note is longer than 2000 characters", 422)
         try:

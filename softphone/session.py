@@ -102,6 +102,7 @@ def offer_from_call(call: dict[str, Any]) -> Offer:
 class AgentSession:
     agent_id: str
     auto_answer_s: float | None = None  # answer by itself after this long ringing
+    backoff_max_s: float = BACKOFF_MAX_S  # the longest wait between reconnects
     link: Link = Link.SIGNED_OUT
     status: AcdStatus = AcdStatus.LOGGED_OUT
     reason: str = ""
@@ -152,11 +153,17 @@ class AgentSession:
             return []
         self._set_link(Link.OFFLINE)
         self.in_flight.clear()  # sent or not, they go again: the server refuses a double
-        delay_s = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** self.reconnects)
+        delay_s = min(self.backoff_max_s, BACKOFF_FIRST_S * 2 ** min(self.reconnects, 16))
         self.reconnects += 1
         self.next_sent = False  # a restarted server has lost what it kept: send it again
         return [Notice(f"lost the server ({why}); trying again in {delay_s:g} s"),
                 ReconnectIn(delay_s)]
+
+    def state_not_sent(self, state: AcdStatus, reason: str, now: float, why: str
+                       ) -> list[Action]:
+        """A state change did not reach the server: kept, and the connection is lost."""
+        self.wanted = (state, reason)
+        return self.connection_lost(now, why)
 
     def sign_in_refused(self, now: float, why: str) -> list[Action]:
         """The server said no to the credentials: no point in trying again."""
@@ -322,8 +329,10 @@ class AgentSession:
 
     # ---- the phone ------------------------------------------------------------------
 
-    def incoming_call(self, from_server: bool, now: float) -> list[Action]:
-        """The SIP UA has an INVITE; ``from_server``: it came from the server signed in to."""
+    def incoming_call(self, from_server: bool, now: float, call_info: str = ""
+                      ) -> list[Action]:
+        """The SIP UA has an INVITE; ``from_server``: it came from the server signed in to;
+        ``call_info``: its Call-Info header, which names the server's call id."""
         if not from_server:
             return [RejectCall(403, "not from the server this phone is signed in to")]
         if self.link is Link.SIGNED_OUT:
@@ -332,6 +341,8 @@ class AgentSession:
             return [RejectCall(486, "already on a call")]
         self._set_call(CallState.RINGING)
         self.ringing_since = now
+        if self.offer is not None and self.offer.call_id not in call_info:
+            self.offer = None  # the last call's pop; this one's comes with "offered"
         return [Ring(True)]
 
     def tick(self, now: float) -> list[Action]:

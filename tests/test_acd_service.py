@@ -131,6 +131,22 @@ def test_the_desk_checks_passwords_and_refuses_bad_requests_clearly() -> None:
     assert rig.desk.reason_codes("refund") == [{"code": "billing/refund", "label": "Refund"}]
 
 
+def test_a_wrap_up_naming_its_call_codes_only_the_agents_last_call() -> None:
+    rig = Rig()
+    rig.desk.set_state("1001", "ready")
+    rig.service.on_message(m.Join("c1", "sales", caller="5551234"))
+    offer = next(x for x in rig.take() if isinstance(x, m.Offer))
+    rig.service.on_message(m.OfferAnswered("c1", offer.offer_id))
+    rig.service.on_message(m.AgentGone("c1"))
+    with pytest.raises(DeskError, match="c0 is not agent 1001's last call") as other:
+        rig.desk.wrapup("1001", "billing/refund", "", call_id="c0")
+    assert other.value.status == 409
+    assert not [r for r in rig.rows if r.event is QueueEvent.WRAPUP]  # nothing coded
+    rig.desk.wrapup("1001", "billing/refund", "", call_id="c1")
+    assert [(r.call_id, r.code) for r in rig.rows if r.event is QueueEvent.WRAPUP] == [
+        ("c1", "billing/refund")]
+
+
 def test_subscribers_get_the_agents_events_in_order() -> None:
     async def run() -> list[str]:
         rig = Rig()

@@ -199,6 +199,12 @@ def test_wrap_up_reports_the_code_and_note_and_desk_refusals_keep_their_status()
                                 headers=auth(token))
         assert r.status_code == 200 and r.json()["state"] == "ready"
         assert api.desk.changes == [("wrapup", ALICE, "billing/refund", "sent form")]
+        # the call it codes may be named (a softphone sending one typed offline)
+        api.desk.agents[ALICE].state = "wrap_up"
+        r = await api.http.post(path, json={"code": "billing/refund", "call_id": "c-7"},
+                                headers=auth(token))
+        assert r.status_code == 200, r.text
+        assert api.desk.changes[-1] == ("wrapup", ALICE, "billing/refund", "", "c-7")
 
     serve(scenario)
 

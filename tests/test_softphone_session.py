@@ -400,9 +400,31 @@ def test_bad_digits_are_refused() -> None:
         on_call().send_dtmf("1x", T0)
 
 
+def test_a_new_call_ringing_before_its_offer_event_does_not_show_the_last_calls_pop(
+        ) -> None:
+    s = on_call()
+    ended(s)
+    s.submit_wrapup("support/fixed", "", T0 + 61)
+    s.server_event(state_event("ready", "wrap_up"), T0 + 62)
+    s.incoming_call(True, T0 + 70, "<http://127.0.0.1:8080/api/v1/calls/c-8>")
+    assert s.offer is None
+    s.server_event({"event": "offered", "at": T0 + 70, "call": {**CALL, "call_id": "c-8"}},
+                   T0 + 70)
+    assert s.offer is not None and s.offer.call_id == "c-8"
+
+
 def test_the_screen_pop_carries_the_callers_data() -> None:
     s = on_call()
     assert s.offer is not None
     assert (s.offer.caller, s.offer.queue, s.offer.wait_s, s.offer.data["account"],
             s.offer.ivr_path, s.offer.language) == ("1000", "support", 12.0, "42",
                                                     ("menu", "support"), "en")
+
+
+def test_a_state_change_that_did_not_reach_the_server_goes_again_on_reconnect() -> None:
+    s = online("not_ready")
+    s.go_ready(T0)
+    assert kinds(s.state_not_sent(AcdStatus.READY, "", T0, "timed out")) == [Notice,
+                                                                             ReconnectIn]
+    s.reconnect_due(T0 + 1)
+    assert s.online(view("not_ready"), T0 + 1) == [SendState(AcdStatus.READY)]

@@ -129,7 +129,7 @@ async def put_state(request: Request) -> Response:
 async def post_wrapup(request: Request) -> Response:
     _, agent_id = _own_agent(request)
     body = await read_body(request, WrapUp)
-    return _json(_ctx(request).desk.wrapup(agent_id, body.code, body.note))
+    return _json(_ctx(request).desk.wrapup(agent_id, body.code, body.note, body.call_id))
 
 
 @guarded

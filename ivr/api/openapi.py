@@ -122,7 +122,8 @@ _SCHEMAS: dict[str, Any] = {
                         "reason": {"type": "string", "maxLength": 64}}},
     "WrapUp": {"type": "object", "required": ["code"], "additionalProperties": False,
                "properties": {"code": {"type": "string", "maxLength": 128},
-                              "note": {"type": "string", "maxLength": 2000}}},
+                              "note": {"type": "string", "maxLength": 2000},
+                              "call_id": {"type": "string", "maxLength": 128}}},
     "Agent": {"type": "object", "properties": {
         "id": _STR, "name": _STR, "state": _STR, "reason": _STR,
         "since": {"type": ["number", "null"]},  # null: not signed in since the stack started
