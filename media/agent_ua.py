@@ -166,6 +166,7 @@ class AgentUa:
         self._ep: Any = None
         self._account: _Account | None = None
         self._call: _Call | None = None
+        self._refused: list[_Call] = []
         self._port: _AudioPort | None = None
         self._call_audio: Any = None
         self._local_hangup = False
@@ -316,6 +317,8 @@ class AgentUa:
         if self._call is not None or not from_server:
             op = pj.CallOpParam()
             op.statusCode = 486 if from_server else 403
+            op.reason = "Busy Here" if from_server else "Forbidden (not the agent's server)"
+            self._refused.append(call)  # kept until it ends: ~Call would send 603
             call.answer(op)
             if not from_server:
                 log.warning("agent UA: refused an INVITE from %s (not the server %s)", src,
@@ -378,9 +381,11 @@ class AgentUa:
         self._call.sendDtmf(prm)
 
     def _on_call_state(self, call: _Call) -> None:
+        info = call.getInfo()
+        if call in self._refused and info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self._refused.remove(call)
         if call is not self._call:
             return
-        info = call.getInfo()
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self._disconnect_audio()
             self._call = None

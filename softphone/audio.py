@@ -76,10 +76,17 @@ class LevelMeter:
 
     def __init__(self) -> None:
         self.dbfs = -120.0
+        self.peak_dbfs = -120.0  # the loudest frame since the last reset()
+        self.frames = 0
 
     def feed(self, pcm: bytes) -> bytes:
         self.dbfs = level_dbfs(pcm)
+        self.peak_dbfs = max(self.peak_dbfs, self.dbfs)
+        self.frames += 1
         return pcm
+
+    def reset(self) -> None:
+        self.peak_dbfs = -120.0
 
 
 class ToneSource:

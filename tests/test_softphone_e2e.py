@@ -21,6 +21,7 @@ import pytest
 
 from tests import sipp
 from tests.conftest import StackProcess, start_stack
+from tests.raw_sip import RawUac
 from tests.softphone_proc import HeadlessSoftphone, start_softphone
 from tests.tone_caller import ToneCaller
 from tests.tones import measure, tone_share
@@ -29,6 +30,7 @@ FLOW = Path(__file__).parent / "flows" / "acd.yaml"  # straight into queue `supp
 CALLER_HZ, AGENT_HZ = 440.0, 1000.0
 PASSWORD = "softphone-pass-1"
 WAIT_S = 30.0
+SOFTPHONE_SIP_PORT = 23090  # baresip 22000+ (tests/conftest.py's port plan)
 
 pytestmark = [pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")]
 
@@ -72,6 +74,7 @@ def phone(stack: StackProcess, tmp_path_factory: pytest.TempPathFactory
     tmp = tmp_path_factory.mktemp("softphone-agent")
     sp = start_softphone(api_url(stack), f"127.0.0.1:{stack.port}", "1001", PASSWORD,
                          "--tone-hz", str(AGENT_HZ), "--rtp-port", "23000",
+                         "--sip-port", str(SOFTPHONE_SIP_PORT),
                          "--reconnect-max-s", "1", log_path=tmp / "softphone.log")
     try:
         sp.wait("online and registered", lambda s: s["link"] == "online" and s["registered"])
@@ -170,6 +173,20 @@ def test_a_queued_call_rings_is_answered_talks_both_ways_mutes_holds_and_is_wrap
                                  .exists() and tmp_path / "agent-heard.wav"),
                       (CALLER_HZ, AGENT_HZ), skip_s=1.0)
     assert heard.holds(CALLER_HZ), f"the agent does not hear the caller: {heard}"
+
+
+def test_an_invite_that_does_not_come_from_the_server_is_refused(
+        stack: StackProcess, phone: HeadlessSoftphone) -> None:
+    uac = RawUac(f"127.0.0.1:{SOFTPHONE_SIP_PORT}")
+    try:
+        dialog, invite = uac.invite(rtp_port=23180)
+        uac.send(invite)
+        answer = uac.final_response(dialog, "INVITE")
+        uac.send(uac.ack(dialog))
+    finally:
+        uac.close()
+    assert answer.status == 403
+    assert phone.state["call"] == "idle"
 
 
 def test_the_server_restarts_mid_shift_and_the_wrap_up_typed_meanwhile_arrives(
