@@ -46,6 +46,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .figures import ShiftFigures
 from .model import (
     AcdStatus,
     Action,
@@ -120,6 +121,7 @@ class AgentSession:
     in_flight: set[int] = field(default_factory=set)
     refused: list[tuple[WrapUp, str]] = field(default_factory=list)
     reconnects: int = 0  # attempts since the last time online
+    figures: ShiftFigures = field(default_factory=ShiftFigures)
     _next_wrapup_id: int = 1
 
     # ---- the connection -------------------------------------------------------------
@@ -426,6 +428,7 @@ class AgentSession:
             log.info("agent %s: ACD %s -> %s %s", self.agent_id, self.status.value,
                      new.value, reason)
             self.status, self.reason, self.status_since = new, reason, at
+            self.figures.status(new, at)
 
     def _set_call(self, new: CallState) -> None:
         if new is not self.call:
