@@ -95,7 +95,8 @@ def offer_from_call(call: dict[str, Any]) -> Offer:
                  caller=str(call.get("caller", "")),
                  caller_name=str(call.get("caller_name", "")),
                  wait_s=float(call.get("wait_s") or 0.0), data=data,
-                 ivr_path=tuple(str(p) for p in call.get("ivr_path") or ()),
+                 ivr_path=tuple(str(p) for p in call.get("ivr_path") or ()) or tuple(
+                     p for p in data.get("ivr_path", "").split(" > ") if p),
                  language=str(call.get("language") or data.get("language", "")))
 
 
