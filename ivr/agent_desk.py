@@ -123,6 +123,14 @@ class Desk:
     def not_ready_reasons(self) -> list[str]:
         return list(self.service.acd.config.not_ready_reasons)
 
+    def queue_script(self, queue: str, language: str = "") -> dict[str, Any]:
+        config = self.service.acd.config
+        if queue not in config.queues:
+            raise DeskError(f"no queue {queue!r}", 404)
+        used, steps = config.script(queue, language)
+        return {"queue": queue, "language": used, "steps": steps,
+                "banned_phrases": list(config.banned_phrases)}
+
     # ---- changes --------------------------------------------------------------------
 
     def set_state(self, agent_id: str, state: str, reason: str = "") -> dict[str, Any]:

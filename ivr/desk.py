@@ -78,6 +78,10 @@ class AgentDesk(Protocol):
 
     def not_ready_reasons(self) -> list[str]: ...
 
+    def queue_script(self, queue: str, language: str = "") -> dict[str, Any]:
+        """{"queue", "language", "steps": [...], "banned_phrases": [...]}; 404 no queue."""
+        ...
+
     def subscribe(self, agent_id: str) -> asyncio.Queue[dict[str, Any]]:
         """A queue of this agent's events (see above) until ``unsubscribe``."""
         ...

@@ -121,8 +121,9 @@ class ApiClient:
         r = await self._call("GET", f"{PREFIX}/not-ready-reasons")
         return [str(x) for x in r.json()["reasons"]]
 
-    async def script(self, queue: str) -> dict[str, Any]:
-        r = await self._call("GET", f"{PREFIX}/queues/{queue}/script")
+    async def script(self, queue: str, language: str = "") -> dict[str, Any]:
+        r = await self._call("GET", f"{PREFIX}/queues/{queue}/script",
+                             params={"language": language} if language else None)
         return dict(r.json())
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:

@@ -60,7 +60,7 @@ def snapshot(phone: Softphone) -> dict[str, Any]:
             "offer": None if offer is None else {
                 "call_id": offer.call_id, "queue": offer.queue, "caller": offer.caller,
                 "wait_s": offer.wait_s, "data": offer.data},
-            "notices": [n.text for n in phone.notices[-3:]]}
+            "script": phone.script, "notices": [n.text for n in phone.notices[-3:]]}
 
 
 COMMANDS: dict[str, Callable[[list[str]], tuple[Any, ...]]] = {

@@ -72,6 +72,8 @@ class Softphone:
         self.registered = False
         self.ringing = False
         self.sip_calls = 0
+        self.script: list[str] = []  # the offered call's queue's guided steps
+        self.banned: list[str] = []  # phrases to flag in notes (the server's list)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: asyncio.Queue[m.Action] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -190,6 +192,9 @@ class Softphone:
                     self._carry_out(self.session.online(event.get("agent") or {}, now))
                 else:
                     self._carry_out(self.session.server_event(event, now))
+                    if event.get("event") == "offered" and self.session.offer is not None:
+                        self._spawn(self._fetch_script(self.session.offer.queue,
+                                                       self.session.offer.language))
         except Unreachable as exc:
             self._carry_out(self.session.connection_lost(self.clock(), str(exc)))
         except asyncio.CancelledError:
@@ -197,6 +202,16 @@ class Softphone:
         except Exception as exc:  # a bad message: log it, and connect again
             log.exception("the event stream failed")
             self._carry_out(self.session.connection_lost(self.clock(), str(exc)))
+
+    async def _fetch_script(self, queue: str, language: str) -> None:
+        try:
+            got = await self.client.script(queue, language)
+        except ClientError as exc:  # the pop shows without it
+            log.warning("no script for queue %s: %s", queue, exc)
+            return
+        self.script = [str(s) for s in got.get("steps", [])]
+        self.banned = [str(s) for s in got.get("banned_phrases", [])]
+        self.on_change()
 
     async def _sender(self) -> None:
         while True:

@@ -33,8 +33,12 @@ class Controller(Protocol):
     notices: list[Notice]
     reason_codes: list[tuple[str, str]]
     not_ready_reasons: list[str]
-    script: list[str]
-    banned: list[str]
+
+    @property
+    def script(self) -> list[str]: ...
+
+    @property
+    def banned(self) -> list[str]: ...
 
     def command(self, name: str, *args: Any) -> None: ...
 
@@ -312,9 +316,15 @@ class ThreadedSoftphone:
         self.notices: list[Notice] = []
         self.reason_codes: list[tuple[str, str]] = []
         self.not_ready_reasons = list(NOT_READY_REASONS)
-        self.script: list[str] = []
-        self.banned: list[str] = []
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    @property
+    def script(self) -> list[str]:
+        return list(self.phone.script) if self.phone else []
+
+    @property
+    def banned(self) -> list[str]:
+        return list(self.phone.banned) if self.phone else []
 
     def sign_in(self, server: str, sip: str, agent_id: str, password: str) -> None:
         from .devices import DeviceAudio, choose, list_devices

@@ -118,6 +118,13 @@ class FakeDesk:
     def not_ready_reasons(self) -> list[str]:
         return list(NOT_READY_REASONS)
 
+    def queue_script(self, queue: str, language: str = "") -> dict[str, Any]:
+        if queue != "sales":
+            raise DeskError(f"no queue {queue!r}", 404)
+        self.changes.append(("script", queue, language))
+        return {"queue": queue, "language": "en", "steps": ["Hello"],
+                "banned_phrases": ["you're wrong"]}
+
     def subscribe(self, agent_id: str) -> asyncio.Queue[dict[str, Any]]:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._subscribers.setdefault(agent_id, []).append(q)

@@ -476,3 +476,18 @@ def test_serving_leaves_the_controllers_signal_handlers_alone() -> None:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def test_the_queue_script_for_the_calls_language_and_unknown_queues() -> None:
+    async def scenario(api: Api) -> None:
+        token = await api.sign_in()
+        r = await api.http.get("/api/v1/queues/sales/script", params={"language": "en-GB"},
+                               headers=auth(token))
+        assert r.status_code == 200 and r.json()["steps"] == ["Hello"]
+        assert api.desk.changes[-1] == ("script", "sales", "en-GB")
+        r = await api.http.get("/api/v1/queues/nope/script", headers=auth(token))
+        assert r.status_code == 404 and "nope" in error_of(r)
+        r = await api.http.get("/api/v1/queues/sales/script")
+        assert r.status_code == 401
+
+    serve(scenario)

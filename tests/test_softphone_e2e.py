@@ -42,6 +42,8 @@ queues:
     wrapup_s: 60
     announce_every_s: 0
     when_no_agents: wait
+    script:
+      en: ["Thank you for calling support, job number {job}.", "Please wait a moment."]
   billing:
     strategy: linear
     wrapup_s: 1
@@ -137,6 +139,8 @@ def take_a_call(stack: StackProcess, phone: HeadlessSoftphone, tmp: Path, name: 
 def test_a_queued_call_rings_is_answered_talks_both_ways_mutes_holds_and_is_wrapped_up(
         stack: StackProcess, phone: HeadlessSoftphone, tmp_path: Path) -> None:
     caller, call_id = take_a_call(stack, phone, tmp_path, "sp_caller", 40000)
+    phone.wait("the queue's script", lambda s: s["script"] == [
+        "Thank you for calling support, job number {job}.", "Please wait a moment."])
     offer = phone.state["offer"]
     assert offer["queue"] == "support" and offer["caller"] == "+15550100"  # sipp's From
     talking = heard_for(caller, 2.0)
