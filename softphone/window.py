@@ -23,7 +23,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from .model import AcdStatus, CallState, InvalidStateError, Link, Notice
 from .script import DEFAULT_BANNED, banned_in, reason_tree
 from .session import AgentSession
-from .settings import DEFAULT_HOTKEYS
+from .settings import DEFAULT_HOTKEYS, Settings, load, save, store_password, stored_password
 
 NOT_READY_REASONS = ("break", "lunch", "training", "meeting")
 
@@ -307,9 +307,9 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
 class ThreadedSoftphone:
     """The real controller: the Softphone on an asyncio loop in its own thread."""
 
-    def __init__(self, window_changed: Any, args: argparse.Namespace) -> None:
+    def __init__(self, window_changed: Any, settings: Settings) -> None:
         self._changed = window_changed
-        self._args = args
+        self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.phone: Any = None
         self.session = AgentSession("")
@@ -330,17 +330,20 @@ class ThreadedSoftphone:
         from .devices import DeviceAudio, choose, list_devices
         from .runner import Softphone, SoftphoneConfig
 
+        st = self.settings
+        st.server, st.sip, st.agent_id = server, sip, agent_id
+        save(st)
+        store_password(agent_id, server, password)  # only where there is a keyring
         devices = list_devices()
-        mic, spk = choose(devices, "", "input"), choose(devices, "", "output")
-        for warn in (mic.warning, spk.warning):
-            if warn:
-                self.notices.append(Notice(warn))
+        mic, spk = choose(devices, st.microphone, "input"), choose(devices, st.speaker, "output")
         audio = DeviceAudio(mic.device.index if mic.device else None,
                             spk.device.index if spk.device else None)
         audio.start()
-        phone = Softphone(SoftphoneConfig(server, sip, agent_id, password),
+        phone = Softphone(SoftphoneConfig(server, sip, agent_id, password,
+                                          auto_answer_s=st.auto_answer_s),
                           audio.to_call.read, audio.from_call.write,
                           on_change=self._changed)
+        phone.notices.extend(Notice(w) for w in (mic.warning, spk.warning) if w)
         self.phone, self.session, self.notices = phone, phone.session, phone.notices
 
         async def start() -> None:
@@ -362,9 +365,17 @@ def run_window(args: argparse.Namespace) -> int:
     import time
 
     app = QtWidgets.QApplication([])
+    settings = load()
+    if args.agent:
+        settings.agent_id = args.agent
     holder: list[SoftphoneWindow] = []
-    controller = ThreadedSoftphone(lambda: holder[0].changed.emit() if holder else None, args)
-    window = SoftphoneWindow(controller, time.time)
+    controller = ThreadedSoftphone(lambda: holder[0].changed.emit() if holder else None,
+                                   settings)
+    window = SoftphoneWindow(controller, time.time, settings.hotkeys)
+    window.server_edit.setText(settings.server)
+    window.sip_edit.setText(settings.sip)
+    window.agent_edit.setText(settings.agent_id)
+    window.password_edit.setText(stored_password(settings.agent_id, settings.server) or "")
     holder.append(window)
     window.show()
     return app.exec()
