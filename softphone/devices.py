@@ -15,7 +15,6 @@ cases where it could (built-in speakers); the agent is told to plug in a headset
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,32 +100,38 @@ def rescan(sd: Any = None) -> list[Device]:
 
 class DeviceAudio:
     """Microphone into ``to_call`` and ``from_call`` to the speaker, at the call's rate
-    (PortAudio converts), ``block_ms`` per callback; levels for the meters."""
+    (PortAudio converts), ``block_ms`` per callback; levels for the meters. Two streams, so
+    that a microphone that fails does not stall the speaker (``microphone=False``: none)."""
 
     def __init__(self, input_device: int | None, output_device: int | None,
                  clock_rate_hz: int = 8000, buffer_ms: int = 120, block_ms: int = 20,
-                 sd: Any = None) -> None:
+                 sd: Any = None, microphone: bool = True) -> None:
         self._sd = sd or _sounddevice()
         self.to_call = RingBuffer(buffer_ms, clock_rate_hz)  # the agent's voice
         self.from_call = RingBuffer(buffer_ms, clock_rate_hz, prefill_ms=block_ms * 2)
         self.mic_level, self.speaker_level = LevelMeter(), LevelMeter()
-        self._lock = threading.Lock()
-        self.stream = self._sd.RawStream(
-            samplerate=clock_rate_hz, blocksize=clock_rate_hz * block_ms // 1000,
-            device=(input_device, output_device), channels=1, dtype="int16",
-            callback=self._callback)
+        common = {"samplerate": clock_rate_hz, "blocksize": clock_rate_hz * block_ms // 1000,
+                  "channels": 1, "dtype": "int16"}
+        self.streams = [self._sd.RawOutputStream(device=output_device, callback=self._play,
+                                                 **common)]
+        if microphone:
+            self.streams.append(self._sd.RawInputStream(device=input_device,
+                                                        callback=self._capture, **common))
 
-    def _callback(self, indata: Any, outdata: Any, frames: int, time: Any,
-                  status: Any) -> None:
-        self.to_call.write(self.mic_level.feed(bytes(indata)))
+    def _play(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
         outdata[:] = self.speaker_level.feed(self.from_call.read(frames * SAMPLE_BYTES))
 
+    def _capture(self, indata: Any, frames: int, time: Any, status: Any) -> None:
+        self.to_call.write(self.mic_level.feed(bytes(indata)))
+
     def start(self) -> None:
-        self.stream.start()
+        for stream in self.streams:
+            stream.start()
 
     def close(self) -> None:
-        self.stream.stop()
-        self.stream.close()
+        for stream in self.streams:
+            stream.stop()
+            stream.close()
 
 
 def _sounddevice() -> Any:
