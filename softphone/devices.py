@@ -110,13 +110,20 @@ class DeviceAudio:
         self.to_call = RingBuffer(buffer_ms, clock_rate_hz)  # the agent's voice
         self.from_call = RingBuffer(buffer_ms, clock_rate_hz, prefill_ms=block_ms * 2)
         self.mic_level, self.speaker_level = LevelMeter(), LevelMeter()
-        common = {"samplerate": clock_rate_hz, "blocksize": clock_rate_hz * block_ms // 1000,
-                  "channels": 1, "dtype": "int16"}
+        self._common = {"samplerate": clock_rate_hz,
+                        "blocksize": clock_rate_hz * block_ms // 1000,
+                        "channels": 1, "dtype": "int16"}
+        self._microphone = microphone
+        self.streams: list[Any] = []
+        self._open(input_device, output_device)
+
+    def _open(self, input_device: int | None, output_device: int | None) -> None:
         self.streams = [self._sd.RawOutputStream(device=output_device, callback=self._play,
-                                                 **common)]
-        if microphone:
+                                                 **self._common)]
+        if self._microphone:
             self.streams.append(self._sd.RawInputStream(device=input_device,
-                                                        callback=self._capture, **common))
+                                                        callback=self._capture,
+                                                        **self._common))
 
     def _play(self, outdata: Any, frames: int, time: Any, status: Any) -> None:
         outdata[:] = self.speaker_level.feed(self.from_call.read(frames * SAMPLE_BYTES))

@@ -78,6 +78,13 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         v.addWidget(self._acw_box())
         h = QtWidgets.QHBoxLayout()
         self.script_view = QtWidgets.QListWidget()
+        self.mic_meter, self.speaker_meter = QtWidgets.QProgressBar(), QtWidgets.QProgressBar()
+        meters = QtWidgets.QHBoxLayout()
+        for label, bar in (("mic", self.mic_meter), ("speaker", self.speaker_meter)):
+            bar.setRange(-60, 0)
+            bar.setFormat(f"{label} %v dBFS")
+            meters.addWidget(bar)
+        v.addLayout(meters)
         self.figures_view = QtWidgets.QLabel()
         self.figures_view.setTextFormat(QtCore.Qt.TextFormat.PlainText)
         for title, w in (("Script", self.script_view), ("My shift", self.figures_view)):
@@ -93,6 +100,9 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         timer = QtCore.QTimer(self)
         timer.timeout.connect(self.refresh)  # the figures' clock
         timer.start(1000)
+        meter_timer = QtCore.QTimer(self)
+        meter_timer.timeout.connect(self._meters)
+        meter_timer.start(100)
         self.refresh()
 
     # ---- building -----------------------------------------------------------------------
@@ -248,6 +258,12 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
 
     # ---- rendering ----------------------------------------------------------------------
 
+    def _meters(self) -> None:
+        levels = getattr(self.c, "levels", None)
+        mic, speaker = levels() if levels else (-120.0, -120.0)
+        self.mic_meter.setValue(int(max(-60.0, mic)))
+        self.speaker_meter.setValue(int(max(-60.0, speaker)))
+
     def refresh(self) -> None:
         s = self.c.session
         now = self.clock()
@@ -312,6 +328,8 @@ class ThreadedSoftphone:
         self.settings = settings
         self.loop = asyncio.new_event_loop()
         self.phone: Any = None
+        self.audio: Any = None
+        self._ring_playing = False
         self.session = AgentSession("")
         self.notices: list[Notice] = []
         self.reason_codes: list[tuple[str, str]] = []
@@ -339,10 +357,11 @@ class ThreadedSoftphone:
         audio = DeviceAudio(mic.device.index if mic.device else None,
                             spk.device.index if spk.device else None)
         audio.start()
+        self.audio = audio
         phone = Softphone(SoftphoneConfig(server, sip, agent_id, password,
                                           auto_answer_s=st.auto_answer_s),
                           audio.to_call.read, audio.from_call.write,
-                          on_change=self._changed)
+                          on_change=self._on_change)
         phone.notices.extend(Notice(w) for w in (mic.warning, spk.warning) if w)
         self.phone, self.session, self.notices = phone, phone.session, phone.notices
 
@@ -350,6 +369,56 @@ class ThreadedSoftphone:
             await phone.start()
 
         asyncio.run_coroutine_threadsafe(start(), self.loop)
+
+    def levels(self) -> tuple[float, float]:
+        if self.audio is None:
+            return -120.0, -120.0
+        return self.audio.mic_level.dbfs, self.audio.speaker_level.dbfs
+
+    def _on_change(self) -> None:
+        """On the softphone's loop: the ring tone on the ring device, then the window."""
+        ringing = bool(self.phone and self.phone.ringing)
+        if ringing != self._ring_playing:
+            self._ring_playing = ringing
+            self._ring(ringing)
+        self._changed()
+
+    def _ring(self, on: bool) -> None:
+        import numpy as np
+        import sounddevice as sd
+
+        from .devices import choose, list_devices
+
+        if not on:
+            sd.stop()
+            return
+        rate = 8000
+        t = np.arange(rate * 3) / rate  # 1 s of 425 Hz, 2 s of silence (ETSI TR 101 041)
+        tone = (0.3 * np.sin(2 * np.pi * 425 * t) * (t < 1.0)).astype(np.float32)
+        ring = choose(list_devices(), self.settings.ring_device or self.settings.speaker,
+                      "output")
+        try:
+            sd.play(tone, rate, device=ring.device.index if ring.device else None, loop=True)
+        except Exception as exc:  # the call still rings on screen
+            self.notices.append(Notice(f"cannot ring on {ring.device}: {exc}"))
+
+    def poll_devices(self) -> None:
+        """Between calls: PortAudio's list again; the remembered devices if they are back
+        (a headset plugged in), a visible fallback if they went."""
+        from .devices import choose, rescan
+
+        if self.audio is None or self.session.call is not CallState.IDLE:
+            return
+        self.audio.close()
+        devices = rescan()
+        mic = choose(devices, self.settings.microphone, "input")
+        spk = choose(devices, self.settings.speaker, "output")
+        self.audio._open(mic.device.index if mic.device else None,
+                         spk.device.index if spk.device else None)
+        self.audio.start()
+        for warning in (mic.warning, spk.warning):
+            if warning and all(n.text != warning for n in self.notices):
+                self.notices.append(Notice(warning))
 
     def command(self, name: str, *args: Any) -> None:
         if self.phone is None:
@@ -377,5 +446,8 @@ def run_window(args: argparse.Namespace) -> int:
     window.agent_edit.setText(settings.agent_id)
     window.password_edit.setText(stored_password(settings.agent_id, settings.server) or "")
     holder.append(window)
+    devices_timer = QtCore.QTimer(window)
+    devices_timer.timeout.connect(controller.poll_devices)
+    devices_timer.start(10_000)
     window.show()
     return app.exec()
