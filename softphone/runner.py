@@ -74,6 +74,8 @@ class Softphone:
         self.sip_calls = 0
         self.script: list[str] = []  # the offered call's queue's guided steps
         self.banned: list[str] = []  # phrases to flag in notes (the server's list)
+        self.reason_codes: list[tuple[str, str]] = []  # the call-reason tree's codes
+        self.not_ready_reasons: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: asyncio.Queue[m.Action] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -189,6 +191,7 @@ class Softphone:
                 now = self.clock()
                 if event.get("event") == "hello":
                     self.ua.register_again()
+                    self._spawn(self._fetch_lists())
                     self._carry_out(self.session.online(event.get("agent") or {}, now))
                 else:
                     self._carry_out(self.session.server_event(event, now))
@@ -202,6 +205,17 @@ class Softphone:
         except Exception as exc:  # a bad message: log it, and connect again
             log.exception("the event stream failed")
             self._carry_out(self.session.connection_lost(self.clock(), str(exc)))
+
+    async def _fetch_lists(self) -> None:
+        try:
+            codes = await self.client.reason_codes()
+            reasons = await self.client.not_ready_reasons()
+        except ClientError as exc:
+            log.warning("no reason codes from the server: %s", exc)
+            return
+        self.reason_codes = [(c["code"], c["label"]) for c in codes]
+        self.not_ready_reasons = [r for r in reasons if r != "no-answer"]
+        self.on_change()
 
     async def _fetch_script(self, queue: str, language: str) -> None:
         try:

@@ -31,8 +31,10 @@ NOT_READY_REASONS = ("break", "lunch", "training", "meeting")
 class Controller(Protocol):
     session: AgentSession
     notices: list[Notice]
-    reason_codes: list[tuple[str, str]]
     not_ready_reasons: list[str]
+
+    @property
+    def reason_codes(self) -> list[tuple[str, str]]: ...
 
     @property
     def script(self) -> list[str]: ...
@@ -240,6 +242,7 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
             self.note_edit.clear()
 
     def _fill_codes(self, search: str) -> None:
+        self._codes_shown = list(self.c.reason_codes)
         self.code_tree.clear()
         words = search.lower().split()
         codes = [(c, label) for c, label in self.c.reason_codes
@@ -291,6 +294,8 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         self.acw_box.setVisible(s.acw_call_id is not None
                                 and s.acw_call_id not in s.coded_call_ids)
         self._render_pop(now)
+        if self.c.reason_codes != self._codes_shown:  # they came from the server
+            self._fill_codes(self.code_search.text())
         self.script_view.clear()
         self.script_view.addItems(self.c.script or ["(no guided script for this queue)"])
         f = s.figures.figures(now)
@@ -309,7 +314,8 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
                                                                     AcdStatus.NOT_READY)):
             self.pop.setText("no call")
             return
-        data = ", ".join(f"{k}={v}" for k, v in sorted(o.data.items())) or "-"
+        data = ", ".join(f"{k}={v}" for k, v in sorted(o.data.items())
+                         if k not in ("ivr_path", "language")) or "-"
         path = " > ".join(o.ivr_path) or "-"
         self.pop.setText(f"{'RINGING: ' if s.call is CallState.RINGING else ''}"
                          f"{o.caller_name or o.caller} · queue {o.queue} · waited "
@@ -332,13 +338,16 @@ class ThreadedSoftphone:
         self._ring_playing = False
         self.session = AgentSession("")
         self.notices: list[Notice] = []
-        self.reason_codes: list[tuple[str, str]] = []
         self.not_ready_reasons = list(NOT_READY_REASONS)
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
     @property
     def script(self) -> list[str]:
         return list(self.phone.script) if self.phone else []
+
+    @property
+    def reason_codes(self) -> list[tuple[str, str]]:
+        return list(self.phone.reason_codes) if self.phone else []
 
     @property
     def banned(self) -> list[str]:
@@ -369,6 +378,13 @@ class ThreadedSoftphone:
             await phone.start()
 
         asyncio.run_coroutine_threadsafe(start(), self.loop)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        if self.phone is not None:
+            asyncio.run_coroutine_threadsafe(self.phone.stop(), self.loop).result(timeout_s)
+        if self.audio is not None:
+            self.audio.close()
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
     def levels(self) -> tuple[float, float]:
         if self.audio is None:
@@ -450,4 +466,7 @@ def run_window(args: argparse.Namespace) -> int:
     devices_timer.timeout.connect(controller.poll_devices)
     devices_timer.start(10_000)
     window.show()
-    return app.exec()
+    try:
+        return app.exec()
+    finally:
+        controller.stop()

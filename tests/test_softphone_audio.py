@@ -4,9 +4,6 @@ sink (device list and a stream that plays)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 import wave
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ import pytest
 
 from softphone.audio import RingBuffer, ToneSource, WavSink, WavSource, level_dbfs
 from softphone.devices import Choice, Device, HotplugWatch, choose
+from tests import pulse_sink
 
 FRAME_BYTES = 320  # 20 ms at 8 kHz, 16-bit
 
@@ -101,30 +99,10 @@ def test_hotplug_reports_a_headset_plugged_in_and_out() -> None:
 
 @pytest.fixture
 def pulse_null_sink(tmp_path: Path) -> Iterator[str]:
-    """A PulseAudio daemon of our own with a null sink; yields its PULSE_SERVER."""
-    binary = shutil.which("pulseaudio")
-    if binary is None:
-        pytest.skip("pulseaudio not installed")
-    short = Path(f"/tmp/sp-pa-{os.getpid()}")
-    short.mkdir(exist_ok=True)
-    socket = short / "native"
-    script = tmp_path / "default.pa"
-    script.write_text(f"load-module module-native-protocol-unix auth-anonymous=1 "
-                      f"socket={socket}\nload-module module-null-sink sink_name=headset\n")
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_RUNTIME_DIR": str(short)}
-    proc = subprocess.Popen([binary, "-n", "-F", str(script), "--daemonize=no",
-                             "--exit-idle-time=-1", "--disallow-exit"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while not socket.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert socket.exists(), "pulseaudio did not start"
-        yield f"unix:{socket}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(short, ignore_errors=True)
+    with pulse_sink.pulse_null_sink(tmp_path) as server:
+        if server is None:
+            pytest.skip("pulseaudio not installed")
+        yield server
 
 
 def test_portaudio_lists_the_null_sink_and_a_stream_plays_the_call_into_it(

@@ -9,6 +9,7 @@ reconnects, its state is the server's, and the wrap-up typed meanwhile arrives."
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests import sipp
+from tests import pulse_sink, sipp
 from tests.conftest import StackProcess, start_stack
 from tests.raw_sip import RawUac
 from tests.softphone_proc import HeadlessSoftphone, start_softphone
@@ -31,6 +32,8 @@ CALLER_HZ, AGENT_HZ = 440.0, 1000.0
 PASSWORD = "softphone-pass-1"
 WAIT_S = 30.0
 SOFTPHONE_SIP_PORT = 23090  # baresip 22000+ (tests/conftest.py's port plan)
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before pytest-qt's QApplication
 
 pytestmark = [pytest.mark.skipif(sipp.SIPP is None, reason="sipp (sip-tester) not installed")]
 
@@ -51,6 +54,7 @@ queues:
     when_no_agents: wait
 agents:
   "1001": {name: Ann Agent, queues: {support: 5}}
+  "1002": {name: Ben Agent, queues: {support: 5}}
 call_reasons:
   support: {label: Support, children: {fixed: Fixed, callback: Call back}}
 """
@@ -63,8 +67,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
     acd.write_text(ACD)
     stack = start_stack(tmp, workers=1, flow=FLOW, env={"IVR_PATHS_ACD": str(acd)})
     try:
-        added = stack.ivr("agent", "add", "1001", "--name", "Ann", "--password", PASSWORD)
-        assert added.returncode == 0, added.stderr
+        for agent_id in ("1001", "1002"):
+            added = stack.ivr("agent", "add", agent_id, "--name", "Ann", "--password",
+                              PASSWORD)
+            assert added.returncode == 0, added.stderr
         yield stack
     finally:
         stack.stop()
@@ -234,3 +240,74 @@ def test_the_server_restarts_mid_shift_and_the_wrap_up_typed_meanwhile_arrives(
                                                  if r[0] == "WRAPUP"])
     assert rows == [("WRAPUP", "1001", "support/callback")]
     phone.wait("registered again", lambda s: s["registered"])
+
+
+def test_the_window_takes_a_queued_call_through_its_widgets_on_a_virtual_headset(
+        stack: StackProcess, phone: HeadlessSoftphone, tmp_path: Path, qtbot: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real window path: PySide6 widgets, the Softphone on its loop, the SIP UA and
+    PortAudio streams on a PulseAudio null sink, against the same stack."""
+    pytest.importorskip("PySide6.QtWidgets")
+    sd = pytest.importorskip("sounddevice")
+    from PySide6 import QtCore
+
+    from softphone.model import CallState, Link
+    from softphone.settings import Settings
+    from softphone.window import SoftphoneWindow, ThreadedSoftphone
+
+    phone.send("not_ready break")  # the headless agent steps aside: 1002 takes this one
+    phone.wait("the headless agent not ready", lambda s: s["status"] == "not_ready")
+    with pulse_sink.pulse_null_sink(tmp_path) as server:
+        if server is None:
+            pytest.skip("pulseaudio not installed")
+        monkeypatch.setenv("PULSE_SERVER", server)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        sd._terminate()
+        sd._initialize()
+        holder: list[SoftphoneWindow] = []
+        settings = Settings(speaker="pulse", microphone="pulse")
+        controller = ThreadedSoftphone(lambda: holder[0].changed.emit() if holder else None,
+                                       settings)
+        window = SoftphoneWindow(controller, time.time)
+        holder.append(window)
+        qtbot.addWidget(window)
+        window.show()
+        try:
+            window.server_edit.setText(api_url(stack))
+            window.sip_edit.setText(f"127.0.0.1:{stack.port}")
+            window.agent_edit.setText("1002")
+            window.password_edit.setText(PASSWORD)
+            qtbot.mouseClick(window.sign_in_button, QtCore.Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: controller.session.link is Link.ONLINE
+                            and controller.phone.registered, timeout=20000)
+            qtbot.mouseClick(window.ready_button, QtCore.Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: controller.session.status.value == "ready", timeout=10000)
+            caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp_path, CALLER_HZ,
+                                talk_ms=30000, name="sp_window", ivr_hangs_up=True).start()
+            qtbot.waitUntil(window.answer_button.isEnabled, timeout=20000)
+            qtbot.waitUntil(lambda: "queue support" in window.pop.text(), timeout=10000)
+            window.grab().save(str(tmp_path / "window-ringing.png"))
+            print(f"screenshot: {tmp_path / 'window-ringing.png'}")
+            qtbot.mouseClick(window.answer_button, QtCore.Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: controller.session.call is CallState.TALKING,
+                            timeout=10000)
+            qtbot.wait(1500)
+            assert controller.audio.speaker_level.frames > 0  # PortAudio plays the call
+            qtbot.mouseClick(window.hangup_button, QtCore.Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(window.acw_box.isVisible, timeout=10000)
+            window.code_search.setText("fixed")
+            window.code_tree.setCurrentItem(window.code_tree.topLevelItem(0).child(0))
+            qtbot.mouseClick(window.wrapup_button, QtCore.Qt.MouseButton.LeftButton)
+            qtbot.waitUntil(lambda: not controller.session.outbox and
+                            controller.session.status.value == "ready", timeout=10000)
+            assert caller.wait().ok
+        finally:
+            controller.stop()
+    rows = [r for r in queue_log_all(stack) if r[0] == "WRAPUP" and r[1] == "1002"]
+    assert rows == [("WRAPUP", "1002", "support/fixed")]
+    phone.send("ready")
+
+
+def queue_log_all(stack: StackProcess) -> list[tuple[str, str, str]]:
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        return list(db.execute("SELECT event, agent_id, code FROM queue_log ORDER BY id"))
