@@ -80,6 +80,7 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         v.addWidget(self._acw_box())
         h = QtWidgets.QHBoxLayout()
         self.script_view = QtWidgets.QListWidget()
+        self.script_view.setWordWrap(True)
         self.mic_meter, self.speaker_meter = QtWidgets.QProgressBar(), QtWidgets.QProgressBar()
         meters = QtWidgets.QHBoxLayout()
         for label, bar in (("mic", self.mic_meter), ("speaker", self.speaker_meter)):
@@ -105,6 +106,7 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         meter_timer = QtCore.QTimer(self)
         meter_timer.timeout.connect(self._meters)
         meter_timer.start(100)
+        self._meters()
         self.refresh()
 
     # ---- building -----------------------------------------------------------------------

@@ -169,3 +169,42 @@ def test_a_command_the_session_refuses_shows_why(qtbot: Any) -> None:
     qtbot.addWidget(w)
     w._do("answer")
     assert "cannot answer while the phone is idle" in w.warning.text()
+
+
+SCALED = """
+import sys
+from PySide6 import QtWidgets
+app = QtWidgets.QApplication([])
+from tests.test_softphone_window import CALL, FakeController
+from softphone.window import SoftphoneWindow
+c = FakeController()
+c.sign_in("http://x", "x:5060", "1001", "pw")
+c.server({"event": "state", "state": "reserved", "old": "ready"})
+c.server({"event": "offered", "call": CALL})
+c.session.incoming_call(True, c.now, "c-7")
+w = SoftphoneWindow(c, lambda: c.now)
+w.show()
+w.refresh()
+w.adjustSize()
+app.processEvents()
+img = w.grab()
+img.save(sys.argv[1])
+hint = w.minimumSizeHint()
+print(img.devicePixelRatio(), w.width() >= hint.width(), w.height() >= hint.height())
+"""
+
+
+@pytest.mark.parametrize("scale", ["1.25", "2"])
+def test_the_window_renders_at_125_and_200_percent(scale: str, shots: Path) -> None:
+    import subprocess
+    import sys
+
+    path = shots / f"ringing-at-{scale}x.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "QT_SCALE_FACTOR": scale}
+    done = subprocess.run([sys.executable, "-c", SCALED, str(path)], env=env, timeout=60,
+                          capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    ratio, wide_enough, tall_enough = done.stdout.split()
+    print(f"screenshot: {path}")
+    assert float(ratio) == float(scale) and wide_enough == tall_enough == "True"
