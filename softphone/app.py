@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.headless:
         return asyncio.run(headless.run(args))
     try:
-        from .window import run_window
+        from .desktop import run_window
     except ImportError as exc:
         print(f"softphone: the window needs PySide6 ({exc}); or use --headless",
               file=sys.stderr)

@@ -115,9 +115,9 @@ class DeviceAudio:
                         "channels": 1, "dtype": "int16"}
         self._microphone = microphone
         self.streams: list[Any] = []
-        self._open(input_device, output_device)
+        self.open(input_device, output_device)
 
-    def _open(self, input_device: int | None, output_device: int | None) -> None:
+    def open(self, input_device: int | None, output_device: int | None) -> None:
         self.streams = [self._sd.RawOutputStream(device=output_device, callback=self._play,
                                                  **self._common)]
         if self._microphone:

@@ -1,6 +1,6 @@
 """The softphone's Qt window (PySide6) over the session: every widget only sends a command
 (``controller.command(name, *args)``) and renders the session's state in ``refresh()``; no
-widget calls HTTP or SIP. The real controller (:class:`ThreadedSoftphone`) runs the
+widget calls HTTP or SIP. The real controller (``softphone/desktop.py``) runs the
 :class:`~softphone.runner.Softphone` on an asyncio loop in a thread and signals the window
 on each change; tests give a controller of their own.
 
@@ -13,9 +13,6 @@ and the shift's figures. Shortcuts: settings.DEFAULT_HOTKEYS.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import threading
 from typing import Any, Protocol
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -23,7 +20,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from .model import AcdStatus, CallState, InvalidStateError, Link, Notice
 from .script import DEFAULT_BANNED, banned_in, reason_tree
 from .session import AgentSession
-from .settings import DEFAULT_HOTKEYS, Settings, load, save, store_password, stored_password
+from .settings import DEFAULT_HOTKEYS
 
 NOT_READY_REASONS = ("break", "lunch", "training", "meeting")
 
@@ -75,6 +72,7 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         v.addWidget(self.status)
         v.addWidget(self.warning)
         v.addWidget(self._sign_in_box())
+        v.addWidget(self._devices_box())
         v.addWidget(self._state_box())
         v.addWidget(self._call_box())
         v.addWidget(self._acw_box())
@@ -130,6 +128,39 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         self.sign_in_button = self._button("Sign in", self._sign_in)
         form.addRow(self.sign_in_button)
         return box
+
+    def _devices_box(self) -> QtWidgets.QGroupBox:
+        box = QtWidgets.QGroupBox("Devices")
+        h = QtWidgets.QHBoxLayout(box)
+        self.device_combos: dict[str, QtWidgets.QComboBox] = {}
+        for kind in ("microphone", "speaker", "ring"):
+            combo = QtWidgets.QComboBox()
+            combo.setToolTip(kind)
+            self.device_combos[kind] = combo
+            h.addWidget(QtWidgets.QLabel(kind))
+            h.addWidget(combo)
+        self.devices_button = self._button("Use", self._use_devices)
+        h.addWidget(self.devices_button)
+        self._list_devices()
+        return box
+
+    def _list_devices(self) -> None:
+        names: list[str] = getattr(self.c, "device_names", lambda: [])()
+        chosen: dict[str, str] = getattr(self.c, "chosen_devices", lambda: {})()
+        for kind, combo in self.device_combos.items():
+            combo.clear()
+            combo.addItems(["(default)", *names])
+            if chosen.get(kind) in names:
+                combo.setCurrentText(chosen[kind])
+
+    def _use_devices(self) -> None:
+        picked = {k: ("" if c.currentIndex() == 0 else c.currentText())
+                  for k, c in self.device_combos.items()}
+        use = getattr(self.c, "choose_devices", None)
+        if use is not None:
+            use(picked["microphone"], picked["speaker"], picked["ring"])
+        self._list_devices()
+        self.refresh()
 
     def _state_box(self) -> QtWidgets.QGroupBox:
         self.state_box = box = QtWidgets.QGroupBox("My state")
@@ -326,149 +357,3 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         if s.call is CallState.RINGING:
             self.raise_()
             self.activateWindow()
-
-
-class ThreadedSoftphone:
-    """The real controller: the Softphone on an asyncio loop in its own thread."""
-
-    def __init__(self, window_changed: Any, settings: Settings) -> None:
-        self._changed = window_changed
-        self.settings = settings
-        self.loop = asyncio.new_event_loop()
-        self.phone: Any = None
-        self.audio: Any = None
-        self._ring_playing = False
-        self.session = AgentSession("")
-        self.notices: list[Notice] = []
-        self.not_ready_reasons = list(NOT_READY_REASONS)
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-
-    @property
-    def script(self) -> list[str]:
-        return list(self.phone.script) if self.phone else []
-
-    @property
-    def reason_codes(self) -> list[tuple[str, str]]:
-        return list(self.phone.reason_codes) if self.phone else []
-
-    @property
-    def banned(self) -> list[str]:
-        return list(self.phone.banned) if self.phone else []
-
-    def sign_in(self, server: str, sip: str, agent_id: str, password: str) -> None:
-        from .devices import DeviceAudio, choose, list_devices
-        from .runner import Softphone, SoftphoneConfig
-
-        st = self.settings
-        st.server, st.sip, st.agent_id = server, sip, agent_id
-        save(st)
-        store_password(agent_id, server, password)  # only where there is a keyring
-        devices = list_devices()
-        mic, spk = choose(devices, st.microphone, "input"), choose(devices, st.speaker, "output")
-        audio = DeviceAudio(mic.device.index if mic.device else None,
-                            spk.device.index if spk.device else None)
-        audio.start()
-        self.audio = audio
-        phone = Softphone(SoftphoneConfig(server, sip, agent_id, password,
-                                          auto_answer_s=st.auto_answer_s),
-                          audio.to_call.read, audio.from_call.write,
-                          on_change=self._on_change)
-        phone.notices.extend(Notice(w) for w in (mic.warning, spk.warning) if w)
-        self.phone, self.session, self.notices = phone, phone.session, phone.notices
-
-        async def start() -> None:
-            await phone.start()
-
-        asyncio.run_coroutine_threadsafe(start(), self.loop)
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.phone is not None:
-            asyncio.run_coroutine_threadsafe(self.phone.stop(), self.loop).result(timeout_s)
-        if self.audio is not None:
-            self.audio.close()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-    def levels(self) -> tuple[float, float]:
-        if self.audio is None:
-            return -120.0, -120.0
-        return self.audio.mic_level.dbfs, self.audio.speaker_level.dbfs
-
-    def _on_change(self) -> None:
-        """On the softphone's loop: the ring tone on the ring device, then the window."""
-        ringing = bool(self.phone and self.phone.ringing)
-        if ringing != self._ring_playing:
-            self._ring_playing = ringing
-            self._ring(ringing)
-        self._changed()
-
-    def _ring(self, on: bool) -> None:
-        import numpy as np
-        import sounddevice as sd
-
-        from .devices import choose, list_devices
-
-        if not on:
-            sd.stop()
-            return
-        rate = 8000
-        t = np.arange(rate * 3) / rate  # 1 s of 425 Hz, 2 s of silence (ETSI TR 101 041)
-        tone = (0.3 * np.sin(2 * np.pi * 425 * t) * (t < 1.0)).astype(np.float32)
-        ring = choose(list_devices(), self.settings.ring_device or self.settings.speaker,
-                      "output")
-        try:
-            sd.play(tone, rate, device=ring.device.index if ring.device else None, loop=True)
-        except Exception as exc:  # the call still rings on screen
-            self.notices.append(Notice(f"cannot ring on {ring.device}: {exc}"))
-
-    def poll_devices(self) -> None:
-        """Between calls: PortAudio's list again; the remembered devices if they are back
-        (a headset plugged in), a visible fallback if they went."""
-        from .devices import choose, rescan
-
-        if self.audio is None or self.session.call is not CallState.IDLE:
-            return
-        self.audio.close()
-        devices = rescan()
-        mic = choose(devices, self.settings.microphone, "input")
-        spk = choose(devices, self.settings.speaker, "output")
-        self.audio._open(mic.device.index if mic.device else None,
-                         spk.device.index if spk.device else None)
-        self.audio.start()
-        for warning in (mic.warning, spk.warning):
-            if warning and all(n.text != warning for n in self.notices):
-                self.notices.append(Notice(warning))
-
-    def command(self, name: str, *args: Any) -> None:
-        if self.phone is None:
-            raise InvalidStateError("sign in first")
-        done = asyncio.run_coroutine_threadsafe(self._command(name, *args), self.loop)
-        done.result(timeout=5)  # InvalidStateError comes back here, for the window
-
-    async def _command(self, name: str, *args: Any) -> None:
-        self.phone.command(name, *args)
-
-
-def run_window(args: argparse.Namespace) -> int:
-    import time
-
-    app = QtWidgets.QApplication([])
-    settings = load()
-    if args.agent:
-        settings.agent_id = args.agent
-    holder: list[SoftphoneWindow] = []
-    controller = ThreadedSoftphone(lambda: holder[0].changed.emit() if holder else None,
-                                   settings)
-    window = SoftphoneWindow(controller, time.time, settings.hotkeys)
-    window.server_edit.setText(settings.server)
-    window.sip_edit.setText(settings.sip)
-    window.agent_edit.setText(settings.agent_id)
-    window.password_edit.setText(stored_password(settings.agent_id, settings.server) or "")
-    holder.append(window)
-    devices_timer = QtCore.QTimer(window)
-    devices_timer.timeout.connect(controller.poll_devices)
-    devices_timer.start(10_000)
-    window.show()
-    try:
-        return app.exec()
-    finally:
-        controller.stop()

@@ -251,9 +251,10 @@ def test_the_window_takes_a_queued_call_through_its_widgets_on_a_virtual_headset
     sd = pytest.importorskip("sounddevice")
     from PySide6 import QtCore
 
+    from softphone.desktop import ThreadedSoftphone
     from softphone.model import CallState, Link
     from softphone.settings import Settings
-    from softphone.window import SoftphoneWindow, ThreadedSoftphone
+    from softphone.window import SoftphoneWindow
 
     phone.send("not_ready break")  # the headless agent steps aside: 1002 takes this one
     phone.wait("the headless agent not ready", lambda s: s["status"] == "not_ready")

@@ -41,6 +41,16 @@ class FakeController:
                        "Please wait a moment.", "Thank you for your patience."]
         self.banned = ["it's company policy", "you're wrong"]
         self.signed_in_with: tuple[str, ...] = ()
+        self.devices = {"microphone": "", "speaker": "", "ring": ""}
+
+    def device_names(self) -> list[str]:
+        return ["Built-in Audio Analog Stereo", "Jabra Evolve 40"]
+
+    def chosen_devices(self) -> dict[str, str]:
+        return dict(self.devices)
+
+    def choose_devices(self, microphone: str, speaker: str, ring: str) -> None:
+        self.devices = {"microphone": microphone, "speaker": speaker, "ring": ring}
 
     def command(self, name: str, *args: Any) -> None:
         self.actions += getattr(self.session, name)(*args, now=self.now)
@@ -80,6 +90,12 @@ def test_a_call_through_the_window_from_sign_in_to_wrap_up(qtbot: Any, shots: Pa
     qtbot.addWidget(w)
     w.resize(720, 900)
     w.show()
+    w.device_combos["microphone"].setCurrentText("Jabra Evolve 40")
+    w.device_combos["speaker"].setCurrentText("Jabra Evolve 40")
+    click(qtbot, w.devices_button)
+    assert c.devices == {"microphone": "Jabra Evolve 40", "speaker": "Jabra Evolve 40",
+                         "ring": ""}
+    assert w.device_combos["speaker"].currentText() == "Jabra Evolve 40"  # shown as chosen
     shoot(w, shots, "1-signed-out")
     assert w.sign_in_box.isVisible() and not w.state_box.isEnabled()
     qtbot.keyClicks(w.agent_edit, "1001")
