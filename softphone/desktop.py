@@ -153,6 +153,11 @@ class ThreadedSoftphone:
                 self.notices.append(Notice(warning))
 
     def command(self, name: str, *args: Any) -> None:
+        if name == "set_auto_answer":  # remembered for the next shift too
+            self.settings.auto_answer_s = args[0]
+            save(self.settings)
+            if self.phone is None:
+                return  # taken at sign-in
         if self.phone is None:
             raise InvalidStateError("sign in first")
         done = asyncio.run_coroutine_threadsafe(self._command(name, *args), self.loop)
@@ -177,6 +182,7 @@ def run_window(args: argparse.Namespace) -> int:
     window.sip_edit.setText(settings.sip)
     window.agent_edit.setText(settings.agent_id)
     window.password_edit.setText(stored_password(settings.agent_id, settings.server) or "")
+    window.auto_answer.setValue(int(settings.auto_answer_s or 0))
     holder.append(window)
     devices_timer = QtCore.QTimer(window)
     devices_timer.timeout.connect(controller.poll_devices)

@@ -348,6 +348,13 @@ class AgentSession:
             self.offer = None  # the last call's pop; this one's comes with "offered"
         return [Ring(True)]
 
+    def set_auto_answer(self, seconds: float | None, now: float) -> list[Action]:
+        """Answer by itself after ``seconds`` of ringing (None or 0: the agent answers)."""
+        if seconds is not None and not 0 <= seconds <= 60:
+            raise InvalidStateError(f"auto-answer after {seconds:g} s: give 0 to 60 s")
+        self.auto_answer_s = seconds or None
+        return []
+
     def tick(self, now: float) -> list[Action]:
         """Timers: auto-answer."""
         if (self.call is CallState.RINGING and self.auto_answer_s is not None

@@ -174,8 +174,16 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
         self.next_combo.addItems(["ready"] + [f"not_ready:{r}" for r in (
             self.c.not_ready_reasons or NOT_READY_REASONS)] + ["logged_out"])
         self.next_button = self._button("Next state", self._next_state)
+        self.auto_answer = QtWidgets.QSpinBox()
+        self.auto_answer.setRange(0, 60)
+        self.auto_answer.setPrefix("auto-answer ")
+        self.auto_answer.setSuffix(" s")
+        self.auto_answer.setSpecialValueText("auto-answer off")
+        self.auto_answer.setValue(int(self.c.session.auto_answer_s or 0))
+        self.auto_answer.valueChanged.connect(lambda v: self._do("set_auto_answer",
+                                                                 float(v) or None))
         for w in (self.ready_button, self.reason_combo, self.not_ready_button,
-                  self.next_combo, self.next_button):
+                  self.next_combo, self.next_button, self.auto_answer):
             h.addWidget(w)
         return box
 

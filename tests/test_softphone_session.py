@@ -384,6 +384,17 @@ def test_auto_answer_after_the_chosen_seconds() -> None:
     assert s.tick(T0 + 4.0) == []  # once
 
 
+def test_auto_answer_is_chosen_by_the_agent_within_bounds() -> None:
+    s = online()
+    s.set_auto_answer(2.0, T0)
+    s.incoming_call(True, T0)
+    assert s.tick(T0 + 2.0) == [AnswerCall()]
+    s.set_auto_answer(0, T0)
+    assert s.auto_answer_s is None
+    with pytest.raises(InvalidStateError, match="0 to 60 s"):
+        s.set_auto_answer(90, T0)
+
+
 @pytest.mark.parametrize("to", ["queue:billing", "agent:1002", "flow:survey", "tel:+4930123"])
 def test_transfer_targets(to: str) -> None:
     assert on_call().transfer(to, T0) == [Transfer(to)]

@@ -104,6 +104,10 @@ def test_a_call_through_the_window_from_sign_in_to_wrap_up(qtbot: Any, shots: Pa
     assert c.signed_in_with[2:] == ("1001", "secret-pw")
     assert not w.sign_in_box.isVisible()
 
+    w.auto_answer.setValue(5)
+    assert c.session.auto_answer_s == 5.0
+    w.auto_answer.setValue(0)
+    assert c.session.auto_answer_s is None
     click(qtbot, w.ready_button)
     assert c.actions[-1] == m.SendState(m.AcdStatus.READY)
     c.server({"event": "state", "state": "ready", "old": "logged_out"})
