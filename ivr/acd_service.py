@@ -299,7 +299,10 @@ class AcdService:
         return {"call_id": info.call_id, "queue": info.queue, "state": state,
                 "caller": info.caller, "caller_name": info.data.get("caller_name", ""),
                 "wait_s": round((info.connected_at or self._clock()) - info.joined_at, 1),
-                "since": info.connected_at or info.joined_at, "data": dict(info.data)}
+                "since": info.connected_at or info.joined_at, "data": dict(info.data),
+                # for the screen pop: the menu choices taken ("node:key") and the language
+                "ivr_path": [p for p in info.data.get("ivr_path", "").split(" > ") if p],
+                "language": info.data.get("language", "")}
 
     def current_call(self, agent_id: str) -> CallInfo | None:
         agent = self.acd.agents.get(agent_id)

@@ -124,6 +124,14 @@ class Desk:
     def not_ready_reasons(self) -> list[str]:
         return list(self.service.acd.config.not_ready_reasons)
 
+    def queue_script(self, queue: str, language: str = "") -> dict[str, Any]:
+        config = self.service.acd.config
+        if queue not in config.queues:
+            raise DeskError(f"no queue {queue!r}", 404)
+        used, steps = config.script(queue, language)
+        return {"queue": queue, "language": used, "steps": steps,
+                "banned_phrases": list(config.banned_phrases)}
+
     # ---- changes --------------------------------------------------------------------
 
     def set_state(self, agent_id: str, state: str, reason: str = "") -> dict[str, Any]:
@@ -136,8 +144,12 @@ class Desk:
         assert view is not None
         return view
 
-    def wrapup(self, agent_id: str, code: str, note: str = "") -> dict[str, Any]:
-        self._agent(agent_id)
+    def wrapup(self, agent_id: str, code: str, note: str = "", call_id: str = ""
+               ) -> dict[str, Any]:
+        agent = self._agent(agent_id)
+        if call_id and call_id not in (agent.call_id, agent.last_call_id):
+            raise DeskError(f"call {call_id} is not agent {agent_id}'s last call: its "
+                            "wrap-up can no longer be given", 409)
         if len(note) > 2000:
             raise DeskError("the note is longer than 2000 characters", 422)
         try:

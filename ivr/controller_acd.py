@@ -67,6 +67,7 @@ class ControllerAcd:
         if lost:
             service.rows_today.extend(lost)
             self._log_rows(lost)
+        self._restore_last_calls(service.rows_today)
         reasons = set(service.acd.config.not_ready_reasons)
         restored = 0
         for agent_id, was in sorted(self.store.agent_states().items()):
@@ -80,6 +81,17 @@ class ControllerAcd:
             restored += 1
         if lost or restored:
             log_event("acd.restored", agents_signed_in=restored, queued_calls_lost=len(lost))
+
+    def _restore_last_calls(self, rows: list[QueueLogRow]) -> None:
+        """Each agent's last call of today, and whether it has its code: a wrap-up typed
+        while the controller was down (the softphone keeps it) still finds its call."""
+        agents = self.service.acd.agents
+        coded = {r.call_id for r in rows if r.event is QueueEvent.WRAPUP}
+        for row in rows:
+            agent = agents.get(row.agent_id)
+            if row.event is QueueEvent.CONNECT and agent is not None:
+                agent.last_call_id, agent.last_call_queue = row.call_id, row.queue
+                agent.coded_call_id = row.call_id if row.call_id in coded else None
 
     def _final_row(self, entry: Any, now: float) -> QueueLogRow:
         """The last row of a call the old controller left in a queue: EXITFAILURE if no

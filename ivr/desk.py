@@ -60,7 +60,11 @@ class AgentDesk(Protocol):
         after the change (an agent on a call gets it at the end of the call)."""
         ...
 
-    def wrapup(self, agent_id: str, code: str, note: str = "") -> dict[str, Any]: ...
+    def wrapup(self, agent_id: str, code: str, note: str = "", call_id: str = ""
+               ) -> dict[str, Any]:
+        """Code the agent's current or last call; ``call_id`` (optional) names it, and
+        any other call is refused (409)."""
+        ...
 
     def current_call(self, agent_id: str) -> dict[str, Any] | None: ...
 
@@ -77,6 +81,10 @@ class AgentDesk(Protocol):
         ...
 
     def not_ready_reasons(self) -> list[str]: ...
+
+    def queue_script(self, queue: str, language: str = "") -> dict[str, Any]:
+        """{"queue", "language", "steps": [...], "banned_phrases": [...]}; 404 no queue."""
+        ...
 
     def subscribe(self, agent_id: str) -> asyncio.Queue[dict[str, Any]]:
         """A queue of this agent's events (see above) until ``unsubscribe``."""

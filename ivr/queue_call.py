@@ -192,6 +192,8 @@ class AcdCall:
             if var in _NOT_FOR_AGENTS or (var in self.fixed_vars and var != "language"):
                 continue
             out[var] = mask(value) if var in self.run.sensitive else str(value)
+        if self.run.path:  # the menu choices taken, for the agent's screen pop
+            out.setdefault("ivr_path", " > ".join(self.run.path))
         return out
 
     async def join(self, action: QueueCall) -> None:

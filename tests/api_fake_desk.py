@@ -86,7 +86,8 @@ class FakeDesk:
         assert view is not None
         return view
 
-    def wrapup(self, agent_id: str, code: str, note: str = "") -> dict[str, Any]:
+    def wrapup(self, agent_id: str, code: str, note: str = "", call_id: str = ""
+               ) -> dict[str, Any]:
         agent = self._get(agent_id)
         if agent.state != "wrap_up":
             raise DeskError(f"agent {agent_id} is {agent.state}, not in wrap-up: no call "
@@ -94,7 +95,7 @@ class FakeDesk:
         if code not in {c["code"] for c in REASON_CODES}:
             raise DeskError(f"unknown reason code {code!r}", 422)
         agent.last_code, agent.last_note, agent.state = code, note, "ready"
-        self.changes.append(("wrapup", agent_id, code, note))
+        self.changes.append(("wrapup", agent_id, code, note) + ((call_id,) if call_id else ()))
         view = self.agent(agent_id)
         assert view is not None
         return view
@@ -116,6 +117,13 @@ class FakeDesk:
 
     def not_ready_reasons(self) -> list[str]:
         return list(NOT_READY_REASONS)
+
+    def queue_script(self, queue: str, language: str = "") -> dict[str, Any]:
+        if queue != "sales":
+            raise DeskError(f"no queue {queue!r}", 404)
+        self.changes.append(("script", queue, language))
+        return {"queue": queue, "language": "en", "steps": ["Hello"],
+                "banned_phrases": ["you're wrong"]}
 
     def subscribe(self, agent_id: str) -> asyncio.Queue[dict[str, Any]]:
         q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

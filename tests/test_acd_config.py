@@ -77,3 +77,23 @@ def test_ivr_acd_check_says_ok_or_lists_the_problems(tmp_path: Path,
 def test_a_misspelt_top_level_key_is_named_with_a_suggestion() -> None:
     msg = _error("queues: {sales: {}}\ncall_reason: {}\n")
     assert msg == "acd.yaml:2: call_reason: unknown field (did you mean 'call_reasons'?)"
+
+
+def test_a_queues_script_is_found_for_the_callers_language_or_the_nearest() -> None:
+    config = parse_acd("""
+queues:
+  sales:
+    script:
+      en: ["Thank you for calling, job number {job}", "Please wait a moment"]
+      de-DE: ["Danke für Ihren Anruf"]
+  plain: {}
+banned_phrases: ["it's company policy"]
+""", "acd.yaml")
+    assert config.script("sales", "en-US") == ("en", ["Thank you for calling, job number {job}",
+                                                      "Please wait a moment"])
+    assert config.script("sales", "de") == ("de-DE", ["Danke für Ihren Anruf"])
+    assert config.script("sales", "fr")[0] == "en"  # the first written
+    assert config.script("plain", "en") == ("", [])
+    assert config.banned_phrases == ["it's company policy"]
+    assert parse_acd("queues: {q: {}}", "a.yaml").banned_phrases == [
+        "it's company policy", "you're wrong"]

@@ -60,6 +60,7 @@ def test_a_queued_call_is_offered_answered_connected_and_ended_with_one_final_ro
     offer = next(x for x in sent if isinstance(x, m.Offer))
     assert (offer.agent_id, offer.uri) == ("1001", "sip:1001@example.test")
     assert rig.desk.current_call("1001")["data"] == {"account": "42"}
+    assert rig.desk.current_call("1001")["ivr_path"] == []
     rig.now += 2
     rig.service.on_message(m.OfferRinging("c1", offer.offer_id))
     rig.service.on_message(m.OfferAnswered("c1", offer.offer_id))
@@ -131,6 +132,22 @@ def test_the_desk_checks_passwords_and_refuses_bad_requests_clearly() -> None:
     assert rig.desk.reason_codes("refund") == [{"code": "billing/refund", "label": "Refund"}]
 
 
+def test_a_wrap_up_naming_its_call_codes_only_the_agents_last_call() -> None:
+    rig = Rig()
+    rig.desk.set_state("1001", "ready")
+    rig.service.on_message(m.Join("c1", "sales", caller="5551234"))
+    offer = next(x for x in rig.take() if isinstance(x, m.Offer))
+    rig.service.on_message(m.OfferAnswered("c1", offer.offer_id))
+    rig.service.on_message(m.AgentGone("c1"))
+    with pytest.raises(DeskError, match="c0 is not agent 1001's last call") as other:
+        rig.desk.wrapup("1001", "billing/refund", "", call_id="c0")
+    assert other.value.status == 409
+    assert not [r for r in rig.rows if r.event is QueueEvent.WRAPUP]  # nothing coded
+    rig.desk.wrapup("1001", "billing/refund", "", call_id="c1")
+    assert [(r.call_id, r.code) for r in rig.rows if r.event is QueueEvent.WRAPUP] == [
+        ("c1", "billing/refund")]
+
+
 def test_subscribers_get_the_agents_events_in_order() -> None:
     async def run() -> list[str]:
         rig = Rig()
@@ -166,3 +183,12 @@ def test_the_desk_gives_an_agents_figures_for_today_from_the_queue_log() -> None
     assert figures["talk_s"] == pytest.approx(40.0)
     assert figures["avg_talk_s"] == pytest.approx(40.0) and figures["missed"] == 0
     assert figures["state"] == "wrap_up"
+
+
+def test_the_call_view_gives_the_screen_pop_the_ivr_path_and_language() -> None:
+    rig = Rig()
+    rig.desk.set_state("1001", "ready")
+    rig.service.on_message(m.Join("c1", "sales", caller="5551234", data={
+        "ivr_path": "main:2 > sales:1", "language": "de-DE"}))
+    view = rig.desk.current_call("1001")
+    assert (view["ivr_path"], view["language"]) == (["main:2", "sales:1"], "de-DE")

@@ -199,6 +199,12 @@ def test_wrap_up_reports_the_code_and_note_and_desk_refusals_keep_their_status()
                                 headers=auth(token))
         assert r.status_code == 200 and r.json()["state"] == "ready"
         assert api.desk.changes == [("wrapup", ALICE, "billing/refund", "sent form")]
+        # the call it codes may be named (a softphone sending one typed offline)
+        api.desk.agents[ALICE].state = "wrap_up"
+        r = await api.http.post(path, json={"code": "billing/refund", "call_id": "c-7"},
+                                headers=auth(token))
+        assert r.status_code == 200, r.text
+        assert api.desk.changes[-1] == ("wrapup", ALICE, "billing/refund", "", "c-7")
 
     serve(scenario)
 
@@ -470,3 +476,18 @@ def test_serving_leaves_the_controllers_signal_handlers_alone() -> None:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def test_the_queue_script_for_the_calls_language_and_unknown_queues() -> None:
+    async def scenario(api: Api) -> None:
+        token = await api.sign_in()
+        r = await api.http.get("/api/v1/queues/sales/script", params={"language": "en-GB"},
+                               headers=auth(token))
+        assert r.status_code == 200 and r.json()["steps"] == ["Hello"]
+        assert api.desk.changes[-1] == ("script", "sales", "en-GB")
+        r = await api.http.get("/api/v1/queues/nope/script", headers=auth(token))
+        assert r.status_code == 404 and "nope" in error_of(r)
+        r = await api.http.get("/api/v1/queues/sales/script")
+        assert r.status_code == 401
+
+    serve(scenario)

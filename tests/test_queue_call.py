@@ -63,6 +63,20 @@ async def bridged(tmp: Path, record: bool = False) -> tuple[Driver, FakeLeg]:
 
 
 @runs_in_loop
+async def test_join_gives_the_agent_the_menu_choices_taken_for_the_screen_pop(
+        tmp_path: Path) -> None:
+    flow = make_flow({
+        "main": {"type": "menu", "prompts": ["main_menu"], "on_failure": "failed",
+                 "choices": {"2": "q"}},
+        "q": {"type": "queue", "queue": "support", "on_unavailable": "failed"}})
+    d = await Driver(flow, tmp_path).start()
+    d.caller.send(DtmfReceived(1, "2", DtmfMethod.RFC4733))
+    await d.settle()
+    [join] = d.link.of(m.Join)
+    assert join.data["ivr_path"] == "main:2"
+
+
+@runs_in_loop
 async def test_join_names_the_queue_and_gives_the_agent_the_ivr_variables_masked(
         tmp_path: Path) -> None:
     d = await queued(tmp_path)

@@ -72,6 +72,8 @@ class QueueConfig(_Model):
     record: bool = False
     skills: SkillsConfig = SkillsConfig()
     expected_handle_s: float = Field(default=180, gt=0, le=86400)  # estimate until measured
+    # the agent's guided script, by language ("en", "de-DE"): the standard phrases in order
+    script: dict[str, list[str]] = {}
 
     @field_validator("strategy")
     @classmethod
@@ -136,6 +138,19 @@ class AcdConfig(_Model):
         for pattern in v:
             compile_pattern(pattern)  # DialPlanError (a ValueError) names the pattern
         return v
+    # phrases the softphone flags in an agent's note
+    banned_phrases: list[str] = ["it's company policy", "you're wrong"]
+
+    def script(self, queue: str, language: str) -> tuple[str, list[str]]:
+        """(language used, steps) of ``queue``'s script in ``language``: exact, then the
+        same language without region (``en-US`` -> ``en``), then the first one written."""
+        scripts = self.queues[queue].script
+        base = language.split("-")[0].lower()
+        for lang in (language, base, *[k for k in scripts if k.split("-")[0].lower() == base]):
+            if lang in scripts:
+                return lang, list(scripts[lang])
+        first = next(iter(scripts), "")
+        return first, list(scripts.get(first, []))
 
     @field_validator("agents", "queues", mode="before")
     @classmethod

@@ -129,7 +129,7 @@ async def put_state(request: Request) -> Response:
 async def post_wrapup(request: Request) -> Response:
     _, agent_id = _own_agent(request)
     body = await read_body(request, WrapUp)
-    return _json(_ctx(request).desk.wrapup(agent_id, body.code, body.note))
+    return _json(_ctx(request).desk.wrapup(agent_id, body.code, body.note, body.call_id))
 
 
 @guarded
@@ -170,6 +170,15 @@ async def get_not_ready_reasons(request: Request) -> Response:
     return _json({"reasons": _ctx(request).desk.not_ready_reasons()})
 
 
+@guarded
+async def get_queue_script(request: Request) -> Response:
+    _session(request)
+    language = request.query_params.get("language", "")
+    if len(language) > 32:
+        raise ApiError(422, "language: at most 32 characters")
+    return _json(_ctx(request).desk.queue_script(request.path_params["queue"], language))
+
+
 async def get_openapi(request: Request) -> Response:
     return _json(request.app.state.openapi)
 
@@ -191,6 +200,7 @@ def routes() -> list[BaseRoute]:
         Route(f"{p}/calls/{{call_id}}", get_call, methods=["GET"]),
         Route(f"{p}/reason-codes", get_reason_codes, methods=["GET"]),
         Route(f"{p}/not-ready-reasons", get_not_ready_reasons, methods=["GET"]),
+        Route(f"{p}/queues/{{queue}}/script", get_queue_script, methods=["GET"]),
         WebSocketRoute(f"{p}/agents/{{agent_id}}/events", events.agent_events),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]

@@ -45,6 +45,9 @@ class StateChange(_Body):
 class WrapUp(_Body):
     code: str = Field(min_length=1, max_length=128)
     note: str = Field(default="", max_length=2000)
+    # the call the code is for (optional): a wrap-up sent late, after a reconnect, must not
+    # code a later call
+    call_id: str = Field(default="", max_length=128)
 
 
 B = TypeVar("B", bound=_Body)

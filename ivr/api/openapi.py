@@ -98,6 +98,13 @@ _PATHS: dict[str, dict[str, Any]] = {
         {"200": {"description": "the reasons", "content": {"application/json": {
             "schema": {"type": "object", "properties": {"reasons": {
                 "type": "array", "items": {"type": "string"}}}}}}}}, 401)},
+    "/api/v1/queues/{queue}/script": {"get": _op(
+        "The queue's guided script in a language (or the nearest written), and the "
+        "phrases to flag in notes",
+        {"200": _json("Script", "the steps")}, 401, 404, 422, params=[
+            {"name": "queue", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "language", "in": "query", "required": False,
+             "schema": {"type": "string", "maxLength": 32}}])},
     "/openapi.json": {"get": _op(
         "This description", {"200": {"description": "OpenAPI 3.1 JSON"}}, secured=False)},
 }
@@ -122,7 +129,8 @@ _SCHEMAS: dict[str, Any] = {
                         "reason": {"type": "string", "maxLength": 64}}},
     "WrapUp": {"type": "object", "required": ["code"], "additionalProperties": False,
                "properties": {"code": {"type": "string", "maxLength": 128},
-                              "note": {"type": "string", "maxLength": 2000}}},
+                              "note": {"type": "string", "maxLength": 2000},
+                              "call_id": {"type": "string", "maxLength": 128}}},
     "Agent": {"type": "object", "properties": {
         "id": _STR, "name": _STR, "state": _STR, "reason": _STR,
         "since": {"type": ["number", "null"]},  # null: not signed in since the stack started
@@ -133,6 +141,9 @@ _SCHEMAS: dict[str, Any] = {
         "state": {"enum": ["ringing", "connected", "held", "wrap_up", "ended"]},
         "caller": _STR, "caller_name": _STR, "wait_s": _NUM, "since": _NUM,
         "data": {"type": "object", "additionalProperties": True}}},
+    "Script": {"type": "object", "properties": {
+        "queue": _STR, "language": _STR, "steps": {"type": "array", "items": _STR},
+        "banned_phrases": {"type": "array", "items": _STR}}},
     "Figures": {"type": "object", "additionalProperties": True, "properties": {
         "calls_handled": {"type": "integer"}, "talk_time_s": _NUM, "aht_s": _NUM,
         "hold_time_s": _NUM, "missed": {"type": "integer"}, "not_ready_s": _NUM}},
