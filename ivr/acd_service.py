@@ -20,6 +20,7 @@ from typing import Any
 from . import messages as m
 from .acd import Acd, AcdConfig, AcdError, EntryState, QueueLogRow
 from .acd import events as ev
+from .acd_callback_service import CALLBACK_ACTIONS, CALLBACK_MESSAGES, CallbackDoors
 from .logs import log_event
 
 log = logging.getLogger("ivr.acd_service")
@@ -41,7 +42,7 @@ class CallInfo:
     ended_by: str = ""
 
 
-class AcdService:
+class AcdService(CallbackDoors):
     def __init__(self, config: AcdConfig, *, send: Callable[[str, m.Message], bool],
                  log_rows: Callable[[list[QueueLogRow]], None],
                  agent_uri: Callable[[str], str],
@@ -68,6 +69,9 @@ class AcdService:
         info = self.calls.get(call_id)
         if isinstance(msg, m.Join):
             self._join(msg)
+            return
+        if isinstance(msg, CALLBACK_MESSAGES):
+            self._callback_message(msg)
             return
         if info is None:
             log.debug("ACD message %s for call %s not in the ACD", msg.TYPE, call_id)
@@ -215,6 +219,8 @@ class AcdService:
                     int(round(action.estimated_wait_s))))
             elif isinstance(action, ev.AgentStateChanged):
                 self._state_changed(action)
+            elif isinstance(action, CALLBACK_ACTIONS):
+                self._callback_action(action)
         if rows:
             self.rows_today.extend(rows)
             self._log_rows(rows)
@@ -225,6 +231,10 @@ class AcdService:
         if info is not None:
             info.offer_ids.add(action.offer_id)
         self._offer_sent[action.offer_id] = time.monotonic()
+        if action.kind != "call":
+            if not self._callback_offer(action):  # no worker slot free to ring with
+                self._handle(ev.OfferFailed(action.offer_id, "error"))
+            return
         sent = self._send(action.call_id, m.Offer(
             action.call_id, action.offer_id, action.agent_id,
             self._agent_uri(action.agent_id), action.queue, round(action.wait_s, 3),

@@ -23,7 +23,7 @@ from .config import Settings
 from .logs import log_event
 from .messages import Message, from_wire, to_wire
 from .protocol import ProtocolError, decode, encode
-from .store import CallStore
+from .store import CallStore, StoreError
 
 log = logging.getLogger("ivr.controller")
 
@@ -52,7 +52,10 @@ class ControllerAcd:
                                   on_agent_event=lambda a, e: self.desk.publish(a, e))
         self.desk = Desk(self.service, store.agent_sip)
         self._log_rows = log_rows
+        self.service.save_callback = self._save_callback
+        self.service.acd.offer_callbacks = self.service.place_callback is not None
         self._restore(time.time())
+        self._restore_callbacks()
         log_event("acd.ready", file=str(settings.paths.acd), queues=sorted(config.queues),
                   agents=len(config.agents))
 
@@ -79,6 +82,25 @@ class ControllerAcd:
             restored += 1
         if lost or restored:
             log_event("acd.restored", agents_signed_in=restored, queued_calls_lost=len(lost))
+
+    def _restore_callbacks(self) -> None:
+        """The store's open callbacks back in line; own agents from today's log."""
+        service = self.service
+        callers: dict[str, str] = {}
+        for row in service.rows_today:
+            if row.event is QueueEvent.ENTERQUEUE and row.reason:
+                callers[row.call_id] = row.reason
+            elif row.event is QueueEvent.CONNECT and row.call_id in callers:
+                service.acd.remember_agent(callers[row.call_id], row.agent_id)
+        restored = service.restore_callbacks(self.store.open_callbacks())
+        if restored:
+            log_event("acd.callbacks_restored", callbacks=restored)
+
+    def _save_callback(self, record: Any) -> None:
+        try:
+            self.store.save_callback(record)
+        except StoreError as exc:
+            log.error("callback %s not saved: %s", record.callback_id, exc)
 
     def _final_row(self, entry: Any, now: float) -> QueueLogRow:
         """The last row of a call the old controller left in a queue: EXITFAILURE if no

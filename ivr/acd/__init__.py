@@ -1,8 +1,8 @@
 """The ACD (automatic call distributor) as a pure core: queues, agents, offers, strategies,
 the queue log and the figures computed from it. See docs/acd.md."""
 
+from .callbacks import Acd
 from .config import AcdConfig, AcdConfigError, AcdIssue, QueueConfig, load_acd, parse_acd
-from .core import Acd
 from .model import (
     Agent,
     AgentState,

@@ -21,6 +21,23 @@ Call rows (``call_id`` and ``queue`` set)::
     EXITFAILURE     final: the stack lost the call before an agent answered (its worker
                     died, or the controller restarted): never counted as an abandon
 
+Callback rows (queued callbacks and abandoned-call callbacks; ``call_id`` is the callback's
+id, ``cb-<call>``, except EXITCALLBACK, which ends the caller's own call in the queue)::
+
+    EXITCALLBACK    final: the caller asked to be called back and left (wait_s; code = the
+                    callback's id)
+    CALLBACKREQUEST a callback joined the line at the caller's place (reason = the kind,
+                    callback or abandoned; position, priority)
+    CALLBACKUPDATE  a second request for the same number and queue updated the first
+    CALLBACKDIAL    the agent answered the offer; the customer is dialled (agent, position =
+                    the attempt, 1 for the first)
+    CALLBACKCONNECT the customer answered (agent, wait_s since the callback's place in line)
+    CALLBACKFAIL    the customer was not reached (reason: no_answer, busy, voicemail,
+                    failed, agent-gone; position = the attempt)
+    CALLBACKCOMPLETE final: the callback was answered and has ended (talk_s; reason = who
+                    hung up: agent or customer)
+    CALLBACKCLOSED  final: closed unreached (reason: the last attempt's outcome, or expired)
+
 Agent rows (``agent_id``, ``old_state``, ``new_state``; ``call_id``/``queue`` when a call is
 the cause)::
 
@@ -62,13 +79,22 @@ class QueueEvent(enum.Enum):
     UNPAUSE = "UNPAUSE"
     AGENTSTATE = "AGENTSTATE"
     WRAPUP = "WRAPUP"
+    EXITCALLBACK = "EXITCALLBACK"
+    CALLBACKREQUEST = "CALLBACKREQUEST"
+    CALLBACKUPDATE = "CALLBACKUPDATE"
+    CALLBACKDIAL = "CALLBACKDIAL"
+    CALLBACKCONNECT = "CALLBACKCONNECT"
+    CALLBACKFAIL = "CALLBACKFAIL"
+    CALLBACKCOMPLETE = "CALLBACKCOMPLETE"
+    CALLBACKCLOSED = "CALLBACKCLOSED"
 
 
 #: The events that end a caller's time in a queue; each call has exactly one.
 FINAL_EVENTS = frozenset({
     QueueEvent.COMPLETECALLER, QueueEvent.COMPLETEAGENT, QueueEvent.ABANDON,
     QueueEvent.EXITWITHTIMEOUT, QueueEvent.EXITWITHKEY, QueueEvent.EXITEMPTY,
-    QueueEvent.JOINEMPTY, QueueEvent.FULL, QueueEvent.EXITFAILURE,
+    QueueEvent.JOINEMPTY, QueueEvent.FULL, QueueEvent.EXITFAILURE, QueueEvent.EXITCALLBACK,
+    QueueEvent.CALLBACKCOMPLETE, QueueEvent.CALLBACKCLOSED,
 })
 
 #: The agent-state rows (each carries old_state and new_state).
