@@ -253,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_acd_parser(sub)  # ivr acd check
     add_agent_parser(sub)  # ivr agent add|list|remove|passwd
+    from .emergency_cli import add_emergency_parser
+
+    add_emergency_parser(sub)  # ivr emergency on|off|show
     return p
 
 

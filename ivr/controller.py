@@ -149,6 +149,7 @@ class Controller(PoolSupervision):
             self.acd = ControllerAcd(s, self.store, self.record_queue_log)
         except AcdStartError as exc:
             raise ControllerError(str(exc)) from exc
+        self.acd.emergency.broadcast = self._to_every_worker
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(
@@ -199,7 +200,7 @@ class Controller(PoolSupervision):
             self._zygote_writer.write(encode("reload"))
         workers = 0
         for slot in self.slots:
-            if slot.writer is not None and slot.state is SlotState.SERVING:
+            if slot.writer is not None and slot.state is not SlotState.EMPTY:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     slot.writer.write(encode("reload"))
                     workers += 1
@@ -314,6 +315,8 @@ class Controller(PoolSupervision):
                 slot.idle_since = time.monotonic()
                 if self._front is not None:
                     self._background(self._front.worker_up(slot.uri))
+            if self.acd is not None and self.acd.emergency.board.on:
+                writer.write(self.acd.emergency.state_line())  # storm mode, if on
             log_event("pool.worker_up", worker=slot.name, pid=slot.pid, sip=hello.get("sip"),
                       start_ms=round((time.monotonic() - slot.started_at) * 1000, 1))
             while True:
@@ -367,6 +370,12 @@ class Controller(PoolSupervision):
                     await self._worker_gone(slot)  # died before it said hello
         if self._zygote_writer is writer:  # not the next zygote's
             self._zygote_writer = None
+
+    def _to_every_worker(self, line: bytes) -> None:
+        for slot in self.slots:
+            if slot.writer is not None and slot.state is not SlotState.EMPTY:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    slot.writer.write(line)
 
     def _on_worker_message(self, slot: WorkerSlot, msg: dict[str, Any]) -> None:
         kind = msg["type"]

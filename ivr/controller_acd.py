@@ -20,6 +20,8 @@ from .acd import AcdConfig, AcdConfigError, AcdError, QueueEvent, QueueLogRow, l
 from .acd_service import AcdService, with_store_agents
 from .agent_desk import Desk, start_of_day
 from .config import Settings
+from .controller_emergency import ControllerEmergency
+from .emergency import EmergencyError
 from .logs import log_event
 from .messages import Message, from_wire, to_wire
 from .protocol import ProtocolError, decode, encode
@@ -56,6 +58,8 @@ class ControllerAcd:
         self.service.acd.offer_callbacks = self.service.place_callback is not None
         self._restore(time.time())
         self._restore_callbacks()
+        self.emergency = ControllerEmergency(store, set(config.queues),
+                                             settings.paths.prompts_dir, log_rows, time.time())
         log_event("acd.ready", file=str(settings.paths.acd), queues=sorted(config.queues),
                   agents=len(config.agents))
 
@@ -136,12 +140,14 @@ class ControllerAcd:
             log_event("acd.reload_refused", error=str(exc))
             self.last_refusal = str(exc)
             return False
+        self.emergency.board.queues = set(self.service.acd.queues)
         log_event("acd.reload", file=str(self.settings.paths.acd),
                   queues=sorted(self.service.acd.queues), agents=len(self.service.acd.agents))
         return True
 
     def close(self) -> None:
         self.service.close()
+        self.emergency.close()
 
     # ---- the pool's view ------------------------------------------------------------
 
@@ -202,10 +208,18 @@ class ControllerAcd:
                 if req["type"] != "ops.request":
                     raise ops.OpsError(f"unexpected {req['type']!r}: ops.request expected")
                 args = req.get("args")
-                if req.get("op") == "acd.reload":
+                op = str(req.get("op"))
+                data: dict[str, Any]
+                if op.startswith("emergency."):
+                    try:
+                        data = self.emergency.request(op, args if isinstance(args, dict)
+                                                      else {}, time.time())
+                    except EmergencyError as exc:
+                        raise ops.OpsError(str(exc)) from None
+                elif req.get("op") == "acd.reload":
                     if not await self.reload():
                         raise ops.OpsError(f"refused: {self.last_refusal}")
-                    data: dict[str, Any] = {}
+                    data = {}
                 else:
                     data = ops.handle(self.service, self.desk, str(req.get("op")),
                                       args if isinstance(args, dict) else {}, time.time())

@@ -38,6 +38,13 @@ id, ``cb-<call>``, except EXITCALLBACK, which ends the caller's own call in the 
                     hung up: agent or customer)
     CALLBACKCLOSED  final: closed unreached (reason: the last attempt's outcome, or expired)
 
+Storm-mode rows (``queue`` set; ``ivr/emergency.py``)::
+
+    EMERGENCYON      an emergency message was switched on (reason = the prompt, code = the
+                     outage key, note = until when)
+    EMERGENCYOFF     switched off by ops (reason = the prompt)
+    EMERGENCYEXPIRED its expiry came (reason = the prompt)
+
 Agent rows (``agent_id``, ``old_state``, ``new_state``; ``call_id``/``queue`` when a call is
 the cause)::
 
@@ -87,6 +94,9 @@ class QueueEvent(enum.Enum):
     CALLBACKFAIL = "CALLBACKFAIL"
     CALLBACKCOMPLETE = "CALLBACKCOMPLETE"
     CALLBACKCLOSED = "CALLBACKCLOSED"
+    EMERGENCYON = "EMERGENCYON"
+    EMERGENCYOFF = "EMERGENCYOFF"
+    EMERGENCYEXPIRED = "EMERGENCYEXPIRED"
 
 
 #: The events that end a caller's time in a queue; each call has exactly one.

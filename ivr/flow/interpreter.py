@@ -48,6 +48,7 @@ from typing import Any
 from ..hours import is_open
 from .callback import PHASES as _CALLBACK_PHASES
 from .callback import CallbackDialogue
+from .emergency import EmergencyNotices
 from .model import (
     BranchCase,
     BranchNode,
@@ -243,7 +244,7 @@ def _json_path(data: Any, path: str) -> Any:
     return data
 
 
-class FlowRun(CallbackDialogue):
+class FlowRun(CallbackDialogue, EmergencyNotices):
     def __init__(self, flow: Flow, variables: Mapping[str, str] | None = None,
                  wall: Callable[[], dt.datetime] | None = None) -> None:
         self.flow = flow
@@ -323,7 +324,8 @@ class FlowRun(CallbackDialogue):
                 self.deadline = now + node.max_s
                 self._emit(StartRecording(node.max_s, node.silence_end_s))
         elif isinstance(node, QueueNode):
-            self._start_queue(node)
+            if not self._emergency_playback_done(node, now):
+                self._start_queue(node)
         elif isinstance(node, TransferNode):
             self._start_transfer(node, now)
         return self._flush()
@@ -365,6 +367,8 @@ class FlowRun(CallbackDialogue):
                 self._emit(StopPlayback())
             self._survey_key(node, digit, now)
         elif isinstance(node, QueueNode):
+            if self._emergency_digit(node, digit, now):
+                return
             if self.state is RunState.QUEUED and self._callback_key(node, digit, now):
                 return
             target = node.exit_keys.get(digit)
@@ -402,6 +406,8 @@ class FlowRun(CallbackDialogue):
                 self._goto(node.next, now)
         elif self.state is RunState.QUEUED and isinstance(node, QueueNode):
             self._callback_timer(node, now)
+        elif self.state is RunState.WAITING and isinstance(node, QueueNode):
+            self._emergency_timer(node, now)
         elif self.state is RunState.BUSY and isinstance(node, TransferNode):
             self._note("transfer.failed", node=self.node_name, why="no answer to REFER")
             self._goto(node.on_failure, now)
@@ -717,10 +723,8 @@ class FlowRun(CallbackDialogue):
                 self._emit(Lookup(render_url(node.url, self.vars), node.method, body,
                                   node.timeout_ms / 1000))
             elif isinstance(node, QueueNode):
-                if node.prompts:
-                    self._prompt(node.prompts)
-                else:
-                    self._start_queue(node)
+                if not self._emergency_start(node, now):
+                    self._queue_greeting(node)
             elif isinstance(node, TransferNode):
                 if node.prompts:
                     self._prompt(node.prompts)

@@ -1,8 +1,11 @@
-"""Queued callbacks in the store (schema 5): one ``callbacks`` row per callback, updated
-as it goes (``ivr/acd/callbacks.py`` sends a :class:`~ivr.acd.events.CallbackRecord` at
-every change). The open ones (``state`` not ``closed``) are what a restarted controller
-puts back in line, in their order (enter time, then id). Every step is also in the queue
-log; this table holds the callback's latest state and its outcome.
+"""Queued callbacks and storm mode's emergency messages in the store (schema 5).
+
+One ``callbacks`` row per callback, updated as it goes (``ivr/acd/callbacks.py`` sends a
+:class:`~ivr.acd.events.CallbackRecord` at every change). The open ones (``state`` not
+``closed``) are what a restarted controller puts back in line, in their order (enter time,
+then id). Every step is also in the queue log; this table holds the callback's latest state
+and its outcome. ``emergencies`` holds one row per queue with an emergency message on
+(``ivr/emergency.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 from typing import Any
 
 from ..acd.events import CallbackRecord
+from ..emergency import Emergency
 from . import sql
 from .base import StoreBase
 from .records import StoreError
@@ -64,3 +68,20 @@ class CallbackRows(StoreBase):
     def callback(self, callback_id: str) -> CallbackRecord | None:
         row = self._db.execute(sql.GET_CALLBACK, (callback_id,)).fetchone()
         return _record(row) if row else None
+
+    def save_emergency(self, queue: str, notice: Emergency | None) -> None:
+        """The emergency message on for ``queue`` (None: none any more)."""
+        try:
+            with self._tx() as db:
+                db.execute(sql.DELETE_EMERGENCY, (queue,))
+                if notice is not None:
+                    db.execute(sql.INSERT_EMERGENCY, (notice.queue, notice.prompt,
+                                                      notice.set_at, notice.expires_at,
+                                                      notice.outage_key))
+        except self._error as exc:
+            raise StoreError(f"{self.path}: cannot save the emergency message of "
+                             f"{queue}: {exc}") from exc
+
+    def emergencies(self) -> list[Emergency]:
+        """The emergency messages on (an expired one included: the caller expires it)."""
+        return [Emergency(*r) for r in self._db.execute(sql.EMERGENCIES)]

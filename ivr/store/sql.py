@@ -121,6 +121,13 @@ OPEN_CALLBACKS = (f"SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE state <> 'clo
                   "ORDER BY enter_at, callback_id")
 GET_CALLBACK = f"SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE callback_id = ?"
 
+# -- storm mode's emergency messages (schema 5) --------------------------------------------
+
+EMERGENCY_COLUMNS = "queue, prompt, set_at, expires_at, outage_key"
+DELETE_EMERGENCY = "DELETE FROM emergencies WHERE queue = ?"
+INSERT_EMERGENCY = f"INSERT INTO emergencies ({EMERGENCY_COLUMNS}) VALUES ({_marks(5)})"
+EMERGENCIES = f"SELECT {EMERGENCY_COLUMNS} FROM emergencies ORDER BY queue"
+
 
 class Adapter(Protocol):
     """The seam to one database: what ``CallStore`` needs beyond the statements above.
@@ -138,6 +145,6 @@ class Adapter(Protocol):
 
 
 # 1: calls, call_events. 2: blocked_calls. 3: agents_sip (agents' digest hashes).
-# 4: queue_log, recordings. 5: callbacks. An older store is brought up to date when it is
-# opened.
+# 4: queue_log, recordings. 5: callbacks, emergencies. An older store is brought up to
+# date when it is opened.
 SCHEMA_VERSION = 5

@@ -125,6 +125,13 @@ CREATE TABLE IF NOT EXISTS callbacks (
     updated_at  REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS callbacks_open ON callbacks (state, enter_at);
+CREATE TABLE IF NOT EXISTS emergencies (
+    queue      TEXT PRIMARY KEY,
+    prompt     TEXT NOT NULL,
+    set_at     REAL NOT NULL,
+    expires_at REAL,
+    outage_key TEXT NOT NULL DEFAULT ''
+);
 """
 
 
