@@ -23,6 +23,9 @@ from .logs import log_event
 log = logging.getLogger("ivr.acd_service")
 
 CALLBACK_MESSAGES = (cm.CallbackRequest,)
+# what the worker placing a callback reports (the callback's id as call id)
+_FROM_CALLBACK_WORKER = (m.OfferRinging, m.OfferAnswered, m.OfferFailed, m.AgentGone,
+                         m.CallerGone, cm.CustomerAnswered, cm.CustomerNotReached)
 CALLBACK_ACTIONS = (ev.SaveCallback, ev.CallbackTaken, ev.DialCustomer)
 
 
@@ -32,6 +35,7 @@ def _no_save(record: ev.CallbackRecord) -> None:
 
 class CallbackDoors:
     acd: Any
+    calls: dict[str, Any]
     _send: Callable[[str, m.Message], bool]
     _agent_event: Callable[[str, dict[str, Any]], None]
     _clock: Callable[[], float]
@@ -43,12 +47,50 @@ class CallbackDoors:
 
     def _callback_message(self, msg: m.Message) -> None:
         if isinstance(msg, cm.CallbackRequest):
+            info = self.calls.get(msg.call_id)
+            data = {**(info.data if info is not None else {}), **msg.data}  # Join's too
             try:
                 self._handle(ev.CallbackRequested(msg.call_id, msg.number,
-                                                  tuple(sorted(msg.data.items()))))
+                                                  tuple(sorted(data.items()))))
             except (AcdError, InvalidStateError) as exc:
                 log_event("acd.callback_refused", call_id=msg.call_id, why=str(exc))
                 self._send(msg.call_id, cm.CallbackRefused(msg.call_id, str(exc)))
+
+    def is_callback(self, call_id: str) -> bool:
+        entry = self.acd.entries.get(call_id)
+        return entry is not None and entry.kind != "call"
+
+    def _callback_worker_message(self, msg: m.Message) -> None:
+        """The worker placing a callback reports on its legs."""
+        event: ev.Event
+        if isinstance(msg, m.OfferRinging):
+            return
+        if isinstance(msg, m.OfferAnswered):
+            event = ev.OfferAnswered(msg.offer_id)
+        elif isinstance(msg, m.OfferFailed):
+            event = ev.OfferFailed(msg.offer_id, msg.reason if msg.reason in (
+                "no_answer", "error") else "rejected")
+        elif isinstance(msg, m.AgentGone):
+            event = ev.AgentHungUp(msg.call_id)
+        elif isinstance(msg, m.CallerGone):
+            event = ev.CallerHungUp(msg.call_id)
+        elif isinstance(msg, cm.CustomerAnswered):
+            event = ev.CustomerAnswered(msg.call_id)
+        elif isinstance(msg, cm.CustomerNotReached):
+            event = ev.CustomerNotReached(msg.call_id, msg.outcome)
+        else:
+            return
+        log_event("acd.callback_" + msg.TYPE.removeprefix("acd."), callback_id=msg.call_id)
+        try:
+            self._handle(event)
+        except (AcdError, InvalidStateError) as exc:  # a late or crossed report
+            log.warning("callback %s: %s not taken: %s", msg.call_id, msg.TYPE, exc)
+
+    def callbacks_lost(self, call_ids: list[str]) -> None:
+        """The worker placing these callbacks died: agents freed, callbacks back in line."""
+        for call_id in call_ids:
+            if self.is_callback(call_id):
+                self._handle(ev.CallLost(call_id))
 
     def _callback_action(self, action: ev.Action) -> None:
         if isinstance(action, ev.SaveCallback):

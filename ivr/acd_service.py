@@ -73,6 +73,9 @@ class AcdService(CallbackDoors):
         if isinstance(msg, CALLBACK_MESSAGES):
             self._callback_message(msg)
             return
+        if info is None and self.is_callback(call_id):
+            self._callback_worker_message(msg)
+            return
         if info is None:
             log.debug("ACD message %s for call %s not in the ACD", msg.TYPE, call_id)
             if isinstance(msg, m.OfferAnswered):  # a leg answered for a call long gone

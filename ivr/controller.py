@@ -150,6 +150,7 @@ class Controller(PoolSupervision):
         except AcdStartError as exc:
             raise ControllerError(str(exc)) from exc
         self.acd.emergency.broadcast = self._to_every_worker
+        self.acd.enable_callbacks(self._free_worker)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(
@@ -371,6 +372,11 @@ class Controller(PoolSupervision):
         if self._zygote_writer is writer:  # not the next zygote's
             self._zygote_writer = None
 
+    def _free_worker(self) -> WorkerSlot | None:
+        """The serving worker with the fewest legs up: it places a queued callback."""
+        serving = [x for x in self.slots if x.state is SlotState.SERVING and x.writer]
+        return min(serving, key=lambda x: x.legs) if serving else None
+
     def _to_every_worker(self, line: bytes) -> None:
         for slot in self.slots:
             if slot.writer is not None and slot.state is not SlotState.EMPTY:
@@ -428,7 +434,7 @@ class Controller(PoolSupervision):
                                  if slot.orphaned else "lost its controller link")
         slot.orphaned = False
         if self.acd is not None:
-            self.acd.worker_gone(slot.open_calls)
+            self.acd.worker_gone(slot.open_calls, slot)
         if slot.open_calls:
             # After what the worker sent (queued before): a call it ended keeps its own end.
             for call_id in sorted(slot.open_calls):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from . import callback_messages as cm
 from . import ops
 from .acd import AcdConfig, AcdConfigError, AcdError, QueueEvent, QueueLogRow, load_acd
 from .acd_service import AcdService, with_store_agents
@@ -48,6 +49,7 @@ class ControllerAcd:
         self.store = store
         self.last_refusal = ""
         self._call_slot: dict[str, Holder] = {}  # live call id -> the worker holding it
+        self._free_worker: Callable[[], Holder | None] = lambda: None
         config = self.load_config()
         self.service = AcdService(config, send=self._send_to_call, log_rows=log_rows,
                                   agent_uri=self._agent_uri,
@@ -160,10 +162,46 @@ class ControllerAcd:
             # ended without a word to the ACD: never leave an agent on it
             self.service.calls_lost([call_id], by="caller")
 
-    def worker_gone(self, call_ids: set[str]) -> None:
+    def worker_gone(self, call_ids: set[str], slot: Holder | None = None) -> None:
         self.service.calls_lost(sorted(call_ids))
         for call_id in call_ids:
             self._call_slot.pop(call_id, None)
+        if slot is not None:  # the callbacks it was placing: their agents are freed
+            lost = sorted(c for c, s in self._call_slot.items() if s is slot)
+            for call_id in lost:
+                del self._call_slot[call_id]
+            self.service.callbacks_lost(lost)
+
+    # ---- queued callbacks: placed by a worker with a free slot ----------------------
+
+    def enable_callbacks(self, free_worker: Callable[[], Holder | None]) -> None:
+        """The pool can place callbacks: the ACD may offer them from now on."""
+        self._free_worker = free_worker
+        self.service.place_callback = self._place_callback
+        self.service.dial_customer = self._dial_customer
+        self.service.acd.offer_callbacks = True
+
+    def _place_callback(self, action: Any) -> bool:
+        for gone in [c for c in self._call_slot if c.startswith("cb-")
+                     and c not in self.service.acd.entries]:
+            del self._call_slot[gone]
+        slot = self._free_worker()
+        if slot is None or slot.writer is None:
+            return False
+        entry = self.service.acd.entries.get(action.call_id)
+        self._call_slot[action.call_id] = slot
+        return self._send_to_call(action.call_id, cm.CallbackOffer(
+            action.call_id, action.offer_id, action.agent_id, self._agent_uri(action.agent_id),
+            action.queue, action.number, round(action.wait_s, 3), action.ring_timeout_s,
+            action.record, dict(entry.data) if entry is not None else {}))
+
+    def _dial_customer(self, action: Any) -> bool:
+        cfg = self.service.acd.queues[action.queue].cfg.callback
+        template = (cfg.dial_uri if cfg is not None and cfg.dial_uri
+                    else "sip:{number}@" + self.settings.agent_domain)
+        return self._send_to_call(action.callback_id, cm.DialCustomer(
+            action.callback_id, action.offer_id, template.replace("{number}", action.number),
+            action.no_answer_s))
 
     def _agent_uri(self, agent_id: str) -> str:
         s = self.settings

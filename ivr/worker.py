@@ -34,6 +34,8 @@ from media.phone import Phone, PhoneConfig
 
 from . import messages
 from .agent_media import PhoneMedia
+from .callback_call import CallbackCall
+from .callback_messages import CallbackOffer
 from .config import Settings
 from .emergency import STATE_MESSAGE
 from .flow import Flow
@@ -114,7 +116,7 @@ class Worker:
         self.settings = settings
         self.state = WorkerState.STARTING
         self.sessions: dict[CallSession, asyncio.Task[None]] = {}
-        self._by_call_id: dict[str, CallSession] = {}
+        self._by_call_id: dict[str, CallSession | CallbackCall] = {}
         self.emergencies: dict[str, dict[str, Any]] = {}  # storm mode, by queue
         self._media: PhoneMedia | None = None
         self._stop = asyncio.Event()
@@ -187,9 +189,32 @@ class Worker:
         if session is not None and not session.ended:
             session.deliver(msg)
             return
+        if isinstance(msg, CallbackOffer):
+            self._start_callback(msg)
+            return
         log.warning("%s for call %s, which this worker does not hold", msg.TYPE, msg.call_id)
         if isinstance(msg, messages.Offer) and self._link is not None:
             self._link.send_message(messages.OfferFailed(msg.call_id, msg.offer_id, "error"))
+
+    def _start_callback(self, offer: CallbackOffer) -> None:
+        """A queued callback this worker is to place (ivr/callback_call.py)."""
+        if self._media is None or self._link is None:
+            if self._link is not None:
+                self._link.send_message(messages.OfferFailed(offer.call_id, offer.offer_id,
+                                                             "error"))
+            return
+        call = CallbackCall(offer, self._link, self._media,
+                            self.settings.paths.var_dir / "recordings",
+                            f"{self.settings.http_url}/api/v1/calls")
+        task = asyncio.get_running_loop().create_task(call.run(), name=f"cb-{offer.call_id}")
+        self._by_call_id[offer.call_id] = call
+        log_event("worker.callback", callback_id=offer.call_id, agent_id=offer.agent_id)
+
+        def done(_t: asyncio.Task[None]) -> None:
+            if self._by_call_id.get(offer.call_id) is call:
+                del self._by_call_id[offer.call_id]
+
+        task.add_done_callback(done)
 
     def _apply_capacity(self) -> None:
         assert self._flow is not None

@@ -67,6 +67,15 @@ class CallbackConfig(_Model):
     hours: dict[str, str] = {}  # calling hours as the flow's branch node; {}: any time
     timezone: str = "UTC"
     holidays: list[str] = []  # ISO dates without calling hours
+    dial_uri: str = ""  # the customer's URI, {number} replaced; "": sip:{number}@agent domain
+
+    @field_validator("dial_uri")
+    @classmethod
+    def _dial_uri(cls, v: str) -> str:
+        if v and (not v.startswith(("sip:", "sips:")) or "{number}" not in v):
+            raise ValueError(f"dial_uri {v!r} must be a sip: URI with {{number}} in it, "
+                             "e.g. sip:{number}@gateway.example.com")
+        return v
 
     @model_validator(mode="after")
     def _hours_parse(self) -> CallbackConfig:
