@@ -165,7 +165,7 @@ class CallbackCall:
         if self.state is not CbState.AGENT_UP:
             log.warning("callback %s: dial while %s, ignored", self.call_id, self.state.value)
             return
-        headers = {"X-Call-Id": self.call_id}
+        headers = {"X-Call-Id": self.call_id, "X-Callback-Customer": "1"}  # route: Kamailio
         try:
             self.customer = await self.media.place_call(msg.uri, headers)
         except (MediaError, ValueError) as exc:
