@@ -3,7 +3,9 @@ who presses 3 for a callback, confirms the number read back (1) and is hung up; 
 baresip phone (registered through Kamailio) is rung and answers, the worker dials the sipp
 "customer" (a UAS at the queue's callback.dial_uri), which answers; tones pass both ways;
 the queue log, the callback's outcome in the store and the two-channel recording agree.
-One stack for the module."""
+Then storm mode on the same stack: ``ivr emergency on|show|off`` through the ops socket; a
+caller entering the queue hears the message first, and no more once it is off; both
+switches are queue-log rows. One stack for the module."""
 
 from __future__ import annotations
 
@@ -19,8 +21,17 @@ import pytest
 from tests import sipp
 from tests.conftest import StackProcess, start_stack
 from tests.rtp_peer import RtpPeer, received_pcm, stream_pcm
-from tests.test_acd_e2e import AGENT_HZ, CALLER_HZ, PASSWORD, agent, queue_log, wait_until
+from tests.test_acd_e2e import (
+    AGENT_HZ,
+    CALLER_HZ,
+    PASSWORD,
+    agent,
+    call_events,
+    queue_log,
+    wait_until,
+)
 from tests.test_interop_baresip import BARESIP, MODULE_DIR
+from tests.tone_caller import ToneCaller
 from tests.tones import measure, tone_pcm, tone_share
 
 pytestmark = [
@@ -37,6 +48,7 @@ nodes:
   q:
     type: queue
     queue: support
+    prompts: [support]
     on_unavailable: bye
     callback: {key: "3", offer_prompts: [], readback_prompts: [], confirm_prompts: [beep],
                taken_prompts: [beep], goodbye_prompts: []}
@@ -89,7 +101,7 @@ def test_a_caller_asks_for_a_callback_the_agent_is_rung_and_the_customer_dialled
     caller = sipp.Caller("cb_caller", telephone_event=True)
     # 3 for the callback, then 1 to confirm the number read back (never the same pcap twice
     # in a row: its fixed RTP timestamps would make it one event, tests/sipp_scenarios.py)
-    caller.pause(2500).rfc2833("3").pause(1500).rfc2833("1")
+    caller.pause(5500).rfc2833("3").pause(1500).rfc2833("1")
     caller.ivr_hangs_up(30000)
     result: list[sipp.SippResult] = []
     t = threading.Thread(target=lambda: result.append(
@@ -132,3 +144,43 @@ def test_a_caller_asks_for_a_callback_the_agent_is_rung_and_the_customer_dialled
     recording = stack.var_dir / "recordings" / f"{callback_id}-1001.wav"
     left, right = measure(recording, (CUSTOMER_HZ, AGENT_HZ), skip_s=0.5)
     assert left.holds(CUSTOMER_HZ) and right.holds(AGENT_HZ), (left, right)
+
+
+def _last_call(stack: StackProcess) -> str | None:
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        row = db.execute("SELECT call_id FROM calls ORDER BY arrived_at DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def _plays_of_a_call(stack: StackProcess, tmp: Path, name: str, talk_ms: int) -> list[str]:
+    """A caller who listens ``talk_ms`` and hangs up: the prompts the worker played them."""
+    before = _last_call(stack)
+    caller = ToneCaller(f"127.0.0.1:{stack.port}", tmp, CALLER_HZ, talk_ms=talk_ms,
+                        name=name).start()
+    call_id = wait_until("the call", lambda: (c := _last_call(stack)) != before and c)
+    assert caller.wait().ok
+    events = wait_until("the call's end", lambda: any(
+        k == "ended" for k, _ in call_events(stack, call_id)) and call_events(stack, call_id))
+    return [p for k, d in events if k == "play" for p in d["prompts"]]
+
+
+def test_storm_mode_on_a_caller_hears_the_message_before_the_queue_then_off(
+        rig: tuple[StackProcess, Path, RtpPeer, object, str]) -> None:
+    stack, tmp, *_ = rig
+    assert stack.ivr("agent", "state", "1001", "logged-out").returncode == 0  # they wait
+    bad = stack.ivr("emergency", "on", "support", "--prompt", "no_such_prompt")
+    assert bad.returncode == 1 and "'no_such_prompt' is not in prompt set" in bad.stderr
+    on = stack.ivr("emergency", "on", "support", "--prompt", "outage_area", "--expires", "2h")
+    assert on.returncode == 0, on.stderr
+    assert "support: prompt outage_area until" in on.stdout
+    stack.wait_for('"worker.emergencies"', timeout_s=10)  # the worker was told
+    shown = stack.ivr("emergency", "show")
+    assert shown.returncode == 0 and "support: prompt outage_area" in shown.stdout
+    plays = _plays_of_a_call(stack, tmp, "storm_on", 8000)  # the message is 6.4 s
+    assert plays[:2] == ["en-US:outage_area", "en-US:support"], plays  # before the greeting
+
+    off = stack.ivr("emergency", "off", "support")
+    assert off.returncode == 0 and "no emergency message is on" in off.stdout
+    assert _plays_of_a_call(stack, tmp, "storm_off", 2500)[:1] == ["en-US:support"]
+    switches = [e for e, _ in queue_log(stack) if e.startswith("EMERGENCY")]
+    assert switches == ["EMERGENCYON", "EMERGENCYOFF"]
