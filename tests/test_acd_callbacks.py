@@ -334,3 +334,24 @@ def test_a_restarted_controller_keeps_the_waiting_callbacks(tmp_path: Path) -> N
     assert events[-1] is QueueEvent.EXITCALLBACK
     room.close()
     store.close()
+
+
+def test_callbacks_stay_when_the_last_agent_signs_out_and_show_in_queue_show() -> None:
+    from ivr.acd_service import AcdService
+    from ivr.ops import queue_show
+
+    q = {"sales": {**CB["sales"], "when_no_agents": "overflow"}}
+    acd = make_acd(q, A1)
+    acd.handle(ev.AgentStateRequested("a1", "not_ready", "break"), 0.0)
+    acd.handle(ev.CallQueued("c1", "sales"), 1.0)
+    acd.handle(ev.CallQueued("c2", "sales"), 2.0)
+    acd.handle(ev.CallbackRequested("c1", "5550001"), 3.0)
+    out = acd.handle(ev.AgentStateRequested("a1", "logged_out"), 4.0)
+    assert [o.call_id for o in of(out, ev.Overflow)] == ["c2"]  # the caller goes on
+    assert _line(acd) == ["cb-c1"]  # the callback waits for the agents' return
+    service = AcdService(acd.config, send=lambda c, msg: True, log_rows=lambda r: None,
+                         agent_uri=lambda a: a, clock=lambda: 5.0)
+    service.acd = acd
+    (shown,) = queue_show(service, "sales", 5.0)["queues"][0]["waiting"]
+    assert (shown["kind"], shown["number"], shown["call_id"]) == (
+        "callback", "5550001", "cb-c1")

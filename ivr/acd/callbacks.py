@@ -381,6 +381,16 @@ class Acd(core.Acd):
             entry.only_agent, entry.only_until = own, now + cfg.own_agent_s
             self._timer(entry.only_until, "callback_due", e.call_id)
 
+    def _check_empty(self, agent: Agent, now: float) -> None:
+        """The last agent signed out: callers overflow (when_no_agents), callbacks stay."""
+        kept = [e for e in self.callbacks() if e.state is EntryState.WAITING
+                and e.queue in agent.queues]
+        for cb in kept:
+            self._remove(cb)
+        super()._check_empty(agent, now)
+        for cb in kept:
+            self._insert(cb)
+
     # ---- timers and routing ------------------------------------------------------------
 
     def _timer_callback_due(self, key: str, when: float, now: float) -> None:
