@@ -24,6 +24,7 @@ from . import transfer_messages as tm
 from .acd import Acd, AcdConfig, AcdError, EntryState, QueueLogRow
 from .acd import events as ev
 from .call_supervision import CallSupervision
+from .acd_callback_service import CALLBACK_ACTIONS, CALLBACK_MESSAGES, CallbackDoors
 from .logs import log_event
 
 log = logging.getLogger("ivr.acd_service")
@@ -45,7 +46,7 @@ class CallInfo:
     ended_by: str = ""
 
 
-class AcdService:
+class AcdService(CallbackDoors):
     def __init__(self, config: AcdConfig, *, send: Callable[[str, m.Message], bool],
                  log_rows: Callable[[list[QueueLogRow]], None],
                  agent_uri: Callable[[str], str],
@@ -73,6 +74,12 @@ class AcdService:
         info = self.calls.get(call_id)
         if isinstance(msg, m.Join):
             self._join(msg)
+            return
+        if isinstance(msg, CALLBACK_MESSAGES):
+            self._callback_message(msg)
+            return
+        if info is None and self.is_callback(call_id):
+            self._callback_worker_message(msg)
             return
         if info is None:
             log.debug("ACD message %s for call %s not in the ACD", msg.TYPE, call_id)
@@ -228,6 +235,8 @@ class AcdService:
                 self._state_changed(action)
             elif isinstance(action, acd_transfers.TRANSFER_ACTIONS):
                 acd_transfers.carry_out(self, action)
+            elif isinstance(action, CALLBACK_ACTIONS):
+                self._callback_action(action)
         if rows:
             self.rows_today.extend(rows)
             self._log_rows(rows)
@@ -238,6 +247,10 @@ class AcdService:
         if info is not None:
             info.offer_ids.add(action.offer_id)
         self._offer_sent[action.offer_id] = time.monotonic()
+        if action.kind != "call":
+            if not self._callback_offer(action):  # no worker slot free to ring with
+                self._handle(ev.OfferFailed(action.offer_id, "error"))
+            return
         sent = self._send(action.call_id, m.Offer(
             action.call_id, action.offer_id, action.agent_id,
             self._agent_uri(action.agent_id), action.queue, round(action.wait_s, 3),

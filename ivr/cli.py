@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .supervise_cli import add_supervise_parser
 
     add_supervise_parser(sub)  # ivr supervise CALL --listen|--whisper|--barge|--end
+    from .emergency_cli import add_emergency_parser
+
+    add_emergency_parser(sub)  # ivr emergency on|off|show
     return p
 
 

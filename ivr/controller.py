@@ -149,6 +149,8 @@ class Controller(PoolSupervision):
             self.acd = ControllerAcd(s, self.store, self.record_queue_log)
         except AcdStartError as exc:
             raise ControllerError(str(exc)) from exc
+        self.acd.emergency.broadcast = self._to_every_worker
+        self.acd.enable_callbacks(self._free_worker)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(
@@ -199,7 +201,7 @@ class Controller(PoolSupervision):
             self._zygote_writer.write(encode("reload"))
         workers = 0
         for slot in self.slots:
-            if slot.writer is not None and slot.state is SlotState.SERVING:
+            if slot.writer is not None and slot.state is not SlotState.EMPTY:
                 with contextlib.suppress(ConnectionError, RuntimeError):
                     slot.writer.write(encode("reload"))
                     workers += 1
@@ -314,6 +316,8 @@ class Controller(PoolSupervision):
                 slot.idle_since = time.monotonic()
                 if self._front is not None:
                     self._background(self._front.worker_up(slot.uri))
+            if self.acd is not None and self.acd.emergency.board.on:
+                writer.write(self.acd.emergency.state_line())  # storm mode, if on
             log_event("pool.worker_up", worker=slot.name, pid=slot.pid, sip=hello.get("sip"),
                       start_ms=round((time.monotonic() - slot.started_at) * 1000, 1))
             while True:
@@ -368,6 +372,17 @@ class Controller(PoolSupervision):
         if self._zygote_writer is writer:  # not the next zygote's
             self._zygote_writer = None
 
+    def _free_worker(self) -> WorkerSlot | None:
+        """The serving worker with the fewest legs up: it places a queued callback."""
+        serving = [x for x in self.slots if x.state is SlotState.SERVING and x.writer]
+        return min(serving, key=lambda x: x.legs) if serving else None
+
+    def _to_every_worker(self, line: bytes) -> None:
+        for slot in self.slots:
+            if slot.writer is not None and slot.state is not SlotState.EMPTY:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    slot.writer.write(line)
+
     def _on_worker_message(self, slot: WorkerSlot, msg: dict[str, Any]) -> None:
         kind = msg["type"]
         if kind == "store":
@@ -419,7 +434,7 @@ class Controller(PoolSupervision):
                                  if slot.orphaned else "lost its controller link")
         slot.orphaned = False
         if self.acd is not None:
-            self.acd.worker_gone(slot.open_calls)
+            self.acd.worker_gone(slot.open_calls, slot)
         if slot.open_calls:
             # After what the worker sent (queued before): a call it ended keeps its own end.
             for call_id in sorted(slot.open_calls):

@@ -16,14 +16,18 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from . import acd_transfers, ops
+from . import callback_messages as cm
+from . import ops
 from .acd import AcdConfig, AcdConfigError, AcdError, QueueEvent, QueueLogRow, load_acd
 from .acd_service import AcdService, with_store_agents
 from .agent_desk import Desk, start_of_day
 from .config import Settings
+from .controller_emergency import ControllerEmergency
+from .emergency import EmergencyError
 from .logs import log_event
 from .messages import Message, from_wire, to_wire
 from .protocol import ProtocolError, decode, encode
-from .store import CallStore
+from .store import CallStore, StoreError
 
 log = logging.getLogger("ivr.controller")
 
@@ -46,6 +50,7 @@ class ControllerAcd:
         self.store = store
         self.last_refusal = ""
         self._call_slot: dict[str, Holder] = {}  # live call id -> the worker holding it
+        self._free_worker: Callable[[], Holder | None] = lambda: None
         config = self.load_config()
         self.service = AcdService(config, send=self._send_to_call, log_rows=log_rows,
                                   agent_uri=self._agent_uri,
@@ -53,7 +58,12 @@ class ControllerAcd:
         self.service.acd.flow_nodes = acd_transfers.flow_nodes(settings.paths.flow)
         self.desk = Desk(self.service, store.agent_sip)
         self._log_rows = log_rows
+        self.service.save_callback = self._save_callback
+        self.service.acd.offer_callbacks = self.service.place_callback is not None
         self._restore(time.time())
+        self._restore_callbacks()
+        self.emergency = ControllerEmergency(store, set(config.queues),
+                                             settings.paths.prompts_dir, log_rows, time.time())
         log_event("acd.ready", file=str(settings.paths.acd), queues=sorted(config.queues),
                   agents=len(config.agents))
 
@@ -92,6 +102,24 @@ class ControllerAcd:
             if row.event is QueueEvent.CONNECT and agent is not None:
                 agent.last_call_id, agent.last_call_queue = row.call_id, row.queue
                 agent.coded_call_id = row.call_id if row.call_id in coded else None
+    def _restore_callbacks(self) -> None:
+        """The store's open callbacks back in line; own agents from today's log."""
+        service = self.service
+        callers: dict[str, str] = {}
+        for row in service.rows_today:
+            if row.event is QueueEvent.ENTERQUEUE and row.reason:
+                callers[row.call_id] = row.reason
+            elif row.event is QueueEvent.CONNECT and row.call_id in callers:
+                service.acd.remember_agent(callers[row.call_id], row.agent_id)
+        restored = service.restore_callbacks(self.store.open_callbacks())
+        if restored:
+            log_event("acd.callbacks_restored", callbacks=restored)
+
+    def _save_callback(self, record: Any) -> None:
+        try:
+            self.store.save_callback(record)
+        except StoreError as exc:
+            log.error("callback %s not saved: %s", record.callback_id, exc)
 
     def _final_row(self, entry: Any, now: float) -> QueueLogRow:
         """The last row of a call the old controller left in a queue: EXITFAILURE if no
@@ -129,12 +157,14 @@ class ControllerAcd:
             return False
         self.service.acd.flow_nodes = await asyncio.to_thread(
             acd_transfers.flow_nodes, self.settings.paths.flow)
+        self.emergency.board.queues = set(self.service.acd.queues)
         log_event("acd.reload", file=str(self.settings.paths.acd),
                   queues=sorted(self.service.acd.queues), agents=len(self.service.acd.agents))
         return True
 
     def close(self) -> None:
         self.service.close()
+        self.emergency.close()
 
     # ---- the pool's view ------------------------------------------------------------
 
@@ -147,10 +177,46 @@ class ControllerAcd:
             # ended without a word to the ACD: never leave an agent on it
             self.service.calls_lost([call_id], by="caller")
 
-    def worker_gone(self, call_ids: set[str]) -> None:
+    def worker_gone(self, call_ids: set[str], slot: Holder | None = None) -> None:
         self.service.calls_lost(sorted(call_ids))
         for call_id in call_ids:
             self._call_slot.pop(call_id, None)
+        if slot is not None:  # the callbacks it was placing: their agents are freed
+            lost = sorted(c for c, s in self._call_slot.items() if s is slot)
+            for call_id in lost:
+                del self._call_slot[call_id]
+            self.service.callbacks_lost(lost)
+
+    # ---- queued callbacks: placed by a worker with a free slot ----------------------
+
+    def enable_callbacks(self, free_worker: Callable[[], Holder | None]) -> None:
+        """The pool can place callbacks: the ACD may offer them from now on."""
+        self._free_worker = free_worker
+        self.service.place_callback = self._place_callback
+        self.service.dial_customer = self._dial_customer
+        self.service.acd.offer_callbacks = True
+
+    def _place_callback(self, action: Any) -> bool:
+        for gone in [c for c in self._call_slot if c.startswith("cb-")
+                     and c not in self.service.acd.entries]:
+            del self._call_slot[gone]
+        slot = self._free_worker()
+        if slot is None or slot.writer is None:
+            return False
+        entry = self.service.acd.entries.get(action.call_id)
+        self._call_slot[action.call_id] = slot
+        return self._send_to_call(action.call_id, cm.CallbackOffer(
+            action.call_id, action.offer_id, action.agent_id, self._agent_uri(action.agent_id),
+            action.queue, action.number, round(action.wait_s, 3), action.ring_timeout_s,
+            action.record, dict(entry.data) if entry is not None else {}))
+
+    def _dial_customer(self, action: Any) -> bool:
+        cfg = self.service.acd.queues[action.queue].cfg.callback
+        template = (cfg.dial_uri if cfg is not None and cfg.dial_uri
+                    else "sip:{number}@" + self.settings.agent_domain)
+        return self._send_to_call(action.callback_id, cm.DialCustomer(
+            action.callback_id, action.offer_id, template.replace("{number}", action.number),
+            action.no_answer_s))
 
     def _agent_uri(self, agent_id: str) -> str:
         s = self.settings
@@ -195,10 +261,18 @@ class ControllerAcd:
                 if req["type"] != "ops.request":
                     raise ops.OpsError(f"unexpected {req['type']!r}: ops.request expected")
                 args = req.get("args")
-                if req.get("op") == "acd.reload":
+                op = str(req.get("op"))
+                data: dict[str, Any]
+                if op.startswith("emergency."):
+                    try:
+                        data = self.emergency.request(op, args if isinstance(args, dict)
+                                                      else {}, time.time())
+                    except EmergencyError as exc:
+                        raise ops.OpsError(str(exc)) from None
+                elif req.get("op") == "acd.reload":
                     if not await self.reload():
                         raise ops.OpsError(f"refused: {self.last_refusal}")
-                    data: dict[str, Any] = {}
+                    data = {}
                 else:
                     data = ops.handle(self.service, self.desk, str(req.get("op")),
                                       args if isinstance(args, dict) else {}, time.time())

@@ -268,3 +268,7 @@ def _describe(hint: Any) -> str:
         return "an object of strings"
     return {float: "a number", int: "an integer", str: "a string", bool: "a boolean"}.get(
         hint, str(hint))
+
+
+# Queued callbacks' messages live in their own module and register here as well.
+from . import callback_messages as _callback_messages  # noqa: E402, F401

@@ -85,7 +85,8 @@ def queue_show(service: AcdService, name: str | None, now: float) -> dict[str, A
                    and e.state is not EntryState.CONNECTED]
         entries.sort(key=lambda e: e.key)
         waiting = [{"call_id": e.call_id, "caller": e.caller, "priority": e.priority,
-                    "wait_s": round(now - e.enter_at, 1), "state": e.state.value}
+                    "wait_s": round(now - e.enter_at, 1), "state": e.state.value,
+                    "kind": e.kind, "number": e.number}
                    for e in entries]
         agents = [{"id": a.agent_id, "name": a.name, "state": a.state.value,
                    "reason": a.reason,

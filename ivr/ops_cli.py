@@ -110,8 +110,9 @@ def cmd_queue_show(args: argparse.Namespace) -> int:
               f"{_secs(f['asa_s'])}, abandoned {_percent(f['abandon_rate'])}, AHT "
               f"{_secs(f['aht_s'])}")
         for w in q["waiting"]:
+            kind = f"  {w['kind']} {w['number']}" if w.get("kind", "call") != "call" else ""
             print(f"  caller {w['caller'] or '?':<14} waiting {_duration(w['wait_s']):>6}"
-                  f"  priority {w['priority']}  {w['state']}  {w['call_id']}")
+                  f"  priority {w['priority']}  {w['state']}  {w['call_id']}{kind}")
         for a in q["agents"]:
             state = a["state"] + (f" ({a['reason']})" if a["reason"] else "")
             since = "-" if a["in_state_s"] is None else _duration(a["in_state_s"])

@@ -45,6 +45,7 @@ from media import (
     MediaReady,
 )
 
+from . import callback_messages as cm
 from . import messages as m
 from . import supervision_messages as sm
 from . import transfer_messages as tm
@@ -209,6 +210,13 @@ class AcdCall:
         self._note("queue.joined", {"queue": action.queue, "priority": action.priority,
                                     "skills": list(action.skills)})
 
+    async def request_callback(self, number: str) -> None:
+        """The caller confirmed a number for a callback (their place is kept)."""
+        if not self.in_acd:
+            await self._apply(self.run.on_callback_refused(self._now(), "not in the ACD"))
+            return
+        self.link.send_message(cm.CallbackRequest(self.call_id, number, self.data))
+
     async def left_with_key(self, key: str) -> None:
         """The caller pressed an exit key (the flow has gone on already)."""
         if self.in_acd:
@@ -239,6 +247,16 @@ class AcdCall:
             await self.transfers.on_message(msg)
         elif isinstance(msg, sm.TO_WORKER):
             await self.supervisor.on_message(msg)
+        elif isinstance(msg, cm.CallbackTaken):
+            self.in_acd = False  # its place is the callback's now; the caller will hang up
+            await self._drop_offers("callback")
+            self._note("callback.taken", {"queue": msg.queue,
+                                                "callback_id": msg.callback_id,
+                                                "position": msg.position,
+                                                "estimated_wait_s": msg.estimated_wait_s})
+            await self._apply(self.run.on_callback_taken(now, msg.estimated_wait_s))
+        elif isinstance(msg, cm.CallbackRefused):
+            await self._apply(self.run.on_callback_refused(now, msg.reason))
         elif isinstance(msg, m.Exit):
             if self._bridged() is not None:  # talking already: the agent part decides
                 log.warning("call %s: Exit while bridged, ignored", self.call_id)

@@ -43,6 +43,7 @@ from .flow.interpreter import (
     LeaveQueue,
     Lookup,
     QueueCall,
+    RequestCallback,
     StartMusic,
     StartRecording,
     StopMusic,
@@ -432,6 +433,11 @@ class CallSession:
             elif isinstance(action, LeaveQueue):
                 if self.acd is not None:
                     await self.acd.left_with_key(action.key)
+            elif isinstance(action, RequestCallback):
+                if self.acd is not None:
+                    await self.acd.request_callback(action.number)
+                else:
+                    await self._apply(self.run.on_callback_refused(self._mono(), "no ACD"))
             elif isinstance(action, Transfer):
                 try:
                     await self.leg.transfer(action.uri)

@@ -34,7 +34,10 @@ from media.phone import Phone, PhoneConfig
 
 from . import messages
 from .agent_media import PhoneMedia
+from .callback_call import CallbackCall
+from .callback_messages import CallbackOffer
 from .config import Settings
+from .emergency import STATE_MESSAGE
 from .flow import Flow
 from .flow.model import QueueNode
 from .flowset import FlowSetError, load_flow_and_prompts
@@ -113,7 +116,8 @@ class Worker:
         self.settings = settings
         self.state = WorkerState.STARTING
         self.sessions: dict[CallSession, asyncio.Task[None]] = {}
-        self._by_call_id: dict[str, CallSession] = {}
+        self._by_call_id: dict[str, CallSession | CallbackCall] = {}
+        self.emergencies: dict[str, dict[str, Any]] = {}  # storm mode, by queue
         self._media: PhoneMedia | None = None
         self._stop = asyncio.Event()
         self._phone: Phone | None = None
@@ -149,8 +153,29 @@ class Worker:
             self.request_stop()
         elif msg["type"] == "reload":
             asyncio.get_running_loop().create_task(self.reload())
+        elif msg["type"] == STATE_MESSAGE:
+            self._take_emergencies(msg.get("emergencies"))
         else:
             log.warning("unexpected message from the controller: %s", msg["type"])
+
+    def _take_emergencies(self, notices: Any) -> None:
+        """Storm mode (ivr/emergency.py): the notices on, queue -> {prompt, expires_at,
+        outage_key}; one whose prompt a prompt set lacks is left out (it could not play)."""
+        new: dict[str, dict[str, Any]] = {}
+        for queue, notice in (notices or {}).items() if isinstance(notices, dict) else ():
+            if not isinstance(notice, dict) or not isinstance(notice.get("prompt"), str):
+                log.error("bad emergency notice for %s from the controller: %r", queue, notice)
+                continue
+            lacking = [name for name, ps in (self._prompts or {}).items()
+                       if notice["prompt"] not in ps.files]
+            if lacking:
+                log.error("emergency prompt %r of queue %s is not in prompt set(s) %s: not "
+                          "played", notice["prompt"], queue, ", ".join(lacking))
+                continue
+            new[queue] = notice
+        self.emergencies.clear()
+        self.emergencies.update(new)  # the sessions' runs hold this very dict
+        log_event("worker.emergencies", queues=sorted(new))
 
     def _route(self, raw: dict[str, Any]) -> None:
         """A message for a call in the ACD, to its session; an Offer for a call that is
@@ -164,9 +189,32 @@ class Worker:
         if session is not None and not session.ended:
             session.deliver(msg)
             return
+        if isinstance(msg, CallbackOffer):
+            self._start_callback(msg)
+            return
         log.warning("%s for call %s, which this worker does not hold", msg.TYPE, msg.call_id)
         if isinstance(msg, messages.Offer) and self._link is not None:
             self._link.send_message(messages.OfferFailed(msg.call_id, msg.offer_id, "error"))
+
+    def _start_callback(self, offer: CallbackOffer) -> None:
+        """A queued callback this worker is to place (ivr/callback_call.py)."""
+        if self._media is None or self._link is None:
+            if self._link is not None:
+                self._link.send_message(messages.OfferFailed(offer.call_id, offer.offer_id,
+                                                             "error"))
+            return
+        call = CallbackCall(offer, self._link, self._media,
+                            self.settings.paths.var_dir / "recordings",
+                            f"{self.settings.http_url}/api/v1/calls")
+        task = asyncio.get_running_loop().create_task(call.run(), name=f"cb-{offer.call_id}")
+        self._by_call_id[offer.call_id] = call
+        log_event("worker.callback", callback_id=offer.call_id, agent_id=offer.agent_id)
+
+        def done(_t: asyncio.Task[None]) -> None:
+            if self._by_call_id.get(offer.call_id) is call:
+                del self._by_call_id[offer.call_id]
+
+        task.add_done_callback(done)
 
     def _apply_capacity(self) -> None:
         assert self._flow is not None
@@ -321,6 +369,7 @@ class Worker:
                               flow_vars=self.settings.flows.vars,
                               acd_link=self._link, acd_media=self._media,
                               info_base_url=self.settings.http_url)
+        session.run.emergencies = self.emergencies
         task = asyncio.get_running_loop().create_task(session.run_call(),
                                                       name=f"call-{session.call_id}")
         self.sessions[session] = task

@@ -13,6 +13,7 @@ from ivr.flow.interpreter import (
     LeaveQueue,
     Lookup,
     QueueCall,
+    RequestCallback,
     StartMusic,
     StartRecording,
     StopMusic,
@@ -48,6 +49,8 @@ def show(action: Action) -> str:
         return "music off"
     if isinstance(action, LeaveQueue):
         return f"leave {action.key}"
+    if isinstance(action, RequestCallback):
+        return f"callback {action.number}"
     if isinstance(action, Note):
         return f"note {action.kind}"
     raise AssertionError(f"unexpected action {action!r}")
@@ -64,7 +67,8 @@ class FakeCall:
     is finished, with or without the caller's voice in it); ``queued``/``noagent`` (the ACD's
     answer); ``refer_ok``/``refer_486`` (the answer to the REFER); with the ACD:
     ``announce`` (position 2, 90 s), ``offering``, ``requeued``, ``bridged``, ``held``,
-    ``resumed``, ``agent_done``, ``exit`` (on_unavailable) or ``exit:NODE``.
+    ``resumed``, ``agent_done``, ``exit`` (on_unavailable) or ``exit:NODE``; callbacks:
+    ``cb_taken`` (the ACD took it, 300 s estimated) or ``cb_refused``.
     """
 
     flow: Flow
@@ -156,6 +160,8 @@ class FakeCall:
             "resumed": lambda: self._record(self.run.on_agent_resume(self.now)),
             "agent_done": lambda: self._record(self.run.on_agent_done(self.now)),
             "exit": lambda: self._record(self.run.on_queue_exit(self.now, "", "timeout")),
+            "cb_taken": lambda: self._record(self.run.on_callback_taken(self.now, 300)),
+            "cb_refused": lambda: self._record(self.run.on_callback_refused(self.now, "no")),
         }
         for token in script.split():
             if token in words:

@@ -9,6 +9,7 @@ import typing
 import pytest
 
 from ivr import supervision_messages, transfer_messages  # noqa: F401 - registers theirs
+from ivr.callback_messages import CallbackOffer, CallbackRequest
 from ivr.messages import MESSAGES, Join, Offer, Queued, from_wire, to_wire
 from ivr.protocol import ProtocolError, decode
 
@@ -19,6 +20,9 @@ def test_every_message_type_round_trips() -> None:
         "acd.offer": Offer("c1", "c1#3", "1001", "sip:1001@example", "sales", 3.5, 15.0, True),
         "acd.queued": Queued("c1", "sales", 1, 30),
         "acd.conference": transfer_messages.Conference("c1", ("1001", "1002")),
+        "acd.callback_request": CallbackRequest("c1", "+3312345", {"account": "42"}),
+        "acd.callback_offer": CallbackOffer("cb-c1", "cb-c1#4", "1001", "sip:1001@x", "sales",
+                                            "5550001", 12.5, 15.0, True, {"a": "b"}),
     }
     for wire_type, cls in MESSAGES.items():
         msg = samples.get(wire_type)

@@ -487,3 +487,27 @@ def test_header_names_and_one_line_values() -> None:
                                               (404, "rejected"), (603, "rejected")])
 def test_failure_reasons(code: int, reason: str) -> None:
     assert failure_reason(code) == reason
+
+
+@runs_in_loop
+async def test_a_callback_request_goes_to_the_acd_and_its_taking_ends_the_call(
+        tmp_path: Path) -> None:
+    from ivr import callback_messages as cm
+
+    flow = make_flow({"q": {"type": "queue", "queue": "support", "callback": {"key": "1"},
+                            "on_unavailable": "bye"}})
+    d = await Driver(flow, tmp_path).start()
+    await d.tell(m.Queued(d.call_id, "support", 2, 60))
+    assert d.caller.log[-2:] == ["play callback_offer", "moh hold_music"]
+    for key in "11":  # the option, then the number read back is confirmed
+        d.caller.send(DtmfReceived(1, key, DtmfMethod.RFC4733))
+        await d.settle()
+    [request] = d.link.of(cm.CallbackRequest)
+    assert request.number == "15550100"  # the caller's number, its digits
+    assert request.data["caller_name"] == "Ada Caller"
+    await d.tell(cm.CallbackTaken(d.call_id, "cb-x", "support", 2, 120))
+    await d.finish()
+    assert any(line.startswith("play callback_taken,") for line in d.caller.log)
+    assert d.store.ended()["reason"] == "callback"  # type: ignore[index]
+    assert not d.link.of(m.CallerGone)  # the call had left the queue: no abandon
+    assert d.store.events("callback.taken")[0]["callback_id"] == "cb-x"

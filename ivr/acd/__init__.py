@@ -1,13 +1,15 @@
 """The ACD (automatic call distributor) as a pure core: queues, agents, offers, strategies,
-the queue log and the figures computed from it, transfers and consults. See docs/acd.md.
+the queue log and the figures computed from it, transfers, consults and callbacks. See
+docs/acd.md.
 
-``Acd`` is the whole ACD: the queue core (``core.py``) with blind transfers and segments
-(``transfer.py``) and consults and conferences (``consult.py``) layered on it."""
+``Acd`` is the whole ACD (``full.py``): the queue core (``core.py``) with blind transfers and
+segments (``transfer.py``), consults and conferences (``consult.py``) and callbacks
+(``callbacks.py``) layered on it."""
 
 from .config import AcdConfig, AcdConfigError, AcdIssue, QueueConfig, load_acd, parse_acd
 from .consult import Consult, ConsultState
-from .consult import ConsultingAcd as Acd
 from .dialplan import DialPlan, DialPlanError
+from .full import Acd
 from .model import (
     Agent,
     AgentState,

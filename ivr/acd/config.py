@@ -6,14 +6,17 @@ tree. Validated at the door; errors name the file, the line and the field
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..hours import parse_day_spec, parse_span
 from ..yamlsrc import SourceMap, YamlError, load_yaml, parse_yaml
 from .dialplan import compile_pattern
 from .strategies import STRATEGIES
@@ -56,6 +59,44 @@ class SkillsConfig(_Model):
         return current
 
 
+class CallbackConfig(_Model):
+    """A queue's callbacks (``callback:`` in the ACD file; docs/acd.md "Callbacks")."""
+
+    retries: int = Field(default=2, ge=0, le=20)  # attempts after the first
+    retry_s: float = Field(default=600, gt=0, le=86400)  # between attempts
+    no_answer_s: float = Field(default=25, gt=0, le=300)  # ringing longer: not reached
+    hours: dict[str, str] = {}  # calling hours as the flow's branch node; {}: any time
+    timezone: str = "UTC"
+    holidays: list[str] = []  # ISO dates without calling hours
+    dial_uri: str = ""  # the customer's URI, {number} replaced; "": sip:{number}@agent domain
+
+    @field_validator("dial_uri")
+    @classmethod
+    def _dial_uri(cls, v: str) -> str:
+        if v and (not v.startswith(("sip:", "sips:")) or "{number}" not in v):
+            raise ValueError(f"dial_uri {v!r} must be a sip: URI with {{number}} in it, "
+                             "e.g. sip:{number}@gateway.example.com")
+        return v
+
+    @model_validator(mode="after")
+    def _hours_parse(self) -> CallbackConfig:
+        for spec, spans in self.hours.items():
+            parse_day_spec(spec)
+            for span in spans.split(","):
+                parse_span(span)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"timezone {self.timezone!r} is not a known time zone "
+                             "(e.g. Europe/Paris, UTC)") from exc
+        for day in self.holidays:
+            try:
+                dt.date.fromisoformat(day)
+            except ValueError as exc:
+                raise ValueError(f"holiday {day!r} is not a date like 2026-12-25") from exc
+        return self
+
+
 class QueueConfig(_Model):
     strategy: str = "longest-idle"
     ring_timeout_s: float = Field(default=15, gt=0, le=300)
@@ -74,6 +115,10 @@ class QueueConfig(_Model):
     expected_handle_s: float = Field(default=180, gt=0, le=86400)  # estimate until measured
     # the agent's guided script, by language ("en", "de-DE"): the standard phrases in order
     script: dict[str, list[str]] = {}
+    callback: CallbackConfig | None = None  # None: this queue takes no callbacks
+    abandoned_callback: bool = False  # an abandoned caller's number is called back
+    abandoned_callback_within_s: float = Field(default=10800, gt=0, le=86400)  # same day too
+    own_agent_s: float = Field(default=0, ge=0, le=3600)  # 0: no own agent
 
     @field_validator("strategy")
     @classmethod

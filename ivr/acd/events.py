@@ -97,9 +97,52 @@ class CallResumed:
     call_id: str
 
 
+@dataclass(frozen=True)
+class CallbackRequested:
+    """A waiting caller asks to be called back at ``number`` (keeping their place) and
+    will hang up. ``data``: what the agent is shown (the IVR's variables)."""
+
+    call_id: str
+    number: str
+    data: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class CallbackRestored:
+    """After a restart: a callback the store still holds open goes back in line."""
+
+    record: CallbackRecord
+
+
+@dataclass(frozen=True)
+class CustomerAnswered:
+    """A callback's customer answered the call the stack placed."""
+
+    callback_id: str
+
+
+@dataclass(frozen=True)
+class CustomerNotReached:
+    """A callback's customer was not reached: ``no_answer``, ``busy``, ``voicemail``
+    (answered sooner than a person would, or no answer within no_answer_s) or
+    ``failed``."""
+
+    callback_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class CallbackCancelled:
+    """Ops (or the customer) withdraw a waiting callback."""
+
+    callback_id: str
+    reason: str = "cancelled"
+
+
 Event = (CallQueued | CallerHungUp | CallLost | CallerLeftWithKey | AgentHungUp | OfferAnswered
          | OfferFailed | AgentStateRequested | WrapUpCoded | CallHeld | CallResumed
-         | TransferEvent)
+         | TransferEvent | CallbackRequested | CallbackRestored | CustomerAnswered | CustomerNotReached
+         | CallbackCancelled)
 
 # ---- actions (out of the ACD) ----------------------------------------------------------
 
@@ -115,6 +158,8 @@ class OfferAgent:
     wait_s: float
     ring_timeout_s: float
     record: bool = False
+    kind: str = "call"  # "callback" or "abandoned": the agent is told; no caller waits
+    number: str = ""  # a callback's number to dial
 
 
 @dataclass(frozen=True)
@@ -180,5 +225,60 @@ class LogQueueEvent:
     row: QueueLogRow
 
 
+@dataclass(frozen=True)
+class CallbackRecord:
+    """A callback as the store keeps it (``callbacks`` table): enough to put it back in
+    line after a restart. ``state``: waiting, dialing, connected or closed."""
+
+    callback_id: str
+    queue: str
+    number: str
+    kind: str  # callback (the caller asked) or abandoned
+    call_id: str  # the call it came from
+    priority: int
+    enter_at: float  # its place in line: the caller's enter time
+    state: str
+    attempts: int = 0
+    not_before: float | None = None
+    deadline: float | None = None
+    outcome: str = ""
+    data: tuple[tuple[str, str], ...] = ()
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class SaveCallback:
+    """Write ``record`` to the store (insert, or update the row of its id)."""
+
+    record: CallbackRecord
+
+
+@dataclass(frozen=True)
+class DialCustomer:
+    """The agent took callback ``callback_id``: dial ``number`` and bridge it to them;
+    not answered within ``no_answer_s``: CustomerNotReached(no_answer)."""
+
+    offer_id: str
+    callback_id: str
+    agent_id: str
+    queue: str
+    number: str
+    no_answer_s: float
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CallbackTaken:
+    """Callback ``callback_id`` took the caller's place; the caller hears when to expect
+    the call and hangs up."""
+
+    call_id: str
+    callback_id: str
+    queue: str
+    position: int
+    estimated_wait_s: int
+    updated: bool  # an open callback for the same number was updated instead
+
+
 Action = (OfferAgent | CancelOffer | CallConnected | RequeueCall | Overflow | AnnouncePosition
-          | AgentStateChanged | LogQueueEvent | TransferAction)
+          | AgentStateChanged | LogQueueEvent | TransferAction | SaveCallback | DialCustomer | CallbackTaken)

@@ -24,6 +24,14 @@ QueueEntry (one per caller per queue)::
        └───────── blind transfer to a queue ───────┘ (transfer.py)
     WAITING/OFFERED ──▶ ENDED(abandoned | timeout | key | no-agents)
 
+    A callback entry (``kind`` callback or abandoned, ``callbacks.py``) has one more state:
+    the agent answered and the customer is being dialled::
+
+    OFFERED ──agent answers──▶ DIALING ──customer answers──▶ CONNECTED ──▶ ENDED
+                                  │ no answer / busy / voicemail
+                                  ├──▶ WAITING (retry: same place, not before retry_s)
+                                  └──▶ ENDED(callback_failed: retries used up)
+
 Offer (one ring of one agent for one entry)::
 
     RINGING ──▶ ANSWERED | NO_ANSWER | REJECTED | CANCELLED
@@ -114,6 +122,7 @@ class EntryState(enum.Enum):
     WAITING = "waiting"
     OFFERED = "offered"
     CONNECTED = "connected"
+    DIALING = "dialing"  # a callback: the agent answered, the customer is being dialled
     ENDED = "ended"
 
 
@@ -130,11 +139,16 @@ class Outcome(enum.Enum):
     FULL = "full"  # max_size reached: never entered
     FAILED = "failed"  # the stack lost the call (its worker died) before an agent answered
     TRANSFERRED = "transferred"  # sent on by its agent to another queue, a flow or a number
+    CALLBACK = "callback"  # the caller asked to be called back and hung up (EXITCALLBACK)
+    CALLBACK_FAILED = "callback_failed"  # a callback closed unreached (CALLBACKCLOSED)
+    EXPIRED = "expired"  # an abandoned call's callback not made in time (CALLBACKCLOSED)
 
 
 _ENTRY_MOVES: dict[EntryState, frozenset[EntryState]] = {
     EntryState.WAITING: frozenset({EntryState.OFFERED, EntryState.ENDED}),
     EntryState.OFFERED: frozenset({EntryState.WAITING, EntryState.CONNECTED,
+                                   EntryState.DIALING, EntryState.ENDED}),
+    EntryState.DIALING: frozenset({EntryState.CONNECTED, EntryState.WAITING,
                                    EntryState.ENDED}),
     # an agent's blind transfer rings another agent (OFFERED) or re-queues (WAITING)
     EntryState.CONNECTED: frozenset({EntryState.ENDED, EntryState.OFFERED, EntryState.WAITING}),
@@ -171,6 +185,15 @@ class QueueEntry:
         the enter time, or the moment a transfer brought the caller here; ``enter_at``
         stays the caller's first enter time, for reporting and their place in line."""
         return self.enter_at if self.wait_from is None else self.wait_from
+    # queued callbacks (callbacks.py): kind "call", "callback" or "abandoned"
+    kind: str = "call"
+    number: str = ""  # the number to call back
+    attempts: int = 0  # customer dialled and not reached
+    not_before: float | None = None  # not offered before this (retry wait, closed hours)
+    deadline: float | None = None  # an abandoned call's callback closes (expired) then
+    data: dict[str, str] = field(default_factory=dict)  # the caller's data for the agent
+    only_agent: str = ""  # own agent: only they are offered the call until only_until
+    only_until: float = 0.0
 
     @property
     def key(self) -> tuple[int, float, int]:

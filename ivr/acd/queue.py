@@ -61,6 +61,12 @@ class Queue:
         allows, in the queue and each required skill); those who missed it are passed over
         until everyone has."""
         floor = self.cfg.skills.min_at(now - entry.wait_start)
+        if entry.not_before is not None and now < entry.not_before:
+            return []  # a callback waiting for its retry time or the calling hours
+        if (entry.only_agent and now < entry.only_until
+                and entry.only_agent not in entry.tried):
+            # own agent: the one who last served this number, alone, for own_agent_s
+            return [agents[entry.only_agent]] if entry.only_agent in self.ready else []
         out = []
         for agent_id in self.ready:
             agent = agents[agent_id]

@@ -39,6 +39,30 @@ Call rows (``call_id`` and ``queue`` set)::
     reason ``transfer`` is a transferred call answered again in the same queue: not a new
     answer. COMPLETECALLER/COMPLETEAGENT's talk_s is the last agent's talk only.
 
+Callback rows (queued callbacks and abandoned-call callbacks; ``call_id`` is the callback's
+id, ``cb-<call>``, except EXITCALLBACK, which ends the caller's own call in the queue)::
+
+    EXITCALLBACK    final: the caller asked to be called back and left (wait_s; code = the
+                    callback's id)
+    CALLBACKREQUEST a callback joined the line at the caller's place (reason = the kind,
+                    callback or abandoned; position, priority)
+    CALLBACKUPDATE  a second request for the same number and queue updated the first
+    CALLBACKDIAL    the agent answered the offer; the customer is dialled (agent, position =
+                    the attempt, 1 for the first)
+    CALLBACKCONNECT the customer answered (agent, wait_s since the callback's place in line)
+    CALLBACKFAIL    the customer was not reached (reason: no_answer, busy, voicemail,
+                    failed, agent-gone; position = the attempt)
+    CALLBACKCOMPLETE final: the callback was answered and has ended (talk_s; reason = who
+                    hung up: agent or customer)
+    CALLBACKCLOSED  final: closed unreached (reason: the last attempt's outcome, or expired)
+
+Storm-mode rows (``queue`` set; ``ivr/emergency.py``)::
+
+    EMERGENCYON      an emergency message was switched on (reason = the prompt, code = the
+                     outage key, note = until when)
+    EMERGENCYOFF     switched off by ops (reason = the prompt)
+    EMERGENCYEXPIRED its expiry came (reason = the prompt)
+
 Agent rows (``agent_id``, ``old_state``, ``new_state``; ``call_id``/``queue`` when a call is
 the cause)::
 
@@ -86,6 +110,17 @@ class QueueEvent(enum.Enum):
     CONSULTEND = "CONSULTEND"
     CONFERENCE = "CONFERENCE"
     EXITTRANSFER = "EXITTRANSFER"
+    EXITCALLBACK = "EXITCALLBACK"
+    CALLBACKREQUEST = "CALLBACKREQUEST"
+    CALLBACKUPDATE = "CALLBACKUPDATE"
+    CALLBACKDIAL = "CALLBACKDIAL"
+    CALLBACKCONNECT = "CALLBACKCONNECT"
+    CALLBACKFAIL = "CALLBACKFAIL"
+    CALLBACKCOMPLETE = "CALLBACKCOMPLETE"
+    CALLBACKCLOSED = "CALLBACKCLOSED"
+    EMERGENCYON = "EMERGENCYON"
+    EMERGENCYOFF = "EMERGENCYOFF"
+    EMERGENCYEXPIRED = "EMERGENCYEXPIRED"
 
 
 #: The events that end a caller's time in a queue; each call has exactly one.
@@ -93,6 +128,8 @@ FINAL_EVENTS = frozenset({
     QueueEvent.COMPLETECALLER, QueueEvent.COMPLETEAGENT, QueueEvent.ABANDON,
     QueueEvent.EXITWITHTIMEOUT, QueueEvent.EXITWITHKEY, QueueEvent.EXITEMPTY,
     QueueEvent.JOINEMPTY, QueueEvent.FULL, QueueEvent.EXITFAILURE, QueueEvent.EXITTRANSFER,
+    QueueEvent.EXITCALLBACK,
+    QueueEvent.CALLBACKCOMPLETE, QueueEvent.CALLBACKCLOSED,
 })
 
 #: The agent-state rows (each carries old_state and new_state).

@@ -46,6 +46,9 @@ from enum import StrEnum
 from typing import Any
 
 from ..hours import is_open
+from .callback import PHASES as _CALLBACK_PHASES
+from .callback import CallbackDialogue
+from .emergency import EmergencyNotices
 from .model import (
     BranchCase,
     BranchNode,
@@ -165,6 +168,14 @@ class LeaveQueue(Action):
 
 
 @dataclass(frozen=True)
+class RequestCallback(Action):
+    """The waiting caller confirmed ``number`` for a callback: ask the ACD
+    (``on_callback_taken`` / ``on_callback_refused`` come back)."""
+
+    number: str
+
+
+@dataclass(frozen=True)
 class Transfer(Action):
     uri: str
 
@@ -233,7 +244,7 @@ def _json_path(data: Any, path: str) -> Any:
     return data
 
 
-class FlowRun:
+class FlowRun(CallbackDialogue, EmergencyNotices):
     def __init__(self, flow: Flow, variables: Mapping[str, str] | None = None,
                  wall: Callable[[], dt.datetime] | None = None) -> None:
         self.flow = flow
@@ -271,6 +282,9 @@ class FlowRun:
         return self._flush()
 
     def on_playback_done(self, now: float) -> list[Action]:
+        queued = self._queued_node()
+        if queued is not None and self._callback_playback_done(queued, now):
+            return self._flush()
         if self.state is RunState.QUEUED and self._phase == "announce":
             self._phase = ""
             self._music_on()
@@ -310,7 +324,8 @@ class FlowRun:
                 self.deadline = now + node.max_s
                 self._emit(StartRecording(node.max_s, node.silence_end_s))
         elif isinstance(node, QueueNode):
-            self._start_queue(node)
+            if not self._emergency_playback_done(node, now):
+                self._start_queue(node)
         elif isinstance(node, TransferNode):
             self._start_transfer(node, now)
         return self._flush()
@@ -352,6 +367,10 @@ class FlowRun:
                 self._emit(StopPlayback())
             self._survey_key(node, digit, now)
         elif isinstance(node, QueueNode):
+            if self._emergency_digit(node, digit, now):
+                return
+            if self.state is RunState.QUEUED and self._callback_key(node, digit, now):
+                return
             target = node.exit_keys.get(digit)
             if target is not None and self.state in _IN_QUEUE:
                 self._emit(LeaveQueue(digit))
@@ -385,6 +404,10 @@ class FlowRun:
                 self._stop_recording()
             elif self.state is RunState.WAITING:  # no answer to "keep or re-record": keep
                 self._goto(node.next, now)
+        elif self.state is RunState.QUEUED and isinstance(node, QueueNode):
+            self._callback_timer(node, now)
+        elif self.state is RunState.WAITING and isinstance(node, QueueNode):
+            self._emergency_timer(node, now)
         elif self.state is RunState.BUSY and isinstance(node, TransferNode):
             self._note("transfer.failed", node=self.node_name, why="no answer to REFER")
             self._goto(node.on_failure, now)
@@ -447,6 +470,9 @@ class FlowRun:
 
     # -- the queue node with the ACD (docstring: "queue (with the ACD)") ---------------
 
+    def _queued_node(self) -> QueueNode | None:
+        return self._queue_node(RunState.QUEUED)
+
     def _queue_node(self, *states: RunState) -> QueueNode | None:
         node = self._node
         if self.state in states and isinstance(node, QueueNode):
@@ -460,7 +486,8 @@ class FlowRun:
             self._note("queue.accepted", node=self.node_name, queue=node.queue)
             self._set_state(RunState.QUEUED)
             self.deadline = None
-            self._music_on()
+            if not self._callback_play_offer(node):
+                self._music_on()
         return self._flush()
 
     def on_announce(self, now: float, position: int, estimated_wait_s: float) -> list[Action]:
@@ -468,8 +495,8 @@ class FlowRun:
         from ..say import SayError, say
 
         node = self._queue_node(RunState.QUEUED)
-        if node is None:
-            return []
+        if node is None or self._phase in _CALLBACK_PHASES:
+            return []  # not while the caller is choosing a callback
         try:
             prompts = [*say("queue_position", position, self.language),
                        *say("wait_time", max(0, round(estimated_wait_s)), self.language)]
@@ -480,13 +507,14 @@ class FlowRun:
                    estimated_wait_s=round(estimated_wait_s))
         self._music_off()
         self._phase = "announce"
-        self._emit(Play(tuple(prompts)))
+        self._emit(Play((*prompts, *self._callback_offer_prompts(node))))
         return self._flush()
 
     def on_offering(self, now: float) -> list[Action]:
         """An agent's phone rings for the call: no announcement now; music goes on."""
         if self._queue_node(RunState.QUEUED) is not None:
             self._end_announcement()
+            self._callback_abort()
             self._set_state(RunState.OFFERING)
             self._music_on()
         return self._flush()
@@ -502,6 +530,8 @@ class FlowRun:
         """The caller talks to the agent: music and announcements stop."""
         if self._queue_node(RunState.QUEUED, RunState.OFFERING) is not None:
             self._end_announcement(music=False)
+            self._callback_abort()
+            self._phase = ""
             self._music_off()
             self._set_state(RunState.BRIDGED)
         return self._flush()
@@ -555,6 +585,9 @@ class FlowRun:
 
     def _leave_queue(self, target: str, now: float) -> None:
         self._end_announcement(music=False)
+        self._callback_abort()
+        if self._phase in _CALLBACK_PHASES:
+            self._phase = ""
         self._music_off()
         self._goto(target, now)
 
@@ -698,10 +731,8 @@ class FlowRun:
                 self._emit(Lookup(render_url(node.url, self.vars), node.method, body,
                                   node.timeout_ms / 1000))
             elif isinstance(node, QueueNode):
-                if node.prompts:
-                    self._prompt(node.prompts)
-                else:
-                    self._start_queue(node)
+                if not self._emergency_start(node, now):
+                    self._queue_greeting(node)
             elif isinstance(node, TransferNode):
                 if node.prompts:
                     self._prompt(node.prompts)

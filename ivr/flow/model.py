@@ -375,6 +375,35 @@ class LookupNode(_Node):
         return (self.next, self.on_failure)
 
 
+class QueueCallbackOption(_Sub):
+    """A queue node's ``callback:`` option: while waiting the caller may press ``key`` to
+    be called back keeping their place (``ivr/flow/callback.py``). The prompts are names
+    in the call's prompt set; the defaults are shipped in every set."""
+
+    key: str = "1"
+    number_var: str = "caller"  # the number read back first
+    offer_prompts: list[str] = ["callback_offer"]  # after queueing and each announcement
+    readback_prompts: list[str] = ["callback_number_is"]  # + the number's digits
+    confirm_prompts: list[str] = ["callback_confirm"]  # 1 confirms, or key another + #
+    taken_prompts: list[str] = ["callback_taken"]  # + the estimated wait
+    goodbye_prompts: list[str] = ["callback_goodbye"]
+    refused_prompts: list[str] = ["callback_refused"]  # the caller goes on waiting
+    timeout_ms: int = Field(default=8000, ge=1000, le=60000)  # no key: back to waiting
+    max_digits: int = Field(default=15, ge=3, le=20)
+
+    @field_validator("key")
+    @classmethod
+    def _one_key(cls, v: str) -> str:
+        if len(v) != 1 or v.upper() not in DTMF_KEYS:
+            raise ValueError(f"callback key {v!r} is not one DTMF key ({DTMF_KEYS})")
+        return v.upper()
+
+    def prompt_names(self) -> Iterable[str]:
+        for names in (self.offer_prompts, self.readback_prompts, self.confirm_prompts,
+                      self.taken_prompts, self.goodbye_prompts, self.refused_prompts):
+            yield from names
+
+
 class QueueNode(_Node):
     """Hand the call to the ACD with a queue, skills and a priority; the caller waits with
     music on hold (``moh``, a prompt name), may leave with one of ``exit_keys``, talks to an
@@ -390,6 +419,7 @@ class QueueNode(_Node):
     exit_keys: dict[str, str] = {}  # a key the caller presses while waiting -> target
     after_agent: str | None = None
     on_unavailable: str  # no ACD, or the ACD sends the call on without a target
+    callback: QueueCallbackOption | None = None  # "press 1 to be called back"
 
     @field_validator("exit_keys")
     @classmethod
@@ -398,6 +428,13 @@ class QueueNode(_Node):
             if len(key) != 1 or key.upper() not in DTMF_KEYS:
                 raise ValueError(f"exit key {key!r} is not one DTMF key ({DTMF_KEYS})")
         return {k.upper(): t for k, t in v.items()}
+
+    @model_validator(mode="after")
+    def _callback_key_is_free(self) -> QueueNode:
+        if self.callback is not None and self.callback.key in self.exit_keys:
+            raise ValueError(f"callback key {self.callback.key!r} is also an exit key: "
+                             "give one of them another key")
+        return self
 
     def targets(self) -> Iterable[str]:
         yield self.on_unavailable
@@ -408,6 +445,8 @@ class QueueNode(_Node):
     def prompt_names(self) -> Iterable[str]:
         yield from self.prompts
         yield self.moh
+        if self.callback is not None:
+            yield from self.callback.prompt_names()
 
 
 class TransferNode(_Node):

@@ -23,6 +23,7 @@ from ..acd.queue_log import QueueLogRow
 from . import sql
 from .acd import AcdRows, backfill_recordings, recording_params
 from .agents import AgentRows
+from .callbacks import CallbackRows
 from .records import (
     RECORDER_METHODS,
     BatchItem,
@@ -43,7 +44,7 @@ def _migrate(db: Any, old_version: int) -> None:
         backfill_recordings(db)
 
 
-class CallStore(AgentRows, AcdRows):
+class CallStore(AgentRows, AcdRows, CallbackRows):
     def __init__(self, path: Path, adapter: Adapter | None = None) -> None:
         self.path = path
         self._adapter = adapter or SqliteAdapter()

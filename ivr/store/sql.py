@@ -109,6 +109,26 @@ INSERT_RECORDING = f"INSERT INTO recordings ({RECORDING_COLUMNS}) VALUES ({_mark
 RECORDINGS = f"SELECT {RECORDING_COLUMNS} FROM recordings WHERE call_id = ? ORDER BY id"
 
 
+# -- queued callbacks (schema 5) ----------------------------------------------------------
+
+CALLBACK_COLUMNS = ("callback_id, queue, number, kind, call_id, priority, enter_at, state, "
+                    "attempts, not_before, deadline, outcome, data, updated_at")
+INSERT_CALLBACK = f"INSERT INTO callbacks ({CALLBACK_COLUMNS}) VALUES ({_marks(14)})"
+UPDATE_CALLBACK = ("UPDATE callbacks SET queue = ?, number = ?, kind = ?, call_id = ?, "
+                   "priority = ?, enter_at = ?, state = ?, attempts = ?, not_before = ?, "
+                   "deadline = ?, outcome = ?, data = ?, updated_at = ? WHERE callback_id = ?")
+OPEN_CALLBACKS = (f"SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE state <> 'closed' "
+                  "ORDER BY enter_at, callback_id")
+GET_CALLBACK = f"SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE callback_id = ?"
+
+# -- storm mode's emergency messages (schema 5) --------------------------------------------
+
+EMERGENCY_COLUMNS = "queue, prompt, set_at, expires_at, outage_key"
+DELETE_EMERGENCY = "DELETE FROM emergencies WHERE queue = ?"
+INSERT_EMERGENCY = f"INSERT INTO emergencies ({EMERGENCY_COLUMNS}) VALUES ({_marks(5)})"
+EMERGENCIES = f"SELECT {EMERGENCY_COLUMNS} FROM emergencies ORDER BY queue"
+
+
 class Adapter(Protocol):
     """The seam to one database: what ``CallStore`` needs beyond the statements above.
 
@@ -125,5 +145,6 @@ class Adapter(Protocol):
 
 
 # 1: calls, call_events. 2: blocked_calls. 3: agents_sip (agents' digest hashes).
-# 4: queue_log, recordings. An older store is brought up to date when it is opened.
-SCHEMA_VERSION = 4
+# 4: queue_log, recordings. 5: callbacks, emergencies. An older store is brought up to
+# date when it is opened.
+SCHEMA_VERSION = 5

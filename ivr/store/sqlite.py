@@ -108,6 +108,30 @@ CREATE TABLE IF NOT EXISTS recordings (
     channels   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS recordings_call ON recordings (call_id, id);
+CREATE TABLE IF NOT EXISTS callbacks (
+    callback_id TEXT PRIMARY KEY,
+    queue       TEXT NOT NULL,
+    number      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    call_id     TEXT NOT NULL DEFAULT '',
+    priority    INTEGER NOT NULL DEFAULT 0,
+    enter_at    REAL NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    not_before  REAL,
+    deadline    REAL,
+    outcome     TEXT NOT NULL DEFAULT '',
+    data        TEXT NOT NULL DEFAULT '{}',
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS callbacks_open ON callbacks (state, enter_at);
+CREATE TABLE IF NOT EXISTS emergencies (
+    queue      TEXT PRIMARY KEY,
+    prompt     TEXT NOT NULL,
+    set_at     REAL NOT NULL,
+    expires_at REAL,
+    outage_key TEXT NOT NULL DEFAULT ''
+);
 """
 
 

@@ -1,0 +1,206 @@
+"""The worker's side of a queued callback (ivr/callback_call.py) with fake legs, a fake
+controller link and a fake phone (tests/acd_fakes.py): the agent rung, the customer dialled
+once the controller says so, the two bridged and recorded; a customer not reached releases
+the agent at once; either hanging up ends both; and the controller's room picks a worker
+with a free slot and routes the worker's reports to the ACD."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ivr import callback_messages as cm
+from ivr import messages as m
+from ivr.callback_call import CallbackCall, CbState, customer_outcome
+from tests.acd_fakes import FakeLink, FakeMedia
+
+OFFER = cm.CallbackOffer("cb-c1", "cb-c1#5", "1001", "sip:1001@cc.test", "support",
+                         "5550001", 42.0, 15.0, True, {"account": "7"})
+
+
+async def _settle() -> None:
+    for _ in range(40):
+        await asyncio.sleep(0)
+
+
+async def _started(tmp: Path, free_legs: int = 2) -> tuple[CallbackCall, FakeLink, FakeMedia,
+                                                              asyncio.Task[None]]:
+    link, media = FakeLink(), FakeMedia(free_legs=free_legs)
+    call = CallbackCall(OFFER, link, media, tmp, "http://127.0.0.1:8080/api/v1/calls")
+    task = asyncio.ensure_future(call.run())
+    await _settle()
+    return call, link, media, task
+
+
+def test_agent_rung_customer_dialled_bridged_recorded_then_ended(tmp_path: Path) -> None:
+    async def go() -> None:
+        call, link, media, task = await _started(tmp_path)
+        uri, headers = media.placed[0]
+        assert uri == "sip:1001@cc.test"
+        assert headers["X-Callback"] == "5550001" and headers["X-Queue"] == "support"
+        agent = media.agents[0]
+        agent.rings()
+        agent.picks_up()
+        await _settle()
+        assert [type(x).__name__ for x in link.sent] == ["OfferRinging", "OfferAnswered"]
+        assert not media.placed[1:]  # the customer only once the controller says so
+        call.deliver(cm.DialCustomer("cb-c1", "cb-c1#5", "sip:5550001@gw.test", 20.0))
+        await _settle()
+        assert media.placed[1][0] == "sip:5550001@gw.test"
+        customer = media.agents[1]
+        customer.rings()
+        customer.picks_up()
+        await _settle()
+        assert isinstance(link.sent[-1], cm.CustomerAnswered)
+        call.deliver(m.Connect("cb-c1", "cb-c1#5", "1001"))
+        await _settle()
+        assert media.log == [f"bridge {customer.leg_id}-{agent.leg_id}"]  # customer left
+        assert call.state is CbState.BRIDGED and media.recordings
+        customer.hangs_up()
+        await asyncio.wait_for(task, 5)
+        assert isinstance(link.sent[-1], m.CallerGone)
+        assert agent.log[-1] == "bye" and media.recordings[0].stopped
+
+    asyncio.run(go())
+
+
+def test_a_busy_customer_releases_the_agent_at_once(tmp_path: Path) -> None:
+    async def go() -> None:
+        call, link, media, task = await _started(tmp_path)
+        media.agents[0].picks_up()
+        await _settle()
+        call.deliver(cm.DialCustomer("cb-c1", "cb-c1#5", "sip:5550001@gw.test", 20.0))
+        await _settle()
+        media.agents[1].refuses(486)
+        await asyncio.wait_for(task, 5)
+        assert link.sent[-1] == cm.CustomerNotReached("cb-c1", "busy", 486)
+        assert media.agents[0].log[-1] == "bye"
+
+    asyncio.run(go())
+
+
+def test_no_answer_within_no_answer_s_is_no_answer(tmp_path: Path) -> None:
+    async def go() -> None:
+        call, link, media, task = await _started(tmp_path)
+        media.agents[0].picks_up()
+        await _settle()
+        call.deliver(cm.DialCustomer("cb-c1", "cb-c1#5", "sip:5550001@gw.test", 0.05))
+        await _settle()
+        media.agents[1].rings()  # rings on, unanswered
+        await asyncio.wait_for(task, 5)
+        assert link.sent[-1] == cm.CustomerNotReached("cb-c1", "no_answer", 0)
+        assert media.agents[1].log[-1] == "cancel" and media.agents[0].log[-1] == "bye"
+
+    asyncio.run(go())
+
+
+def test_an_agent_who_does_not_answer_or_hangs_up_while_dialling(tmp_path: Path) -> None:
+    async def go() -> None:
+        _, link, media, task = await _started(tmp_path)
+        media.agents[0].refuses(480, "Temporarily Unavailable")
+        await asyncio.wait_for(task, 5)
+        assert link.sent[-1] == m.OfferFailed("cb-c1", "cb-c1#5", "no_answer", 480)
+        call, link, media, task = await _started(tmp_path)
+        media.agents[0].picks_up()
+        await _settle()
+        call.deliver(cm.DialCustomer("cb-c1", "cb-c1#5", "sip:5550001@gw.test", 20.0))
+        await _settle()
+        media.agents[0].hangs_up()
+        await asyncio.wait_for(task, 5)
+        assert isinstance(link.sent[-1], m.AgentGone)
+        assert media.agents[1].log[-1] == "cancel"  # the customer's ring stops too
+        _, link, media, task = await _started(tmp_path, free_legs=0)
+        await asyncio.wait_for(task, 5)
+        assert link.sent == [m.OfferFailed("cb-c1", "cb-c1#5", "error")]  # no free slot
+
+    asyncio.run(go())
+
+
+def test_customer_outcomes_by_sip_code() -> None:
+    assert [customer_outcome(c) for c in (486, 603, 408, 480, 487, 0, 404, 500)] == [
+        "busy", "busy", "no_answer", "no_answer", "no_answer", "no_answer", "failed",
+        "failed"]
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def write(self, line: bytes) -> None:
+        self.lines.append(line)
+
+    def messages(self) -> list[m.Message]:
+        import json
+
+        return [m.from_wire(json.loads(x)) for x in self.lines]
+
+
+class _Slot:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.writer = _Writer()
+
+
+ROOM_ACD = """
+queues:
+  support:
+    announce_every_s: 0
+    wrapup_s: 0
+    callback: {retries: 1, retry_s: 60, dial_uri: "sip:{number}@gw.test:5070"}
+agents:
+  "1001": {name: Ann, queues: {support: 5}}
+"""
+
+
+def test_the_controller_places_the_callback_on_a_free_worker_and_follows_it(
+        tmp_path: Path) -> None:
+    import json
+
+    from ivr.acd import AgentState
+    from ivr.config import load_settings
+    from ivr.controller_acd import ControllerAcd
+    from ivr.store import CallStore
+
+    acd_file = tmp_path / "acd.yaml"
+    acd_file.write_text(ROOM_ACD, encoding="utf-8")
+    settings = load_settings(None, env={"IVR_PATHS_ACD": str(acd_file),
+                                        "IVR_PATHS_VAR_DIR": str(tmp_path / "var")})
+    store = CallStore(tmp_path / "s.sqlite3")
+    room = ControllerAcd(settings, store, store.append_queue_log)
+    caller_worker, free_worker = _Slot("w1"), _Slot("w2")
+    room.enable_callbacks(lambda: free_worker)  # type: ignore[arg-type, return-value]
+    room.call_arrived("c1", caller_worker)  # type: ignore[arg-type]
+
+    def tell(slot: _Slot, msg: m.Message) -> None:
+        room.on_message(slot, json.loads(m.to_wire(msg)))  # type: ignore[arg-type]
+
+    tell(caller_worker, m.Join("c1", "support", caller="5550001", data={"account": "7"}))
+    tell(caller_worker, cm.CallbackRequest("c1", "5550001"))
+    assert isinstance(caller_worker.writer.messages()[-1], cm.CallbackTaken)
+    room.service.request_state("1001", "ready")
+    (offer,) = free_worker.writer.messages()
+    assert isinstance(offer, cm.CallbackOffer)
+    assert (offer.call_id, offer.number, offer.data) == ("cb-c1", "5550001", {"account": "7"})
+    tell(free_worker, m.OfferAnswered("cb-c1", offer.offer_id))
+    dial = free_worker.writer.messages()[-1]
+    assert isinstance(dial, cm.DialCustomer) and dial.uri == "sip:5550001@gw.test:5070"
+    tell(free_worker, cm.CustomerNotReached("cb-c1", "no_answer"))
+    assert room.service.acd.agents["1001"].state is AgentState.READY  # released
+    assert store.open_callbacks()[0].attempts == 1  # waits for its retry
+
+    # the retry (its wait cut short here: the room's clock is the wall clock): answered,
+    # bridged, and the agent hangs up
+    room.service.acd.entries["cb-c1"].not_before = None
+    room.service.request_state("1001", "not_ready", "break")
+    room.service.request_state("1001", "ready")
+    offer2 = free_worker.writer.messages()[-1]
+    assert isinstance(offer2, cm.CallbackOffer) and offer2.offer_id != offer.offer_id
+    tell(free_worker, m.OfferAnswered("cb-c1", offer2.offer_id))
+    tell(free_worker, cm.CustomerAnswered("cb-c1"))
+    assert isinstance(free_worker.writer.messages()[-1], m.Connect)
+    tell(free_worker, m.AgentGone("cb-c1"))
+    events = [r.event.value for r in store.queue_log(call_id="cb-c1") if not r.new_state]
+    assert events[-1] == "CALLBACKCOMPLETE" and "CALLBACKCONNECT" in events
+    assert store.callback("cb-c1").outcome == "completed_agent"  # type: ignore[union-attr]
+    room.close()
+    store.close()
