@@ -219,7 +219,7 @@ def _version_3_store(path: Path) -> None:
     db.close()
 
 
-def test_a_version_3_store_opens_as_version_4_with_its_data_and_recordings_linked(
+def test_a_version_3_store_opens_as_the_current_version_with_its_data_and_recordings_linked(
         tmp_path: Path) -> None:
     path = tmp_path / "var" / "ivr.sqlite3"
     _version_3_store(path)
@@ -237,7 +237,7 @@ def test_a_version_3_store_opens_as_version_4_with_its_data_and_recordings_linke
     finally:
         store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         indexes = {r[0] for r in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'queue_log'")}
     db.close()
