@@ -23,8 +23,8 @@ from . import supervision_messages as sm
 from . import transfer_messages as tm
 from .acd import Acd, AcdConfig, AcdError, EntryState, QueueLogRow
 from .acd import events as ev
-from .call_supervision import CallSupervision
 from .acd_callback_service import CALLBACK_ACTIONS, CALLBACK_MESSAGES, CallbackDoors
+from .call_supervision import CallSupervision
 from .logs import log_event
 
 log = logging.getLogger("ivr.acd_service")

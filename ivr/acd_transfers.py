@@ -53,7 +53,7 @@ def _call_of(service: AcdService, agent_id: str) -> str:
         raise AcdError(f"no agent {agent_id!r} in the ACD")
     for entry in service.acd.entries.values():
         if entry.agent_id == agent_id and entry.state.value == "connected":
-            return entry.call_id
+            return str(entry.call_id)
     raise NoCallError(f"agent {agent_id} has no call")
 
 

@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from . import acd_transfers, ops
 from . import callback_messages as cm
-from . import ops
 from .acd import AcdConfig, AcdConfigError, AcdError, QueueEvent, QueueLogRow, load_acd
 from .acd_service import AcdService, with_store_agents
 from .agent_desk import Desk, start_of_day

@@ -141,8 +141,8 @@ class CallbackCancelled:
 
 Event = (CallQueued | CallerHungUp | CallLost | CallerLeftWithKey | AgentHungUp | OfferAnswered
          | OfferFailed | AgentStateRequested | WrapUpCoded | CallHeld | CallResumed
-         | TransferEvent | CallbackRequested | CallbackRestored | CustomerAnswered | CustomerNotReached
-         | CallbackCancelled)
+         | TransferEvent | CallbackRequested | CallbackRestored | CustomerAnswered
+         | CustomerNotReached | CallbackCancelled)
 
 # ---- actions (out of the ACD) ----------------------------------------------------------
 
@@ -281,4 +281,5 @@ class CallbackTaken:
 
 
 Action = (OfferAgent | CancelOffer | CallConnected | RequeueCall | Overflow | AnnouncePosition
-          | AgentStateChanged | LogQueueEvent | TransferAction | SaveCallback | DialCustomer | CallbackTaken)
+          | AgentStateChanged | LogQueueEvent | TransferAction | SaveCallback | DialCustomer
+          | CallbackTaken)
