@@ -51,6 +51,9 @@ from .recognizer import (
 
 log = logging.getLogger("ivr.speech.service")
 
+# Where workers look for the service: this name in the settings' run directory
+# (var/run/speech.sock); no socket there, and speech menus are DTMF-only.
+SPEECH_SOCKET = "speech.sock"
 _LEN = struct.Struct("!I")
 MAX_HEADER_BYTES = 256 * 1024
 MAX_UTTERANCE_SAMPLES = 8000 * 60  # one minute at 8 kHz: far beyond any max_utterance_ms
