@@ -67,7 +67,7 @@ class CallSpeech:
             return
         settings = VadSettings(end_silence_ms=action.end_silence_ms,
                                max_utterance_ms=action.max_utterance_ms)
-        grammar = Grammar.of(action.phrases)
+        grammar = Grammar.of(action.phrases, repeat=action.repeat)
         listener = SpeechListener(
             settings,
             on_started=lambda onset_s: self._put(SpeechOnset(onset_s)),

@@ -191,3 +191,68 @@ def test_check_says_a_speech_menu_in_mandarin_needs_a_model() -> None:
     assert len(issues) == 1
     assert "a speech menu in zh-CN, but no recogniser model for zh-CN is configured " \
            "(speech.models) (Mandarin has no recogniser model" in str(issues[0])
+
+
+COLLECT = """
+name: voice-digits
+language: en-US
+start: account
+nodes:
+  account:
+    type: collect
+    prompts: [enter_account]
+    var: account
+    min_digits: 4
+    max_digits: 8
+    speech: {en-US: digits}
+    confirm: {}
+    invalid_prompts: [invalid]
+    next: done
+    on_failure: done
+  done: {type: hangup}
+"""
+
+
+def test_collect_by_voice_listens_for_digit_sequences_and_reads_them_back() -> None:
+    flow, _ = parse_flow(COLLECT, "c.yaml")
+    r = FlowRun(flow)
+    listen = [a for a in r.start(0.0) if isinstance(a, Listen)]
+    assert listen and listen[0].repeat and {"one", "oh", "nine"} <= set(listen[0].phrases)
+    assert StopPlayback() in r.on_speech_started(1.0)
+    actions = r.on_speech_result(3.0, [("four one five five", 0.3)])
+    assert Play(("you_entered", "digit_4", "digit_1", "digit_5", "digit_5",
+                 "confirm_correct")) in actions
+    r.on_digit("1", 4.0)
+    assert r.vars["account"] == "4155"
+
+
+def test_collect_by_voice_with_too_few_digits_or_none_retries() -> None:
+    flow, _ = parse_flow(COLLECT, "c.yaml")
+    r = FlowRun(flow)
+    r.start(0.0)
+    actions = r.on_speech_result(3.0, [("four one", 0.3)])
+    assert Play(("invalid", "enter_account")) in actions
+    assert any(isinstance(a, Listen) for a in actions)
+    actions = r.on_speech_result(5.0, [])
+    assert {a.kind: a.data for a in actions if isinstance(a, Note)}["collect.invalid"][
+        "problem"] == "no digits heard"
+
+
+def test_keys_typed_in_a_voice_collect_stop_listening_and_win() -> None:
+    flow, _ = parse_flow(COLLECT, "c.yaml")
+    r = FlowRun(flow)
+    r.start(0.0)
+    assert StopListening() in r.on_digit("7", 1.0)
+    assert r.on_speech_result(2.0, [("one two three four", 0.9)]) == []
+
+
+def test_a_sensitive_collect_by_voice_is_refused() -> None:
+    with pytest.raises(FlowError, match="not sent to the recogniser either: drop speech"):
+        parse_flow(COLLECT.replace("    confirm: {}\n", "    sensitive: true\n"), "c.yaml")
+
+
+def test_collect_by_voice_outside_english_is_an_error() -> None:
+    text = COLLECT.replace("language: en-US", "language: zh-CN").replace(
+        "{en-US: digits}", "{zh-CN: digits}")
+    with pytest.raises(FlowError, match=r"collect by voice \(digits\) is in en-US only"):
+        parse_flow(text, "c.yaml")

@@ -66,7 +66,7 @@ from .model import (
     TransferNode,
     sensitive_vars,
 )
-from .speech import NO_PHRASES, YES_PHRASES
+from .speech import NO_PHRASES, VOICE_COLLECT_PHRASES, YES_PHRASES, spoken_digits
 
 log = logging.getLogger("ivr.flow")
 
@@ -124,6 +124,7 @@ class Listen(Action):
     language: str
     end_silence_ms: int
     max_utterance_ms: int
+    repeat: bool = False  # any sequence of the phrases (digits by voice)
 
 
 @dataclass(frozen=True)
@@ -812,6 +813,8 @@ class FlowRun:
                     return
         else:
             self._prompt(node.prompts)
+            if node.barge_in:
+                self._collect_listen(node)
 
     def _collect_prompt_done(self, node: CollectNode, now: float) -> None:
         if self._phase == "confirm":
@@ -821,6 +824,8 @@ class FlowRun:
         self._set_state(RunState.COLLECTING)
         timeout = node.inter_digit_timeout_ms if self._digits else node.first_digit_timeout_ms
         self.deadline = now + timeout / 1000
+        if not self._digits:
+            self._collect_listen(node)
         typed, self.typeahead = self.typeahead, []  # keys held while the prompt played
         for d in typed:
             self._collect_key(node, d, now)
@@ -852,6 +857,9 @@ class FlowRun:
             self._collect_finish(node, now)
             return
         self._digits.append(digit)
+        if self.listening:  # keys, not voice: stop listening
+            self.listening = False
+            self._emit(StopListening())
         if len(self._digits) >= node.max_digits:
             self._collect_finish(node, now)
         else:
@@ -915,6 +923,8 @@ class FlowRun:
             self._goto(node.on_failure, now)
         else:
             self._prompt([*prompts, *node.prompts])
+            if node.barge_in:
+                self._collect_listen(node)
 
     # -- survey, record, queue, transfer ----------------------------------------------
 
@@ -1004,9 +1014,15 @@ class FlowRun:
         """The caller began speaking in a listening menu: barge-in, and the no-input timer
         waits for the result."""
         node = self._node
-        if not self.listening or not isinstance(node, MenuNode):
+        if not self.listening or not isinstance(node, MenuNode | CollectNode):
             return []
         self._note("speech.started", node=self.node_name)
+        if isinstance(node, CollectNode):
+            if self.state is RunState.PROMPTING:
+                self._emit(StopPlayback())
+            self._set_state(RunState.COLLECTING)
+            self.deadline = None
+            return self._flush()
         if self.state is RunState.PROMPTING:
             self._emit(StopPlayback())
             self._set_state(RunState.WAITING)
@@ -1018,10 +1034,13 @@ class FlowRun:
         """The recogniser's n-best (text, confidence) for the utterance, best first; empty
         when nothing in the grammar was heard (or recognition failed)."""
         node = self._node
-        if not self.listening or not isinstance(node, MenuNode):
+        if not self.listening or not isinstance(node, MenuNode | CollectNode):
             return []
         self.listening = False
         text, confidence = hypotheses[0] if hypotheses else ("", 0.0)
+        if isinstance(node, CollectNode):
+            self._collect_spoken(node, text, confidence, now)
+            return self._flush()
         if self.state is RunState.PROMPTING:
             self._emit(StopPlayback())
         if self._phase == "confirm":
@@ -1064,6 +1083,28 @@ class FlowRun:
             return
         self.listening = True
         self._emit(Listen(phrases, self.language, node.end_silence_ms, node.max_utterance_ms))
+
+    def _collect_listen(self, node: CollectNode) -> None:
+        kind = node.speech.get(self.language)
+        if kind is None or self.listening or self._phase != "digits":
+            return
+        self.listening = True
+        self._emit(Listen(VOICE_COLLECT_PHRASES[kind], self.language, node.end_silence_ms,
+                          node.max_utterance_ms, repeat=True))
+
+    def _collect_spoken(self, node: CollectNode, text: str, confidence: float,
+                        now: float) -> None:
+        if self._phase != "digits" or self._digits:
+            return  # keys came first: they win
+        digits = spoken_digits(text)[: node.max_digits]
+        self._note("speech.result", node=self.node_name, text=text,
+                   confidence=round(confidence, 3), digits=digits)
+        if not digits:
+            self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts,
+                                digits="", problem="no digits heard")
+            return
+        self._digits = list(digits)
+        self._collect_finish(node, now)
 
     def _menu_prompt(self, node: MenuNode, prompts: list[str]) -> None:
         self._prompt(prompts)

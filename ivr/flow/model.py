@@ -198,6 +198,10 @@ class CollectNode(_Node):
     confirm: Confirmation | None = None
     # Card numbers, PINs: the digits are masked in the logs and the store (see docs/flows.md)
     sensitive: bool = False
+    # Digits by voice too, per language: {en-US: digits} ("four one five five")
+    speech: dict[str, Literal["digits"]] = {}
+    end_silence_ms: int = Field(default=1200, ge=200, le=5000)  # pauses between digit groups
+    max_utterance_ms: int = Field(default=15000, ge=1000, le=60000)
     next: str
     on_failure: str
 
@@ -208,6 +212,9 @@ class CollectNode(_Node):
         if self.sensitive and self.confirm is not None:
             raise ValueError("confirm reads the digits back to the caller, and a sensitive "
                              "collect's digits are never spoken or recorded: drop confirm")
+        if self.sensitive and self.speech:
+            raise ValueError("a sensitive collect's digits never leave the call: they are "
+                             "not sent to the recogniser either: drop speech")
         return self
 
     @field_validator("var")

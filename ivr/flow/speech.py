@@ -29,6 +29,15 @@ from ..yamlsrc import SourceMap
 
 BargeIn = Literal["speech", "dtmf", "both", "none"]
 YES_PHRASES = ("yes", "yeah", "yes please", "correct", "right")
+# collect by voice, digits (en-US): "four one five five", "oh" for zero as people say it
+DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
+               "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+VOICE_COLLECT_PHRASES = {"digits": tuple(DIGIT_WORDS)}
+
+
+def spoken_digits(text: str) -> str:
+    """"four one five five" -> "4155"; words that are not digits are skipped."""
+    return "".join(DIGIT_WORDS[w] for w in text.split() if w in DIGIT_WORDS)
 NO_PHRASES = ("no", "nope", "no thanks", "wrong")
 
 
@@ -132,6 +141,27 @@ def check_speech(
     None: the recogniser was not consulted (only the flow's own consistency is checked)."""
     issues: list[tuple[int | None, str, str]] = []
     for name, node in nodes.items():
+        collect_speech = getattr(node, "type", "") == "collect" and getattr(node, "speech", {})
+        if collect_speech:
+            line = smap.line_of(("nodes", name, "speech"))
+            for language, kind in collect_speech.items():
+                phrases = list(VOICE_COLLECT_PHRASES[kind])
+                if language != "en-US":
+                    issues.append((line, name, f"collect by voice ({kind}) is in en-US only "
+                                   f"(digit words of other languages are not built in), "
+                                   f"not {language}"))
+                elif language not in flow_languages:
+                    issues.append((line, name, f"speech in {language}, a language this "
+                                   f"flow never speaks ({', '.join(flow_languages)})"))
+                elif model_languages is not None and language not in model_languages:
+                    issues.append((line, name, f"collect by voice in {language}, but no "
+                                   f"recogniser model for {language} is configured "
+                                   "(speech.models)"))
+                elif unknown_words is not None:
+                    for word in unknown_words(phrases, language):
+                        issues.append((line, name, f"digit word {word!r} ({language}) is "
+                                       "not in the recogniser's dictionary"))
+            continue
         if not isinstance(node, MenuSpeechFields) or not node.speech:
             continue
         line = smap.line_of(("nodes", name, "speech"))

@@ -46,6 +46,8 @@ def upsample_for_model(pcm: Pcm16, seed: int = 0) -> Pcm16:
 
 def jsgf(grammar: Grammar) -> str:
     alternatives = " | ".join(f"( {p} )" for p in grammar.phrases)
+    if grammar.repeat:
+        alternatives = f"( {alternatives} )+"
     return f"#JSGF V1.0;\ngrammar menu;\npublic <menu> = {alternatives};\n"
 
 
@@ -74,11 +76,12 @@ class PocketSphinxRecognizer(Recognizer):
             return [w for w in words if self._decoder.lookup_word(w) is None]
 
     def _search_for(self, grammar: Grammar) -> str:
-        name = self._searches.get(grammar.phrases)
+        key = (*grammar.phrases, "+" if grammar.repeat else "")
+        name = self._searches.get(key)
         if name is None:
-            name = "g" + hashlib.sha1("\n".join(grammar.phrases).encode()).hexdigest()[:12]
+            name = "g" + hashlib.sha1("\n".join(key).encode()).hexdigest()[:12]
             self._decoder.add_jsgf_string(name, jsgf(grammar))
-            self._searches[grammar.phrases] = name
+            self._searches[key] = name
         return name
 
     def _recognize(self, pcm: Pcm16, grammar: Grammar, language: str,
@@ -89,7 +92,7 @@ class PocketSphinxRecognizer(Recognizer):
         d.process_raw(upsample_for_model(pcm).tobytes(), full_utt=True)
         d.end_utt()
         best = d.hyp()
-        if best is None or best.hypstr not in grammar.phrases:
+        if best is None or not grammar.accepts(best.hypstr):
             return []
         p_best = min(max(float(best.prob), 0.0), 1.0)
         others: list[str] = []
@@ -97,7 +100,7 @@ class PocketSphinxRecognizer(Recognizer):
             if len(others) >= n_best - 1:
                 break
             text = alt.hypstr if alt is not None else None
-            if text and text != best.hypstr and text not in others and text in grammar.phrases:
+            if text and text != best.hypstr and text not in others and grammar.accepts(text):
                 others.append(text)
         # the posterior mass the best path leaves is shared among the other phrases found
         rest = (1.0 - p_best) / len(others) if others else 0.0

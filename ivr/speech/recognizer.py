@@ -81,16 +81,35 @@ def normalise_phrase(phrase: str) -> str:
 
 @dataclass(frozen=True)
 class Grammar:
-    """The phrases a listening menu accepts (already normalised, no duplicates, sorted)."""
+    """The phrases a listening menu accepts (already normalised, no duplicates, sorted);
+    with ``repeat``, any sequence of them ("four one five five" from the digit words)."""
 
     phrases: tuple[str, ...]
+    repeat: bool = False
 
     @classmethod
-    def of(cls, phrases: Iterable[str]) -> Grammar:
+    def of(cls, phrases: Iterable[str], repeat: bool = False) -> Grammar:
         cleaned = sorted({normalise_phrase(p) for p in phrases} - {""})
         if not cleaned:
             raise RecognizerError("a grammar needs at least one non-empty phrase")
-        return cls(tuple(cleaned))
+        return cls(tuple(cleaned), repeat)
+
+    def accepts(self, text: str) -> bool:
+        """Whether ``text`` is a phrase (or, with ``repeat``, a sequence of phrases)."""
+        if text in self.phrases:
+            return True
+        if not self.repeat or not text:
+            return False
+        words = text.split()
+        ok = [False] * (len(words) + 1)  # ok[i]: words[:i] is a sequence of phrases
+        ok[0] = True
+        for i in range(len(words)):
+            if ok[i]:
+                for p in self.phrases:
+                    n = len(p.split())
+                    if " ".join(words[i:i + n]) == p:
+                        ok[i + n] = True
+        return ok[-1]
 
     def words(self) -> list[str]:
         return sorted({w for p in self.phrases for w in p.split()})

@@ -15,7 +15,8 @@ bench/bench_speech_placement.py).
 Wire format, one request per connection, both ways a 4-byte big-endian length then that
 many bytes of UTF-8 JSON; the request is followed by its audio::
 
-    request  {"phrases": [...], "language": "en-US", "n_best": 3, "samples": N}
+    request  {"phrases": [...], "language": "en-US", "n_best": 3, "samples": N,
+              "repeat": false}                    (repeat: any sequence of the phrases)
              + N int16 little-endian samples at 8 kHz mono
     answer   {"hypotheses": [["pay my bill", 0.82], ...]}   or   {"error": "message"}
 
@@ -82,7 +83,8 @@ def _answer(recognizer: Recognizer, header: dict[str, Any], pcm: Pcm16) -> dict[
     if not isinstance(language, str) or not isinstance(n_best, int):
         return {"error": "request fields 'language' (a string) and 'n_best' (an int) needed"}
     try:
-        hyps = recognizer.recognize(pcm, Grammar.of(phrases), language, n_best)
+        grammar = Grammar.of(phrases, repeat=bool(header.get("repeat", False)))
+        hyps = recognizer.recognize(pcm, grammar, language, n_best)
     except RecognizerError as exc:
         return {"error": str(exc)}
     return {"hypotheses": [[h.text, h.confidence] for h in hyps]}
@@ -184,7 +186,8 @@ class SpeechClient:
         reader, writer = await asyncio.open_unix_connection(str(self.socket_path))
         try:
             header = json.dumps({"phrases": list(grammar.phrases), "language": language,
-                                 "n_best": n_best, "samples": int(pcm.size)}).encode()
+                                 "n_best": n_best, "samples": int(pcm.size),
+                                 "repeat": grammar.repeat}).encode()
             writer.write(_LEN.pack(len(header)) + header + pcm.astype("<i2").tobytes())
             await writer.drain()
             (size,) = _LEN.unpack(await reader.readexactly(_LEN.size))

@@ -85,7 +85,8 @@ class VoskRecognizer(Recognizer):
         }
         scored: dict[str, float] = {}
         for alt in result.get("alternatives", []):
-            text = _phrases_in(str(alt.get("text", "")), grammar)
+            raw = str(alt.get("text", "")).replace("[unk]", "").strip()
+            text = raw if grammar.repeat and grammar.accepts(raw) else _phrases_in(raw, grammar)
             if text and text not in scored:
                 scored[text] = float(alt.get("confidence", 0.0))
         if not scored:
