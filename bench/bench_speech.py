@@ -127,8 +127,11 @@ def main() -> None:
     cpu = 0.0
     audio_s = 0.0
     delays: list[int] = []
+    thresholds = sorted({reject, 0.1, 0.2, 0.3})
     for snr in SNRS:
         ok = stock_ok = missed = 0
+        right_conf: list[float] = []  # confidence of each right intent
+        oog_conf: list[float] = []  # of each out-of-grammar utterance given a phrase
         for i, ((p, _v, _s), pcm) in enumerate(clips.items()):
             x = in_call(pcm, snr, i)
             cut, delay = vad_cut(x, settings)
@@ -141,9 +144,9 @@ def main() -> None:
                 hyps = rec.recognize(cut, grammar, "en-US")
                 cpu += time.process_time() - t0
                 audio_s += cut.size / 8000
-                if hyps and hyps[0].confidence >= reject and phrases.get(hyps[0].text) == \
-                        phrases[p]:
-                    ok += 1
+                if hyps and phrases.get(hyps[0].text) == phrases[p]:
+                    right_conf.append(hyps[0].confidence)
+                    ok += hyps[0].confidence >= reject
             stock_ok += phrases.get(untuned(stock, x)) == phrases[p]
         fa = stock_fa = 0
         for i, pcm in enumerate(oog.values()):
@@ -152,12 +155,17 @@ def main() -> None:
             if cut is not None:
                 hyps = rec.recognize(cut, grammar, "en-US")
                 fa += bool(hyps and hyps[0].confidence >= reject)
+                if hyps:
+                    oog_conf.append(hyps[0].confidence)
             stock_fa += untuned(stock, x) in phrases
         n, m = len(clips), len(oog)
         label = "clean" if snr is None else f"{snr:.0f} dB SNR"
         say(f"  {label:>10}: intent accuracy tuned {100 * ok / n:5.1f} % ({ok}/{n}, VAD missed "
             f"{missed}), untuned {100 * stock_ok / n:5.1f} % ({stock_ok}/{n}); false accepts "
             f"tuned {100 * fa / m:5.1f} % ({fa}/{m}), untuned {100 * stock_fa / m:5.1f} %")
+        say("              with reject_below " + ", ".join(
+            f"{t}: {100 * sum(c >= t for c in right_conf) / n:.0f} % right / "
+            f"{100 * sum(c >= t for c in oog_conf) / m:.0f} % false" for t in thresholds))
     delays.sort()
     say(f"  VAD speech start after onset (barge-in decision): median {delays[len(delays) // 2]}"
         f" ms, max {delays[-1]} ms over {len(delays)} utterances (min_speech_ms "

@@ -55,3 +55,37 @@ def test_a_service_that_cannot_start_is_reported_and_not_fatal(tmp_path: Path) -
         return ok
 
     assert asyncio.run(scenario()) is False
+
+
+def test_supervision_knows_the_speech_service_socket_name() -> None:
+    from ivr import supervise
+    from ivr.speech import service
+
+    assert supervise.SPEECH_SOCKET == service.SPEECH_SOCKET
+
+
+def test_the_service_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ivr.supervise import find_stack_processes
+
+    run_dir = tmp_path / "run"
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-m', "
+        f"'ivr.speech.service', '--socket', '{run_dir / 'speech.sock'}', '--processes', '1']);"
+        " time.sleep(60)")])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (run_dir / "speech.sock").exists():
+        time.sleep(0.1)
+    found = find_stack_processes(run_dir)
+    assert [p.role for p in found] == ["speech", "speech"]  # the service and its child
+    os.kill(starter.pid, signal.SIGKILL)
+    starter.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and find_stack_processes(run_dir):
+        time.sleep(0.1)
+    assert find_stack_processes(run_dir) == []

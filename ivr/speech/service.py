@@ -107,8 +107,24 @@ def serve_connection(recognizer: Recognizer, conn: socket.socket) -> None:
     conn.sendall(_LEN.pack(len(body)) + body)
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> None:
+    """Have the kernel send ``sig`` to this process when its parent dies (Linux): a service
+    whose controller was killed does not outlive it, nor its children the service."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _child_loop(recognizer: Recognizer, listener: socket.socket) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    die_with_parent()
     while True:
         conn, _ = listener.accept()
         with conn:
@@ -120,7 +136,12 @@ def _child_loop(recognizer: Recognizer, listener: socket.socket) -> None:
 
 def run_service(socket_path: Path, processes: int, backend: str,
                 models: Mapping[str, Path]) -> int:
-    """Load the models, fork the children, and wait; SIGTERM stops them all."""
+    """Load the models, fork the children, and wait; SIGTERM (or the death of the process
+    that started it: the controller) stops them all."""
+    parent = os.getppid()
+    die_with_parent()
+    if os.getppid() != parent:  # it died before the request took effect
+        return 0
     recognizer = create_recognizer(backend, models)
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     if socket_path.exists():
