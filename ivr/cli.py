@@ -25,6 +25,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .config import ConfigError, Settings, load_settings
 from .logs import log_fallback_path, setup_logging
@@ -86,7 +87,7 @@ def cmd_flow_check(args: argparse.Namespace) -> int:
                 print(f"{issue}", file=sys.stderr)
             failed = True
             continue
-        issues = check_flow_prompts(flow, smap, available)
+        issues = check_flow_prompts(flow, smap, available) + _check_speech(flow, smap, settings)
         for issue in issues:
             print(f"{issue}", file=sys.stderr)
         if issues:
@@ -95,6 +96,23 @@ def cmd_flow_check(args: argparse.Namespace) -> int:
             print(f"{name}: ok (flow {flow.name!r} version {flow.version}, "
                   f"{len(flow.nodes)} nodes, prompt set {flow.language})")
     return 1 if failed else 0
+
+
+def _check_speech(flow: Any, smap: Any, settings: Any) -> list[Any]:
+    """A flow with speech menus is checked against the configured recogniser (its models'
+    languages and dictionaries); it is loaded only then (PocketSphinx 0.3 s, Vosk ~2 s)."""
+    from .flow import check_flow_speech
+    from .flow.model import FlowIssue, MenuNode
+    from .speech.recognizer import RecognizerError, create_recognizer
+
+    if not any(isinstance(n, MenuNode) and n.speech for n in flow.nodes.values()):
+        return []
+    try:
+        recognizer = create_recognizer(settings.speech.backend, settings.speech.models)
+    except RecognizerError as exc:
+        return [FlowIssue(smap.path, None, None, f"speech menus cannot be checked: {exc}")]
+    return list(check_flow_speech(flow, smap, set(recognizer.languages()),
+                                  recognizer.unknown_words))
 
 
 def _fmt_time(t: float | None) -> str:

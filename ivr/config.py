@@ -248,6 +248,17 @@ class FlowSettings(_Section):
     vars: dict[str, str] = {}
 
 
+class SpeechSettings(_Section):
+    """Speech recognition in menus (ivr/speech/, docs/architecture.md "Where recognition
+    runs"): the backend the speech service runs, its model directories per language
+    (``IVR_SPEECH_MODELS='{ko-KR: /srv/vosk-model-small-ko-0.22}'``), and how many processes
+    it forks (each recognises one utterance at a time)."""
+
+    backend: Literal["pocketsphinx", "vosk"] = "pocketsphinx"
+    models: dict[str, Path] = {}
+    processes: int = Field(default=2, ge=1, le=64)
+
+
 # The checkout (or install prefix) holding the ivr package: relative default paths start here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -278,6 +289,7 @@ class Settings(_Section):
     front: FrontSettings = FrontSettings()
     http: HttpSettings = HttpSettings()
     flows: FlowSettings = FlowSettings()
+    speech: SpeechSettings = SpeechSettings()
     paths: PathSettings = PathSettings()
     log: LogSettings = LogSettings()
 

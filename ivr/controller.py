@@ -31,6 +31,7 @@ from .acd.queue_log import QueueLogRow
 from .config import Settings
 from .controller_acd import AcdStartError, ControllerAcd
 from .controller_pool import ControllerError, PoolSupervision, SlotState, WorkerSlot
+from .controller_speech import SpeechServiceRunner, flow_has_speech
 from .front import Front
 from .journal import SCAN_S, ReplayResult, replay_journals
 from .logs import log_event
@@ -91,6 +92,7 @@ class Controller(PoolSupervision):
         self._journals_scanned_at = time.monotonic()
         self.acd: ControllerAcd | None = None
         self._api: Any = None  # ivr.api.ApiServer, when http.enabled
+        self._speech: SpeechServiceRunner | None = None  # when the flow has speech menus
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -155,6 +157,9 @@ class Controller(PoolSupervision):
             self.socket_path.unlink()
         self._server = await asyncio.start_unix_server(
             self._on_connection, path=str(self.socket_path), limit=1 << 20)
+        if await asyncio.to_thread(flow_has_speech, s):
+            self._speech = SpeechServiceRunner(s)
+            await self._speech.start()
         await self._start_zygote()
         for slot in self.slots[: s.pool.workers]:
             self._spawn(slot)
@@ -237,6 +242,8 @@ class Controller(PoolSupervision):
         if self._front is not None:
             await self._front.stop()
         await self._stop_zygote()
+        if self._speech is not None:
+            await self._speech.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

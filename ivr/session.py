@@ -41,11 +41,13 @@ from .flow.interpreter import (
     MASK,
     Action,
     LeaveQueue,
+    Listen,
     Lookup,
     QueueCall,
     RequestCallback,
     StartMusic,
     StartRecording,
+    StopListening,
     StopMusic,
     StopRecording,
     Transfer,
@@ -54,6 +56,8 @@ from .logs import log_event
 from .messages import Message
 from .prompts import PromptSet
 from .queue_call import AcdCall, AcdLink, AcdMedia, ControllerLost
+from .speech.service import SpeechClient
+from .speech_call import CallSpeech, SpeechHeard, SpeechOnset
 from .store import CallRecorder, StoreError
 
 log = logging.getLogger("ivr.session")
@@ -95,6 +99,7 @@ class CallSession:
         acd_link: AcdLink | None = None,
         acd_media: AcdMedia | None = None,
         info_base_url: str = "",
+        speech: SpeechClient | None = None,
     ) -> None:
         self.leg = leg
         self.flow = flow
@@ -119,6 +124,7 @@ class CallSession:
         self._flow_hangup_reason: str | None = None
         self.ended = False
         self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.speech = CallSpeech(leg, speech, self.call_id, self.inbox.put_nowait)
         self._forwarders: list[asyncio.Task[None]] = []
         # The ACD part (ivr/queue_call.py): only with a controller to ask and a phone to call
         # agents from; without one a queue node goes on at on_unavailable.
@@ -267,6 +273,7 @@ class CallSession:
                 self._next_event = None
             if self._pending is not None:
                 self._pending.cancel()
+            self.speech.close()
 
     def _event_task(self) -> asyncio.Task[Any]:
         """The pending read of the inbox's next item, started if none is."""
@@ -326,6 +333,12 @@ class CallSession:
             if ev.final:
                 ok = bool(ev.accepted and 200 <= ev.status_code < 300)
                 await self._apply(self.run.on_transfer_result(now, ok, ev.status_code))
+            return
+        if isinstance(event, SpeechOnset):
+            await self._apply(self.run.on_speech_started(now))
+            return
+        if isinstance(event, SpeechHeard):
+            await self._apply(self.run.on_speech_result(now, list(event.hypotheses)))
             return
         if isinstance(event, DtmfReceived):
             node = self.run.node_name
@@ -411,6 +424,10 @@ class CallSession:
                     return
             elif isinstance(action, StopPlayback):
                 await self.leg.stop_playback()
+            elif isinstance(action, Listen):
+                await self.speech.listen(action)
+            elif isinstance(action, StopListening):
+                await self.speech.stop()
             elif isinstance(action, Hangup):
                 self._flow_hangup_reason = action.reason
                 await self._hangup()

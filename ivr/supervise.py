@@ -38,6 +38,7 @@ KAMAILIO_DIR = "kamailio"
 KAMAILIO_PID_FILE = "kamailio.pid"
 KAMAILIO_CFG = "kamailio.cfg"
 SOCKET_FILE = "controller.sock"
+SPEECH_SOCKET = "speech.sock"  # ivr.speech.service.SPEECH_SOCKET (a test keeps them equal)
 
 RUN_DIR_MODE = 0o700  # var/run: sockets, pid files, Kamailio's log (callers' numbers)
 
@@ -132,15 +133,23 @@ def _is_kamailio(argv: list[str], cfg_path: str) -> bool:
             and argv.index("-f") + 1 < len(argv) and argv[argv.index("-f") + 1] == cfg_path)
 
 
+def _is_speech(argv: list[str], socket_path: Path) -> bool:
+    return (argv[1:4] == ["-m", "ivr.speech.service", "--socket"] and len(argv) > 4
+            and Path(argv[4]).resolve() == socket_path)
+
+
 def identify(pid: int, run_dir: Path) -> str | None:
-    """``"pool"`` (the zygote or a worker) or ``"kamailio"`` if ``pid`` is one of this var
-    dir's processes now, else None."""
+    """``"pool"`` (the zygote or a worker), ``"kamailio"`` or ``"speech"`` (the speech
+    service and its children) if ``pid`` is one of this var dir's processes now, else
+    None."""
     argv = _cmdline(pid)
     if argv is None:
         return None
     run_dir = run_dir.resolve()
     if _is_zygote(argv, str(run_dir / SOCKET_FILE)):
         return "pool"
+    if _is_speech(argv, run_dir / SPEECH_SOCKET):
+        return "speech"
     if _is_kamailio(argv, str(run_dir / KAMAILIO_DIR / KAMAILIO_CFG)):
         return "kamailio"
     return None
@@ -163,6 +172,8 @@ def find_stack_processes(run_dir: Path, exclude: Iterable[int] = ()) -> list[Sta
         elif kind == "kamailio":
             found.append(StackProcess(
                 pid, "kamailio" if pid == kamailio_pid else "kamailio child"))
+        elif kind == "speech":
+            found.append(StackProcess(pid, "speech"))
     return sorted(found, key=lambda p: p.pid)
 
 
@@ -220,7 +231,7 @@ def replace_stale(run_dir: Path, drain_timeout_s: float,
     left = wait_gone(workers, run_dir, drain_timeout_s + 15)
     for pid in left:
         signal_if_ours(pid, run_dir, signal.SIGKILL)
-    others = [p.pid for p in stale if p.role in ("zygote", "kamailio")]
+    others = [p.pid for p in stale if p.role in ("zygote", "kamailio", "speech")]
     for pid in others:
         signal_if_ours(pid, run_dir, signal.SIGTERM)
     rest = [p.pid for p in stale]

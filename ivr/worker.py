@@ -48,6 +48,7 @@ from .prompts import PromptSet
 from .protocol import ProtocolError
 from .queue_call import ControllerLost
 from .session import CallSession
+from .speech.service import SPEECH_SOCKET, SpeechClient
 from .store import CallRecorder, CallStore
 
 log = logging.getLogger("ivr.worker")
@@ -368,7 +369,8 @@ class Worker:
                               recordings_dir=self.settings.paths.var_dir / "recordings",
                               flow_vars=self.settings.flows.vars,
                               acd_link=self._link, acd_media=self._media,
-                              info_base_url=self.settings.http_url)
+                              info_base_url=self.settings.http_url,
+                              speech=SpeechClient(self.settings.run_dir / SPEECH_SOCKET))
         session.run.emergencies = self.emergencies
         task = asyncio.get_running_loop().create_task(session.run_call(),
                                                       name=f"call-{session.call_id}")

@@ -12,6 +12,7 @@ whose digits come as RTP events or SIP INFO, so that no digit is reported twice.
 from __future__ import annotations
 
 from collections import deque
+from typing import Protocol
 
 import numpy as np
 
@@ -27,6 +28,13 @@ TAP_FRAME_MS = 20
 VOICE_THRESHOLD_DBFS = -40.0
 LEVEL_FRAME_MS = 20
 _FULL_SCALE = 32768.0
+
+
+class FrameSink(Protocol):
+    """Takes the caller's audio as the loop drains it: int16 samples at the tap's rate,
+    the batch ending at about ``now_s`` (the loop's clock)."""
+
+    def feed(self, samples: np.ndarray, now_s: float) -> None: ...
 
 
 class LevelMeter:
@@ -87,6 +95,9 @@ class InbandTap:
         self.detect_dtmf = detect_dtmf
         self._detector = InbandDtmfDetector(sample_rate_hz) if detect_dtmf else None
         self.meter: LevelMeter | None = None  # set and read on the loop only
+        # A speech menu's listener (ivr.speech.listener.SpeechListener): fed the same
+        # batches on the loop, never on the media thread
+        self.listener: FrameSink | None = None
         self.frames_seen = 0
 
     def push(self, frame: bytes) -> None:
@@ -109,6 +120,8 @@ class InbandTap:
         samples = np.frombuffer(b"".join(chunks), dtype="<i2")
         if self.meter is not None:
             self.meter.feed(samples, now_s)
+        if self.listener is not None:
+            self.listener.feed(samples, now_s)
         if self._detector is None:
             return []
         return [d.digit for d in self._detector.process(samples)]

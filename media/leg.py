@@ -38,7 +38,7 @@ from .errors import LegBusyError, LegGoneError, MediaError
 from .events import DtmfMethod, LegEvent, LegHungUp, MediaReady
 
 if TYPE_CHECKING:
-    from .inband import InbandTap
+    from .inband import FrameSink, InbandTap
     from .phone import Phone
 
 
@@ -93,6 +93,8 @@ class CallLeg(Protocol):
     async def stop_recording(self) -> float: ...
 
     async def watch_level(self, on: bool = True) -> None: ...
+
+    async def listen(self, sink: FrameSink | None) -> None: ...
 
     async def transfer(self, uri: str) -> None: ...
 
@@ -276,6 +278,15 @@ class SipCallLeg:
             self._level_requested = False
             if self._recording is None:
                 await self._phone._unwatch_level(self)
+
+    async def listen(self, sink: FrameSink | None) -> None:
+        """Hand the caller's audio to ``sink`` (on the loop, in batches of 20 ms frames,
+        never on the media thread) until ``listen(None)``: a speech menu listening."""
+        if sink is None:
+            await self._phone._unlisten(self)
+        else:
+            self._check()
+            await self._phone._listen(self, sink)
 
     async def transfer(self, uri: str) -> None:
         """Blind transfer: send REFER with ``Refer-To: uri``. Returns once it is sent; the

@@ -58,7 +58,7 @@ from .events import (
     SessionExpired,
     TransferResult,
 )
-from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, InbandTap, LevelMeter
+from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, FrameSink, InbandTap, LevelMeter
 from .leg import CallLeg, SipCallLeg
 from .moh import MusicOnHold
 from .outbound import check_headers, check_target
@@ -77,6 +77,9 @@ T = TypeVar("T")
 
 _CRLF_KEEPALIVE = b"\r\n\r\n"
 _INBAND_POLL_S = 0.06
+# While a speech menu listens: barge-in stops the prompt within 200 ms of speech onset, of
+# which the VAD's minimum voiced duration takes 150 ms; the poll may add at most this.
+_LISTEN_POLL_S = 0.02
 _RECORDER_CLOSE_POLL_S = 0.01
 # The bridge removes a released recorder on its next 20 ms tick; if the WAV is still open
 # after _RECORDER_KICK_S, its clock has stopped (see _check_recordings_closed).
@@ -542,6 +545,41 @@ class Phone:
         self._inband_legs.add(leg)
         self._inband_wakeup.set()
 
+    async def _listen(self, leg: SipCallLeg, sink: FrameSink) -> None:
+        """Feed the caller's audio to ``sink`` (a speech menu listening) from now on."""
+        tap = leg._inband
+        if tap is None or not tap.detect_dtmf:
+            handle = leg._handle
+            tap = await self.submit(lambda: self._attach_level_tap(handle))
+            if leg.ended is not None:
+                return
+            leg._inband = tap
+        if tap.detect_dtmf:
+            self._deliver_inband(leg, tap)  # frames so far go to the DTMF detector only
+        elif tap.meter is None:
+            tap.discard()
+        tap.listener = sink
+        assert self._inband_wakeup is not None
+        self._inband_legs.add(leg)
+        self._inband_wakeup.set()
+
+    async def _unlisten(self, leg: SipCallLeg) -> None:
+        """Stop feeding the listener; a level-only tap nobody needs is disconnected."""
+        tap = leg._inband
+        if tap is None or tap.listener is None:
+            return
+        tap.listener = None
+        if tap.detect_dtmf or tap.meter is not None:
+            return
+        self._inband_legs.discard(leg)
+        if leg.ended is None:
+            handle = leg._handle
+            try:
+                await self.submit(lambda: self._detach_level_tap(handle))
+            except (LegGoneError, PhoneStateError):
+                pass
+        tap.discard()
+
     async def _unwatch_level(self, leg: SipCallLeg) -> None:
         """End the measurement: a last update of the leg's figures, then a level-only tap is
         disconnected from the call (kept until the call ends, for the next watch)."""
@@ -551,7 +589,7 @@ class Phone:
         if leg.ended is None:
             self._deliver_inband(leg, tap)
         tap.meter = None
-        if tap.detect_dtmf:
+        if tap.detect_dtmf or tap.listener is not None:
             return
         self._inband_legs.discard(leg)
         if leg.ended is None:
@@ -579,7 +617,9 @@ class Phone:
             if not self._inband_legs:
                 self._inband_wakeup.clear()
                 await self._inband_wakeup.wait()
-            await asyncio.sleep(_INBAND_POLL_S)
+            listening = any(leg._inband is not None and leg._inband.listener is not None
+                            for leg in self._inband_legs)
+            await asyncio.sleep(_LISTEN_POLL_S if listening else _INBAND_POLL_S)
             for leg in list(self._inband_legs):
                 if leg._inband is not None:
                     try:

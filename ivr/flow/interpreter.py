@@ -69,6 +69,7 @@ from .model import (
     TransferNode,
     sensitive_vars,
 )
+from .speech import NO_PHRASES, VOICE_COLLECT_PHRASES, YES_PHRASES, spoken_digits
 
 log = logging.getLogger("ivr.flow")
 
@@ -114,6 +115,23 @@ class Play(Action):
 
 @dataclass(frozen=True)
 class StopPlayback(Action):
+    pass
+
+
+@dataclass(frozen=True)
+class Listen(Action):
+    """Listen for one utterance (VAD, then recognition against ``phrases``); the session
+    answers with ``on_speech_started`` (barge-in) and ``on_speech_result``."""
+
+    phrases: tuple[str, ...]
+    language: str
+    end_silence_ms: int
+    max_utterance_ms: int
+    repeat: bool = False  # any sequence of the phrases (digits by voice)
+
+
+@dataclass(frozen=True)
+class StopListening(Action):
     pass
 
 
@@ -268,6 +286,8 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
         self.digit_masked = False
         self._took_sensitive = False
         self.music = False  # StartMusic given and not stopped since
+        self.listening = False  # Listen given, no result or StopListening since
+        self._spoken_target = ""  # a low-confidence choice waiting for "did you say ...?"
 
     # -- public --------------------------------------------------------------------
 
@@ -299,7 +319,11 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
                 self._menu_key(node, self.typeahead.pop(0), now)
             else:
                 self._set_state(RunState.WAITING)
-                self.deadline = now + node.timeout_ms / 1000
+                confirm = node.speech_confirm
+                timeout_ms = (confirm.timeout_ms if self._phase == "confirm" and confirm
+                              else node.timeout_ms)
+                self.deadline = now + timeout_ms / 1000
+                self._listen(node)
         elif isinstance(node, HangupNode):
             if node.pause_ms:
                 self._set_state(RunState.PAUSING)
@@ -351,8 +375,14 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
                 self._emit(StopPlayback())
                 self.typeahead.append(digit)
                 self._goto(node.next, now)
+        elif isinstance(node, MenuNode) and self._phase == "confirm":
+            confirm = node.speech_confirm
+            if confirm is not None and digit in (confirm.yes_key, confirm.no_key):
+                if self.state is RunState.PROMPTING:
+                    self._emit(StopPlayback())
+                self._confirmed(node, digit == confirm.yes_key, now)
         elif isinstance(node, MenuNode):
-            if self.state is RunState.PROMPTING and not node.barge_in:
+            if self.state is RunState.PROMPTING and not node.keys_during_prompt():
                 self.typeahead.append(digit)
             else:
                 if self.state is RunState.PROMPTING:
@@ -392,7 +422,10 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
         self.deadline = None
         node = self._node
         if self.state is RunState.WAITING and isinstance(node, MenuNode):
-            self._menu_no_input(node, now)
+            if self._phase == "confirm":  # no answer to "did you say ...?": ask the menu again
+                self._confirmed(node, False, now)
+            else:
+                self._menu_no_input(node, now)
         elif self.state is RunState.PAUSING and isinstance(node, HangupNode):
             self._end(node.reason)
         elif isinstance(node, CollectNode):
@@ -666,6 +699,9 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
                 self._note("flow.error", node=name, error="loop without input")
                 self._end("flow_error")
                 return
+            if self.listening:
+                self.listening = False
+                self._emit(StopListening())
             self.node_name = name
             self.deadline = None
             self._phase = ""
@@ -691,7 +727,7 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
                         continue
                     self._menu_key(node, key, now)
                 else:
-                    self._prompt(node.prompts)
+                    self._menu_prompt(node, node.prompts)
             elif isinstance(node, HangupNode):
                 self.typeahead.clear()
                 if node.prompts:
@@ -816,6 +852,8 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
                     return
         else:
             self._prompt(node.prompts)
+            if node.barge_in:
+                self._collect_listen(node)
 
     def _collect_prompt_done(self, node: CollectNode, now: float) -> None:
         if self._phase == "confirm":
@@ -825,6 +863,8 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
         self._set_state(RunState.COLLECTING)
         timeout = node.inter_digit_timeout_ms if self._digits else node.first_digit_timeout_ms
         self.deadline = now + timeout / 1000
+        if not self._digits:
+            self._collect_listen(node)
         typed, self.typeahead = self.typeahead, []  # keys held while the prompt played
         for d in typed:
             self._collect_key(node, d, now)
@@ -856,6 +896,9 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             self._collect_finish(node, now)
             return
         self._digits.append(digit)
+        if self.listening:  # keys, not voice: stop listening
+            self.listening = False
+            self._emit(StopListening())
         if len(self._digits) >= node.max_digits:
             self._collect_finish(node, now)
         else:
@@ -919,6 +962,8 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             self._goto(node.on_failure, now)
         else:
             self._prompt([*prompts, *node.prompts])
+            if node.barge_in:
+                self._collect_listen(node)
 
     # -- survey, record, queue, transfer ----------------------------------------------
 
@@ -982,7 +1027,7 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
         if node.repeat_key is not None and key == node.repeat_key:
             self._note("menu.repeat", node=self.node_name)
             self.typeahead.clear()
-            self._prompt(node.prompts)
+            self._menu_prompt(node, node.prompts)
             return
         self._invalid += 1
         self.typeahead.clear()
@@ -991,7 +1036,7 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             self._note("menu.failed", node=self.node_name, why="invalid")
             self._goto(node.on_failure, now)
         else:
-            self._prompt([*node.invalid_prompts, *node.prompts])
+            self._menu_prompt(node, [*node.invalid_prompts, *node.prompts])
 
     def _menu_no_input(self, node: MenuNode, now: float) -> None:
         self._no_input += 1
@@ -1000,7 +1045,135 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             self._note("menu.failed", node=self.node_name, why="no_input")
             self._goto(node.on_no_input or node.on_failure, now)
         else:
-            self._prompt([*node.no_input_prompts, *node.prompts])
+            self._menu_prompt(node, [*node.no_input_prompts, *node.prompts])
+
+    # -- speech in menus (ivr/flow/speech.py) ----------------------------------------
+
+    def on_speech_started(self, now: float) -> list[Action]:
+        """The caller began speaking in a listening menu: barge-in, and the no-input timer
+        waits for the result."""
+        node = self._node
+        if not self.listening or not isinstance(node, MenuNode | CollectNode):
+            return []
+        self._note("speech.started", node=self.node_name)
+        if isinstance(node, CollectNode):
+            if self.state is RunState.PROMPTING:
+                self._emit(StopPlayback())
+            self._set_state(RunState.COLLECTING)
+            self.deadline = None
+            return self._flush()
+        if self.state is RunState.PROMPTING:
+            self._emit(StopPlayback())
+            self._set_state(RunState.WAITING)
+        self.deadline = None
+        return self._flush()
+
+    def on_speech_result(self, now: float,
+                         hypotheses: list[tuple[str, float]]) -> list[Action]:
+        """The recogniser's n-best (text, confidence) for the utterance, best first; empty
+        when nothing in the grammar was heard (or recognition failed)."""
+        node = self._node
+        if not self.listening or not isinstance(node, MenuNode | CollectNode):
+            return []
+        self.listening = False
+        text, confidence = hypotheses[0] if hypotheses else ("", 0.0)
+        if isinstance(node, CollectNode):
+            self._collect_spoken(node, text, confidence, now)
+            return self._flush()
+        if self.state is RunState.PROMPTING:
+            self._emit(StopPlayback())
+        if self._phase == "confirm":
+            said_yes = text in YES_PHRASES
+            if said_yes or text in NO_PHRASES:
+                self._note("speech.confirm", node=self.node_name, text=text,
+                           confidence=round(confidence, 3))
+                self._confirmed(node, said_yes, now)
+            else:
+                self._confirmed(node, False, now)
+            return self._flush()
+        target = node.phrases_for(self.language).get(text)
+        thresholds = node.confidence
+        decision = ("no_match" if target is None or confidence < thresholds.reject_below
+                    else "confirm" if (confidence < thresholds.confirm_below
+                                       and node.speech_confirm is not None
+                                       and target in node.speech_confirm.prompts)
+                    else "accept")
+        self._note("speech.result", node=self.node_name, text=text,
+                   confidence=round(confidence, 3), target=target or "", decision=decision)
+        if decision == "accept" and target is not None:
+            self.path.append(f"{self.node_name}:speech:{text}")
+            self._note("menu.choice", node=self.node_name, key=f"speech:{text}", target=target)
+            self._goto(target, now)
+        elif decision == "confirm" and target is not None and node.speech_confirm is not None:
+            self._spoken_target = target
+            self._phase = "confirm"
+            self._set_state(RunState.PROMPTING)
+            self._emit(Play(tuple(node.speech_confirm.prompts[target])))
+            self._listen(node, confirming=True)
+        else:
+            self._speech_no_match(node, now)
+        return self._flush()
+
+    def _listen(self, node: MenuNode, confirming: bool = False) -> None:
+        confirming = confirming or self._phase == "confirm"
+        phrases = (tuple([*YES_PHRASES, *NO_PHRASES]) if confirming
+                   else tuple(node.phrases_for(self.language)))
+        if self.listening or not phrases:
+            return
+        self.listening = True
+        self._emit(Listen(phrases, self.language, node.end_silence_ms, node.max_utterance_ms))
+
+    def _collect_listen(self, node: CollectNode) -> None:
+        kind = node.speech.get(self.language)
+        if kind is None or self.listening or self._phase != "digits":
+            return
+        self.listening = True
+        self._emit(Listen(VOICE_COLLECT_PHRASES[kind], self.language, node.end_silence_ms,
+                          node.max_utterance_ms, repeat=True))
+
+    def _collect_spoken(self, node: CollectNode, text: str, confidence: float,
+                        now: float) -> None:
+        if self._phase != "digits" or self._digits:
+            return  # keys came first: they win
+        digits = spoken_digits(text)[: node.max_digits]
+        self._note("speech.result", node=self.node_name, text=text,
+                   confidence=round(confidence, 3), digits=digits)
+        if not digits:
+            self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts,
+                                digits="", problem="no digits heard")
+            return
+        self._digits = list(digits)
+        self._collect_finish(node, now)
+
+    def _menu_prompt(self, node: MenuNode, prompts: list[str]) -> None:
+        self._prompt(prompts)
+        if node.listens_during_prompt():
+            self._listen(node)
+
+    def _confirmed(self, node: MenuNode, yes: bool, now: float) -> None:
+        target, self._spoken_target = self._spoken_target, ""
+        self._phase = ""
+        if self.listening:
+            self.listening = False
+            self._emit(StopListening())
+        if yes and target:
+            self.path.append(f"{self.node_name}:speech:{target}")
+            self._note("menu.choice", node=self.node_name, key=f"speech:confirmed:{target}",
+                       target=target)
+            self._goto(target, now)
+        else:
+            self._note("speech.rejected", node=self.node_name, target=target)
+            self._menu_prompt(node, list(node.prompts))
+
+    def _speech_no_match(self, node: MenuNode, now: float) -> None:
+        self._invalid += 1
+        self._note("menu.no_match", node=self.node_name, count=self._invalid)
+        if self._invalid > node.max_retries:
+            self._note("menu.failed", node=self.node_name, why="no_match")
+            self._goto(node.on_failure, now)
+        else:
+            self._menu_prompt(node, [*(node.no_match_prompts or node.invalid_prompts),
+                                     *node.prompts])
 
     def _end(self, reason: str) -> None:
         self._set_state(RunState.ENDED)

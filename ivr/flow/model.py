@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..yamlsrc import SourceMap, YamlError, load_yaml, parse_yaml
+from .speech import MenuSpeechFields, check_speech
 
 DTMF_KEYS = "0123456789*#ABCD"
 _NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -62,8 +63,9 @@ class PlayNode(_Node):
         return self.prompts
 
 
-class MenuNode(_Node):
-    """Play a menu and route on one DTMF key, with timeouts, retries and a repeat key."""
+class MenuNode(_Node, MenuSpeechFields):
+    """Play a menu and route on one DTMF key or a spoken phrase (``speech``, see
+    :mod:`ivr.flow.speech`), with timeouts, retries and a repeat key."""
 
     type: Literal["menu"]
     prompts: list[str] = Field(min_length=1)
@@ -73,7 +75,6 @@ class MenuNode(_Node):
     invalid_prompts: list[str] = []
     no_input_prompts: list[str] = []
     repeat_key: str | None = None
-    barge_in: bool = True
     on_failure: str  # after more than max_retries invalid keys
     on_no_input: str | None = None  # after more than max_retries silences; default on_failure
 
@@ -94,6 +95,7 @@ class MenuNode(_Node):
 
     def targets(self) -> Iterable[str]:
         yield from self.choices.values()
+        yield from self.speech_targets()
         yield self.on_failure
         if self.on_no_input:
             yield self.on_no_input
@@ -102,6 +104,7 @@ class MenuNode(_Node):
         yield from self.prompts
         yield from self.invalid_prompts
         yield from self.no_input_prompts
+        yield from self.speech_prompt_names()
 
 
 class GotoNode(_Node):
@@ -195,6 +198,10 @@ class CollectNode(_Node):
     confirm: Confirmation | None = None
     # Card numbers, PINs: the digits are masked in the logs and the store (see docs/flows.md)
     sensitive: bool = False
+    # Digits by voice too, per language: {en-US: digits} ("four one five five")
+    speech: dict[str, Literal["digits"]] = {}
+    end_silence_ms: int = Field(default=1200, ge=200, le=5000)  # pauses between digit groups
+    max_utterance_ms: int = Field(default=15000, ge=1000, le=60000)
     next: str
     on_failure: str
 
@@ -205,6 +212,9 @@ class CollectNode(_Node):
         if self.sensitive and self.confirm is not None:
             raise ValueError("confirm reads the digits back to the caller, and a sensitive "
                              "collect's digits are never spoken or recorded: drop confirm")
+        if self.sensitive and self.speech:
+            raise ValueError("a sensitive collect's digits never leave the call: they are "
+                             "not sent to the recogniser either: drop speech")
         return self
 
     @field_validator("var")
@@ -770,6 +780,17 @@ def check_flow_prompts(flow: Flow, smap: SourceMap, sets: dict[str, set[str]],
     return issues
 
 
+def check_flow_speech(flow: Flow, smap: SourceMap, model_languages: set[str] | None = None,
+                      unknown_words: Callable[[list[str], str], list[str]] | None = None,
+                      ) -> list[FlowIssue]:
+    """Speech menus: phrases only in languages the flow speaks, a recogniser model for each
+    (when ``model_languages`` is given), every phrase word in its dictionary (when
+    ``unknown_words`` is given), confirmation prompts only for spoken targets."""
+    return [FlowIssue(smap.path, line, node, message) for line, node, message in
+            check_speech(flow.nodes, smap, flow_languages(flow), model_languages,
+                         unknown_words)]
+
+
 def parse_flow(text: str, name: str = "<flow>") -> tuple[Flow, SourceMap]:
     """Validate a flow; raises :class:`FlowError` listing every problem."""
     try:
@@ -797,7 +818,7 @@ def parse_flow(text: str, name: str = "<flow>") -> tuple[Flow, SourceMap]:
     except ValidationError as exc:
         issues = [_issue_from_pydantic(name, smap, err) for err in exc.errors()]
         raise FlowError(issues) from exc
-    issues = check_graph(flow, smap)
+    issues = check_graph(flow, smap) + check_flow_speech(flow, smap)
     if issues:
         raise FlowError(issues)
     return flow, smap
@@ -823,6 +844,7 @@ __all__ = [
     "MenuNode",
     "Node",
     "PlayNode",
+    "check_flow_speech",
     "check_graph",
     "check_prompts",
     "load_flow",

