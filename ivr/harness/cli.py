@@ -1,0 +1,170 @@
+"""``ivr-harness``: check and run scripted calls against the stack.
+
+    ivr-harness check FILE|DIR...
+    ivr-harness run FILE|DIR... [--config FILE | --db PATH] [--prompts DIR]
+                    [--junit FILE] [--json FILE]
+
+``run`` prints each step with its timing and exits 1 when a scenario failed, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+from .prompt_index import PromptIndex, PromptSetError
+from .scenario import Scenario, ScenarioError, check_prompts, load_scenario, scenario_files
+
+
+def _load_all(targets: list[str]) -> tuple[list[Scenario], list[str]]:
+    scenarios, problems = [], []
+    for t in targets:
+        try:
+            files = scenario_files(Path(t))
+        except ScenarioError as exc:
+            problems.append(str(exc))
+            continue
+        for f in files:
+            try:
+                scenarios.append(load_scenario(f))
+            except ScenarioError as exc:
+                problems.append(str(exc))
+    return scenarios, problems
+
+
+def _prompts_dir(args: argparse.Namespace) -> Path:
+    if args.prompts:
+        return Path(args.prompts)
+    if getattr(args, "config", None):
+        from ..config import load_settings
+        return Path(load_settings(Path(args.config)).paths.prompts_dir)
+    return Path("prompts")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    scenarios, problems = _load_all(args.targets)
+    try:
+        index = PromptIndex.load(_prompts_dir(args))
+    except PromptSetError as exc:
+        problems.append(str(exc))
+    else:
+        known = {p.key for p in index.prompts}
+        for s in scenarios:
+            problems.extend(check_prompts(s, known, index.sets()))
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        return 2
+    for s in scenarios:
+        print(f"{s.path}: ok ({len(s.steps)} steps)")
+    return 0
+
+
+def _records(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .records import CallRecords
+
+    if args.db:
+        return CallRecords(Path(args.db))
+    if args.config:
+        from ..config import load_settings
+        return CallRecords(load_settings(Path(args.config)).db_path)
+    return None
+
+
+def _print_step(res: object) -> None:
+    from .call import StepResult
+
+    assert isinstance(res, StepResult)
+    mark = "ok  " if res.ok else "FAIL"
+    print(f"  {mark} {res.label:42} +{res.at_ms:7.0f} ms {res.duration_ms:6.0f} ms  "
+          f"{res.detail}", flush=True)
+
+
+async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: PromptIndex) -> int:
+    from media.phone import Phone
+
+    from .call import CallResult, run_call
+    from .pool import harness_phone_config
+    from .results import write_results
+
+    phone = Phone(harness_phone_config(args.sip_port, args.rtp_port),
+                  lambda leg: asyncio.ensure_future(leg.hangup(603)))
+    await phone.start()
+    results: list[CallResult] = []
+    records = _records(args)
+    try:
+        with tempfile.TemporaryDirectory(prefix="ivr-harness-") as tmp:
+            for s in scenarios:
+                print(f"{s.name} ({s.path}): dial {s.dial}", flush=True)
+                r = await run_call(phone, s, index, Path(tmp), records, on_step=_print_step)
+                results.append(r)
+                timing = (f"post-dial {r.post_dial_delay_ms} ms, first audio "
+                          f"{r.time_to_first_audio_ms} ms, key->prompt {r.key_to_prompt_ms} "
+                          f"ms, loss {r.loss_ratio:.1%}, jitter {r.jitter_ms} ms, MOS "
+                          f"{r.mos}, one-way audio {'yes' if r.one_way_audio else 'no'}")
+                if r.ok:
+                    print(f"PASS {s.name}: {timing}", flush=True)
+                else:
+                    print(f"FAIL {s.name}: {r.failed_step}: {r.failure}\n     {timing}",
+                          flush=True)
+    finally:
+        await phone.stop()
+    write_results(results, Path(args.junit) if args.junit else None,
+                  Path(args.json) if args.json else None)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    scenarios, problems = _load_all(args.targets)
+    try:
+        index = PromptIndex.load(_prompts_dir(args))
+    except PromptSetError as exc:
+        problems.append(str(exc))
+        index = None
+    if index is not None:
+        known = {p.key for p in index.prompts}
+        for s in scenarios:
+            problems.extend(check_prompts(s, known, index.sets()))
+    if problems or index is None:
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 2
+    return asyncio.run(_run(args, scenarios, index))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ivr-harness",
+                                description="Scripted test calls against the IVR")
+    sub = p.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate scenario files (and the prompts they name)")
+    check.add_argument("targets", nargs="+", help="scenario files or directories")
+    check.add_argument("--prompts", help="prompt sets directory (default: ./prompts)")
+    check.add_argument("--config", help="the stack's settings file (for its prompts)")
+    check.set_defaults(fn=cmd_check)
+    run = sub.add_parser("run", help="run scenarios, one call at a time")
+    run.add_argument("targets", nargs="+", help="scenario files or directories")
+    run.add_argument("--prompts", help="prompt sets directory (default: the stack's, or "
+                     "./prompts)")
+    run.add_argument("--config", help="the stack's settings file: its call store for check "
+                     "steps, its prompts")
+    run.add_argument("--db", help="the stack's call store (ivr.sqlite3) for check steps")
+    run.add_argument("--junit", help="write JUnit XML here")
+    run.add_argument("--json", help="write the JSON results here")
+    run.add_argument("--sip-port", type=int, default=5090, help="our SIP port (UDP)")
+    run.add_argument("--rtp-port", type=int, default=30000, help="first RTP port")
+    run.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
