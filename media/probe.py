@@ -109,7 +109,7 @@ async def stream_stats(leg: SipCallLeg) -> StreamStats | None:
     phone, handle = leg._phone, leg._handle
 
     def read() -> StreamStats | None:
-        if handle.disconnected or handle.call is None:
+        if handle.disconnected or handle.call is None or handle.audio_index < 0:
             return None
         try:
             stat = handle.call.getStreamStat(handle.audio_index).rtcp

@@ -68,6 +68,7 @@ class CallResult:
     mos: float | None = None
     one_way_audio: bool = False
     duration_s: float = 0.0
+    heard_wav: str = ""  # what the call heard, with --keep-audio
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -138,7 +139,8 @@ class CallContext:
                     if loud.size:
                         self.first_audio_at = times[min(int(loud[0]), len(times) - 1)]
         now = time.monotonic()
-        if leg is not None and self.hungup is None and now >= self._stats_due:
+        if leg is not None and self.media is not None and self.hungup is None \
+                and now >= self._stats_due:
             self._stats_due = now + 1.0
             stats = await stream_stats(leg)
             if stats is not None:
@@ -197,7 +199,8 @@ class CallContext:
 
 async def run_call(phone: Phone, scenario: Scenario, index: PromptIndex, workdir: Path,
                    records: CallRecords | None = None, transcriber: Transcriber | None = None,
-                   on_step: Any = None, answer_timeout_s: float = 30.0) -> CallResult:
+                   on_step: Any = None, answer_timeout_s: float = 30.0,
+                   keep_audio: Path | None = None) -> CallResult:
     """Place the scenario's call and run its steps; ``on_step(StepResult)`` after each."""
     result = CallResult(scenario.path, scenario.name)
     ctx = CallContext(phone, scenario, index, workdir, records, transcriber)
@@ -230,6 +233,13 @@ async def run_call(phone: Phone, scenario: Scenario, index: PromptIndex, workdir
         result.failure, result.failed_step = str(exc), "dial"
     finally:
         await _finish(ctx, result)
+    if keep_audio is not None and ctx.pcm:
+        from media.pcm import write_wav_mono16
+
+        keep_audio.mkdir(parents=True, exist_ok=True)
+        wav = keep_audio / f"{Path(scenario.path).stem}-{result.sip_call_id[:8]}.wav"
+        write_wav_mono16(wav, ctx.samples_since(0), analysis.SAMPLE_RATE_HZ)
+        result.heard_wav = str(wav)
     return result
 
 

@@ -83,6 +83,20 @@ def _print_step(res: object) -> None:
           f"{res.detail}", flush=True)
 
 
+def _print_result(s: Scenario, r: object) -> None:
+    from .call import CallResult
+
+    assert isinstance(r, CallResult)
+    timing = (f"post-dial {r.post_dial_delay_ms} ms, first audio {r.time_to_first_audio_ms} "
+              f"ms, key->prompt {r.key_to_prompt_ms} ms, loss {r.loss_ratio:.1%}, jitter "
+              f"{r.jitter_ms} ms, MOS {r.mos}, one-way audio "
+              f"{'yes' if r.one_way_audio else 'no'}")
+    if r.ok:
+        print(f"PASS {s.name}: {timing}", flush=True)
+    else:
+        print(f"FAIL {s.name}: {r.failed_step}: {r.failure}\n     {timing}", flush=True)
+
+
 async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: PromptIndex) -> int:
     from media.phone import Phone
 
@@ -93,23 +107,24 @@ async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: Promp
     phone = Phone(harness_phone_config(args.sip_port, args.rtp_port),
                   lambda leg: asyncio.ensure_future(leg.hangup(603)))
     await phone.start()
-    results: list[CallResult] = []
     records = _records(args)
+    results: list[CallResult] = []
     try:
         with tempfile.TemporaryDirectory(prefix="ivr-harness-") as tmp:
-            for s in scenarios:
-                print(f"{s.name} ({s.path}): dial {s.dial}", flush=True)
-                r = await run_call(phone, s, index, Path(tmp), records, on_step=_print_step)
-                results.append(r)
-                timing = (f"post-dial {r.post_dial_delay_ms} ms, first audio "
-                          f"{r.time_to_first_audio_ms} ms, key->prompt {r.key_to_prompt_ms} "
-                          f"ms, loss {r.loss_ratio:.1%}, jitter {r.jitter_ms} ms, MOS "
-                          f"{r.mos}, one-way audio {'yes' if r.one_way_audio else 'no'}")
-                if r.ok:
-                    print(f"PASS {s.name}: {timing}", flush=True)
-                else:
-                    print(f"FAIL {s.name}: {r.failed_step}: {r.failure}\n     {timing}",
-                          flush=True)
+            keep = Path(args.keep_audio) if args.keep_audio else None
+            gate = asyncio.Semaphore(max(1, min(args.parallel, 4)))
+
+            async def one(s: Scenario) -> CallResult:
+                if args.dial:
+                    s = s.model_copy(update={"dial": args.dial})
+                async with gate:
+                    print(f"{s.name} ({s.path}): dial {s.dial}", flush=True)
+                    r = await run_call(phone, s, index, Path(tmp), records,
+                                       on_step=_print_step, keep_audio=keep)
+                _print_result(s, r)
+                return r
+
+            results = list(await asyncio.gather(*(one(s) for s in scenarios)))
     finally:
         await phone.stop()
     write_results(results, Path(args.junit) if args.junit else None,
@@ -155,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--db", help="the stack's call store (ivr.sqlite3) for check steps")
     run.add_argument("--junit", help="write JUnit XML here")
     run.add_argument("--json", help="write the JSON results here")
+    run.add_argument("--keep-audio", help="write what each call heard (WAV) to this "
+                     "directory")
+    run.add_argument("--dial", help="call this URI instead of each scenario's dial")
+    run.add_argument("--parallel", type=int, default=1,
+                     help="calls at once (1-4; default 1: one after the other)")
     run.add_argument("--sip-port", type=int, default=5090, help="our SIP port (UDP)")
     run.add_argument("--rtp-port", type=int, default=30000, help="first RTP port")
     run.set_defaults(fn=cmd_run)

@@ -174,6 +174,28 @@ class Match:
     ber: float
 
 
+def _errors_by_offset(bits: npt.NDArray[np.uint16], quiet: npt.NDArray[np.bool_],
+                      prompt: Fingerprint, lo: int, hi: int) -> npt.NDArray[np.int64]:
+    """Wrong bits (over the prompt's voiced frames) at offsets ``lo..hi-1``; offsets out of
+    the stream count every bit wrong."""
+    m = prompt.frames
+    out = np.full(max(0, hi - lo), int(prompt.voiced.sum()) * BITS, dtype=np.int64)
+    a, b = max(lo, 0), min(hi, bits.size - m + 1)
+    if b > a:
+        windows = np.lib.stride_tricks.sliding_window_view(bits[a: b + m - 1], m)
+        errors = _POPCOUNT16[windows ^ prompt.bits[None, :]].astype(np.int32)
+        errors[np.lib.stride_tricks.sliding_window_view(quiet[a: b + m - 1], m)] = BITS
+        out[a - lo: b - lo] = errors[:, prompt.voiced].sum(axis=1)
+    return out
+
+
+# A prompt longer than this is matched a chunk at a time, each chunk free to slip up to
+# SLIP_FRAMES from where the first one puts it: a frame the caller's clock dropped (a busy
+# machine, a jitter-buffer reset) must not turn the rest of a long prompt into a mismatch.
+CHUNK_FRAMES = 125  # 0.5 s
+SLIP_FRAMES = 25  # 100 ms
+
+
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
                   stop: int | None = None) -> npt.NDArray[np.float64]:
     """BER of ``prompt`` at each offset of ``heard`` in ``[start, stop)`` where it fits whole
@@ -185,12 +207,21 @@ def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
     stop = last if stop is None else min(stop, last)
     if m == 0 or voiced == 0 or stop <= start:
         return np.zeros(0)
-    windows = np.lib.stride_tricks.sliding_window_view(bits[start: stop + m - 1], m)
-    errors = _POPCOUNT16[windows ^ prompt.bits[None, :]].astype(np.int32)
-    quiet = np.lib.stride_tricks.sliding_window_view(
-        level[start: stop + m - 1] < HEARD_SILENCE_DBFS, m)
-    errors[quiet] = BITS
-    return np.asarray(errors[:, prompt.voiced].sum(axis=1) / (voiced * BITS), dtype=np.float64)
+    quiet = level < HEARD_SILENCE_DBFS
+    if m < 2 * CHUNK_FRAMES:
+        return _errors_by_offset(bits, quiet, prompt, start, stop) / (voiced * BITS)
+    total = np.zeros(stop - start, dtype=np.int64)
+    for a in range(0, m, CHUNK_FRAMES):
+        chunk = Fingerprint(prompt.bits[a: a + CHUNK_FRAMES], prompt.voiced[a: a + CHUNK_FRAMES])
+        if not chunk.voiced.any():
+            continue
+        if a == 0:  # the first chunk anchors the offset
+            total += _errors_by_offset(bits, quiet, chunk, start, stop)
+            continue
+        e = _errors_by_offset(bits, quiet, chunk, start + a - SLIP_FRAMES,
+                              stop + a + SLIP_FRAMES)
+        total += np.lib.stride_tricks.sliding_window_view(e, 2 * SLIP_FRAMES + 1).min(axis=1)
+    return np.asarray(total / (voiced * BITS), dtype=np.float64)
 
 
 # Once a BER under the threshold is seen, the best offset is looked for this far on (100 ms).

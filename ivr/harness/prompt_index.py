@@ -23,7 +23,9 @@ import yaml
 
 from media.pcm import read_wav_mono16, resample
 
-from .fingerprint import SAMPLE_RATE_HZ, Fingerprint, StreamFingerprint, ber_at, fingerprint
+from .fingerprint import (
+    HOP_MS, SAMPLE_RATE_HZ, Fingerprint, StreamFingerprint, ber_at, ber_by_offset, fingerprint,
+)
 
 
 class PromptSetError(Exception):
@@ -117,24 +119,37 @@ class PromptIndex:
         return best
 
     def identify(self, heard: StreamFingerprint, start: int, max_ber: float
-                 ) -> list[tuple[int, KnownPrompt]]:
-        """Prompts heard from frame ``start`` on, in order (longest first where they overlap):
-        what a failed step reports as heard instead."""
-        from .fingerprint import ber_by_offset
-
-        hits: list[tuple[int, int, KnownPrompt]] = []
+                 ) -> list[tuple[int, str]]:
+        """Prompts heard from frame ``start`` on, in order, as "set:name" (longest first
+        where they overlap; "(first N.N s)" for a prompt cut short by the end of what was
+        heard): what a failed step reports as heard instead."""
+        hits: list[tuple[int, int, str]] = []
         for p in self.prompts:
             ber = ber_by_offset(heard, p.print, start)
             if ber.size and ber.min() < max_ber:
-                hits.append((start + int(np.argmin(ber)), -p.print.frames, p))
-        hits.sort(key=lambda h: (h[1], h[0]))
-        kept: list[tuple[int, KnownPrompt]] = []
-        for frame, neg_len, p in hits:  # drop prompts heard inside a longer one
-            end = frame - neg_len
-            if any(f <= frame and end <= f + q.print.frames for f, q in kept):
+                hits.append((start + int(np.argmin(ber)), p.print.frames, p.key))
                 continue
-            kept.append((frame, p))
-        return sorted(kept, key=lambda fp: fp[0])
+            # cut short by the end of what was heard: its first second, where the rest
+            # would run past the end
+            if p.print.frames <= MIN_PART_FRAMES:
+                continue
+            head = Fingerprint(p.print.bits[:MIN_PART_FRAMES], p.print.voiced[:MIN_PART_FRAMES])
+            tail_from = max(start, heard.frames - p.print.frames + 1)
+            ber = ber_by_offset(heard, head, tail_from)
+            if ber.size and ber.min() < max_ber:
+                at = tail_from + int(np.argmin(ber))
+                n = heard.frames - at
+                hits.append((at, n, f"{p.key} (first {n * HOP_MS / 1000:.1f} s)"))
+        hits.sort(key=lambda h: (-h[1], h[0]))
+        kept: list[tuple[int, int, str]] = []
+        for frame, length, label in hits:  # drop prompts heard inside a longer one
+            if any(f <= frame + 25 and frame + length <= f + n + 25 for f, n, _ in kept):
+                continue
+            kept.append((frame, length, label))
+        return [(f, label) for f, _, label in sorted(kept)]
+
+
+MIN_PART_FRAMES = 250  # a prompt's first second is enough to name it
 
 
 def _load_set(manifest: Path) -> list[KnownPrompt]:

@@ -48,7 +48,7 @@ def heard_since(ctx: CallContext, frame: int) -> str:
         if text:
             return f"transcript {text!r}"
     if found:
-        return "prompts " + ", ".join(p.key for _, p in found)
+        return "prompts " + ", ".join(label for _, label in found)
     if voiced_s == 0:
         return "silence"
     return f"{voiced_s:.1f} s of audio that is no known prompt"
@@ -194,7 +194,7 @@ async def _sound_step(ctx: CallContext, ms: int, within_ms: int, kind: str, hz: 
 
 
 async def expect_hangup(ctx: CallContext, step: ExpectHangup) -> str:
-    start_frame = ctx.now_frame()
+    start_frame = ctx.consumed_frame
     deadline = time.monotonic() + step.within_s
     while ctx.hungup is None and time.monotonic() < deadline:
         await ctx.wait(0.05)
