@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -152,6 +153,106 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args, scenarios, index))
 
 
+def _live_table(stats: object, plan: object, elapsed_s: float, active: int) -> object:
+    from rich.table import Table
+
+    from .load import LoadPlan, LoadStats
+
+    assert isinstance(stats, LoadStats) and isinstance(plan, LoadPlan)
+    t = Table(title=f"ivr-harness load: {elapsed_s:5.0f} s of {plan.duration_s:g} s, "
+              f"{active} calls up (target {plan.calls}), {plan.processes} processes")
+    for col in ("started", "passed", "failed", "timing", "p50", "p90", "p99", "max"):
+        t.add_column(col, justify="right")
+    first = True
+    for name, h in stats.whole.items():
+        s = stats.summary(h)
+        counts = [str(stats.started), str(stats.passed), str(stats.failed)] if first else [""] * 3
+        t.add_row(*counts, name, *(str(s.get(k, "-")) for k in ("p50", "p90", "p99", "max")))
+        first = False
+    for (step, cause), n in stats.failures.most_common(5):
+        t.add_row("", "", str(n), "failure", step, cause[:60], "", "")
+    return t
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from .load import LoadPlan, LoadStats, parse_duration, parse_rate, run_load, stop_callers
+    from .pool import caller_main, fork_callers
+
+    scenarios, problems = _load_all([args.scenario])
+    try:
+        index = PromptIndex.load(_prompts_dir(args))
+    except PromptSetError as exc:
+        problems.append(str(exc))
+        index = None
+    try:
+        plan = LoadPlan(args.calls, parse_rate(args.rate), parse_duration(args.duration),
+                        args.total, args.sip_port, args.rtp_port)
+        if plan.calls <= 0:
+            raise ValueError(f"--calls {plan.calls}: give the number of calls to keep up")
+    except ValueError as exc:
+        problems.append(str(exc))
+    if len(scenarios) > 1:
+        problems.append("load runs one scenario: give a file, not a directory")
+    if index is not None:
+        for s in scenarios:
+            problems.extend(check_prompts(s, {p.key for p in index.prompts}, index.sets()))
+    if problems or index is None or not scenarios:
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 2
+    scenario = scenarios[0]
+    if args.dial:
+        scenario = scenario.model_copy(update={"dial": args.dial})
+    # The warm parent: everything loaded, no thread or loop yet; fork the callers now.
+    callers = fork_callers(plan.processes, plan.sip_port, plan.rtp_port,
+                           caller_main(scenario, index, _records(args)))
+    stats = LoadStats()
+    try:
+        asyncio.run(_drive(args, plan, callers, stats))
+    except KeyboardInterrupt:
+        stop_callers(callers)
+        raise
+    data = {"scenario": scenario.path, "name": scenario.name,
+            "plan": {"calls": plan.calls, "rate_per_s": plan.rate_per_s,
+                     "duration_s": plan.duration_s, "total": plan.total,
+                     "processes": plan.processes},
+            **stats.as_dict()}
+    from .report import html_report
+
+    report = Path(args.report)
+    report.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    report.with_suffix(".html").write_text(html_report(f"ivr-harness load: {scenario.name}",
+                                                       data))
+    summary = stats.summary(stats.whole["key_to_prompt_ms"])
+    print(f"{stats.started} calls: {stats.passed} passed, {stats.failed} failed; key->prompt "
+          f"{summary}; report {report.with_suffix('.html')} and .json")
+    return 1 if stats.failed else 0
+
+
+async def _drive(args: argparse.Namespace, plan: object, callers: list[object],
+                 stats: object) -> None:
+    from .load import run_load
+
+    if args.no_live or not sys.stdout.isatty():
+        last = [0.0]
+
+        def tick(elapsed: float, active: int) -> None:
+            if elapsed - last[0] >= 5:
+                last[0] = elapsed
+                print(f"{elapsed:5.0f} s: {active} up, {stats.started} started, "  # type: ignore[attr-defined]
+                      f"{stats.passed} passed, {stats.failed} failed", flush=True)  # type: ignore[attr-defined]
+
+        await run_load(plan, callers, stats, tick)  # type: ignore[arg-type]
+        return
+    from rich.live import Live
+
+    with Live(refresh_per_second=2) as live:
+        def tick(elapsed: float, active: int) -> None:
+            live.update(_live_table(stats, plan, elapsed, active))
+
+        await run_load(plan, callers, stats, tick)  # type: ignore[arg-type]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ivr-harness",
                                 description="Scripted test calls against the IVR")
@@ -178,6 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sip-port", type=int, default=5090, help="our SIP port (UDP)")
     run.add_argument("--rtp-port", type=int, default=30000, help="first RTP port")
     run.set_defaults(fn=cmd_run)
+    load = sub.add_parser("load", help="keep N calls of one scenario up from a pool of "
+                          "caller processes; live view, HTML and JSON report")
+    load.add_argument("scenario", help="the scenario file")
+    load.add_argument("--calls", type=int, default=10, help="calls to keep up at once")
+    load.add_argument("--rate", default="5/s", help="new calls per second at most (5/s)")
+    load.add_argument("--duration", default="60s", help="how long to start calls (90s, 10m)")
+    load.add_argument("--total", type=int, help="stop after starting this many calls")
+    load.add_argument("--report", default="harness-load",
+                      help="report path without suffix: writes .html and .json")
+    load.add_argument("--no-live", action="store_true", help="a line every 5 s instead of "
+                      "the live view")
+    for a in ("--prompts", "--config", "--db", "--dial"):
+        load.add_argument(a)
+    load.add_argument("--sip-port", type=int, default=5100,
+                      help="first caller's SIP port; caller i uses this + i")
+    load.add_argument("--rtp-port", type=int, default=32000,
+                      help="first caller's RTP port; caller i uses this + 40 i")
+    load.set_defaults(fn=cmd_load)
     return p
 
 
