@@ -9,6 +9,7 @@ costs about one long call."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ pytestmark = [
 
 SCENARIOS = ROOT / "tests" / "scenarios"
 FAILING = ROOT / "tests" / "scenarios_failing"
+LOAD_SCENARIO = ROOT / "bench" / "scenarios" / "language_menu.yaml"
 # Harness phones: SIP 19500-19599 and RTP 24000-24999 (outside conftest's port plan).
 _HARNESS_PORTS = iter(range(19500, 19600, 10))
 
@@ -53,7 +55,9 @@ def finish(proc: subprocess.Popen[str], out: Path, timeout_s: float = 120
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
-    sp = start_stack(tmp_path_factory.mktemp("harness-stack"), workers=3)
+    # 5 workers of 2 callers each: the two suites (3 calls each at most) and the load run
+    # (4 calls) fit at once
+    sp = start_stack(tmp_path_factory.mktemp("harness-stack"), workers=5)
     yield sp
     sp.stop()
 
@@ -70,6 +74,13 @@ def suites(stack: StackProcess, tmp_path_factory: pytest.TempPathFactory
         out = tmp / f"{name}.json"
         runs[name] = (harness(str(folder), "--dial", dial, "--db", db, "--parallel", "3",
                               "--json", str(out), "--junit", str(tmp / f"{name}.xml")), out)
+    out = tmp / "load.json"
+    load = subprocess.Popen(
+        [sys.executable, "-m", "ivr.harness.cli", "load", str(LOAD_SCENARIO), "--dial", dial,
+         "--calls", "4", "--rate", "4/s", "--total", "20", "--duration", "120s", "--no-live",
+         "--report", str(tmp / "load"), "--sip-port", "19600", "--rtp-port", "25000"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    runs["load"] = (load, out)
     return {name: finish(proc, out) for name, (proc, out) in runs.items()}
 
 
@@ -102,6 +113,28 @@ def test_scenarios_written_to_fail_fail_naming_the_step_and_what_was_heard(
     assert hang["failed_step"] == "step 2 (expect_hangup, line 6)"
     assert hang["failure"].startswith("no hang-up within 2 s; heard prompts zh-CN:language_menu")
     assert "FAIL step 4 (expect_prompt, line 8)" in text  # printed as it happens
+
+
+def test_a_load_run_of_20_calls_reports_the_counts_the_stack_recorded(
+        suites: dict[str, tuple[int, str, dict[str, Any]]], stack: StackProcess) -> None:
+    rc, text, data = suites["load"]
+    assert (data["started"], data["passed"], data["failed"]) == (20, 20, 0), text
+    assert data["plan"]["processes"] == 1
+    ids = data["sip_call_ids"]
+    assert len(set(ids)) == 20
+    con = sqlite3.connect(stack.db)
+    try:
+        rows = con.execute(
+            f"SELECT end_reason, menu_path FROM calls WHERE sip_call_id IN "
+            f"({','.join('?' * len(ids))})", ids).fetchall()
+    finally:
+        con.close()
+    assert len(rows) == 20
+    assert all(r == ("caller_hangup", "choose_language:1") for r in rows), rows
+    key = data["timings_ms"]["key_to_prompt_ms"]
+    assert key["count"] == 20 and key["p50"] <= key["p99"] <= key["max"]
+    assert (Path(text.rsplit("report ", 1)[-1].split(" and")[0])).read_text().count("<svg") == 3
+    assert rc == 0
 
 
 def _events(peer: RtpPeer) -> list[int]:
