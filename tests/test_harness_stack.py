@@ -118,7 +118,7 @@ def test_scenarios_written_to_fail_fail_naming_the_step_and_what_was_heard(
 def test_a_load_run_of_20_calls_reports_the_counts_the_stack_recorded(
         suites: dict[str, tuple[int, str, dict[str, Any]]], stack: StackProcess) -> None:
     rc, text, data = suites["load"]
-    assert (data["started"], data["passed"], data["failed"]) == (20, 20, 0), text
+    assert (data["started"], data["passed"], data["failed"]) == (20, 20, 0), data["failures"]
     assert data["plan"]["processes"] == 1
     ids = data["sip_call_ids"]
     assert len(set(ids)) == 20

@@ -50,7 +50,8 @@ def tone_frames(samples: npt.NDArray[np.int16], hz: float, min_share: float = 0.
     freqs = np.fft.rfftfreq(4 * FRAME_SAMPLES, 1 / SAMPLE_RATE_HZ)
     near = np.abs(freqs - hz) <= 50
     share = spec[:, near].sum(axis=1) / np.maximum(spec.sum(axis=1), 1e-9)
-    return (share >= min_share) & (frame_levels_dbfs(samples) > floor_dbfs)
+    out: npt.NDArray[np.bool_] = (share >= min_share) & (frame_levels_dbfs(samples) > floor_dbfs)
+    return out
 
 
 def longest_run(flags: npt.NDArray[np.bool_]) -> tuple[int, int]:

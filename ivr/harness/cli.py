@@ -15,9 +15,16 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .load import LoadPlan, LoadStats
 from .prompt_index import PromptIndex, PromptSetError
 from .scenario import Scenario, ScenarioError, check_prompts, load_scenario, scenario_files
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from .pool import Caller
 
 
 def _load_all(targets: list[str]) -> tuple[list[Scenario], list[str]]:
@@ -102,11 +109,10 @@ async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: Promp
     from media.phone import Phone
 
     from .call import CallResult, run_call
-    from .pool import harness_phone_config
+    from .pool import harness_phone_config, refuse_incoming
     from .results import write_results
 
-    phone = Phone(harness_phone_config(args.sip_port, args.rtp_port),
-                  lambda leg: asyncio.ensure_future(leg.hangup(603)))
+    phone = Phone(harness_phone_config(args.sip_port, args.rtp_port), refuse_incoming)
     await phone.start()
     records = _records(args)
     results: list[CallResult] = []
@@ -153,12 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args, scenarios, index))
 
 
-def _live_table(stats: object, plan: object, elapsed_s: float, active: int) -> object:
+def _live_table(stats: LoadStats, plan: LoadPlan, elapsed_s: float, active: int) -> Table:
     from rich.table import Table
 
-    from .load import LoadPlan, LoadStats
-
-    assert isinstance(stats, LoadStats) and isinstance(plan, LoadPlan)
     t = Table(title=f"ivr-harness load: {elapsed_s:5.0f} s of {plan.duration_s:g} s, "
               f"{active} calls up (target {plan.calls}), {plan.processes} processes")
     for col in ("started", "passed", "failed", "timing", "p50", "p90", "p99", "max"):
@@ -175,7 +178,7 @@ def _live_table(stats: object, plan: object, elapsed_s: float, active: int) -> o
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from .load import LoadPlan, LoadStats, parse_duration, parse_rate, run_load, stop_callers
+    from .load import LoadPlan, LoadStats, parse_duration, parse_rate, stop_callers
     from .pool import caller_main, fork_callers
 
     scenarios, problems = _load_all([args.scenario])
@@ -229,8 +232,8 @@ def cmd_load(args: argparse.Namespace) -> int:
     return 1 if stats.failed else 0
 
 
-async def _drive(args: argparse.Namespace, plan: object, callers: list[object],
-                 stats: object) -> None:
+async def _drive(args: argparse.Namespace, plan: LoadPlan, callers: list[Caller],
+                 stats: LoadStats) -> None:
     from .load import run_load
 
     if args.no_live or not sys.stdout.isatty():
@@ -239,10 +242,10 @@ async def _drive(args: argparse.Namespace, plan: object, callers: list[object],
         def tick(elapsed: float, active: int) -> None:
             if elapsed - last[0] >= 5:
                 last[0] = elapsed
-                print(f"{elapsed:5.0f} s: {active} up, {stats.started} started, "  # type: ignore[attr-defined]
-                      f"{stats.passed} passed, {stats.failed} failed", flush=True)  # type: ignore[attr-defined]
+                print(f"{elapsed:5.0f} s: {active} up, {stats.started} started, "
+                      f"{stats.passed} passed, {stats.failed} failed", flush=True)
 
-        await run_load(plan, callers, stats, tick)  # type: ignore[arg-type]
+        await run_load(plan, callers, stats, tick)
         return
     from rich.live import Live
 
@@ -250,7 +253,7 @@ async def _drive(args: argparse.Namespace, plan: object, callers: list[object],
         def tick(elapsed: float, active: int) -> None:
             live.update(_live_table(stats, plan, elapsed, active))
 
-        await run_load(plan, callers, stats, tick)  # type: ignore[arg-type]
+        await run_load(plan, callers, stats, tick)
 
 
 def build_parser() -> argparse.ArgumentParser:

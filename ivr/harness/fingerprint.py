@@ -84,7 +84,8 @@ def _bits(energies: npt.NDArray[np.float64], previous: npt.NDArray[np.float64]
     prev = np.vstack((np.log(previous + 1e-9)[None, :-1] - np.log(previous + 1e-9)[None, 1:],
                       diff[:-1]))
     bits = (diff - prev) > 0
-    return (bits.astype(np.uint32) @ _BIT_VALUES).astype(np.uint16)
+    out: npt.NDArray[np.uint16] = (bits.astype(np.uint32) @ _BIT_VALUES).astype(np.uint16)
+    return out
 
 
 @dataclass(frozen=True)

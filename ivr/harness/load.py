@@ -168,7 +168,7 @@ async def run_load(plan: LoadPlan, callers: list[Any], stats: LoadStats,
             c.active -= 1
             stats.add(json.loads(line))
 
-    for c, (reader, _) in zip(callers, streams):
+    for c, (reader, _) in zip(callers, streams, strict=True):
         done_reading.append(loop.create_task(read(c, reader)))
     stats.start_s = time.time()
     t0 = loop.time()

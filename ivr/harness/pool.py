@@ -22,10 +22,20 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from media.leg import CallLeg
 from media.phone import PhoneConfig
+
+if TYPE_CHECKING:
+    from .prompt_index import PromptIndex
+    from .records import CallRecords
+    from .scenario import Scenario
+
+ChildBody = Callable[[socket.socket, int, int], int]
 
 CALLS_PER_PROCESS = 4
 
@@ -41,6 +51,11 @@ def harness_phone_config(sip_port: int, rtp_port: int, calls: int = CALLS_PER_PR
                        codecs=("PCMU/8000", "PCMA/8000"))
 
 
+def refuse_incoming(leg: CallLeg) -> None:
+    """A harness phone only calls out: an INVITE to it is declined (603)."""
+    asyncio.ensure_future(leg.hangup(603))
+
+
 @dataclass
 class Caller:
     """The parent's handle on one forked caller process."""
@@ -50,10 +65,11 @@ class Caller:
     active: int = 0
 
 
-def fork_callers(count: int, sip_port: int, rtp_port: int, run_child: object) -> list[Caller]:
+def fork_callers(count: int, sip_port: int, rtp_port: int, run_child: ChildBody
+                 ) -> list[Caller]:
     """Fork ``count`` callers; caller ``i`` gets SIP port ``sip_port + i`` and RTP ports
     from ``rtp_port + 40 * i``. ``run_child(sock, sip_port, rtp_port)`` is the child's body."""
-    callers = []
+    callers: list[Caller] = []
     for i in range(count):
         parent_end, child_end = socket.socketpair()
         pid = os.fork()
@@ -63,7 +79,7 @@ def fork_callers(count: int, sip_port: int, rtp_port: int, run_child: object) ->
                 c.sock.close()
             code = 1
             try:
-                code = run_child(child_end, sip_port + i, rtp_port + 40 * i)  # type: ignore[operator]
+                code = run_child(child_end, sip_port + i, rtp_port + 40 * i)
             finally:
                 sys.stdout.flush()
                 os._exit(code)
@@ -72,8 +88,8 @@ def fork_callers(count: int, sip_port: int, rtp_port: int, run_child: object) ->
     return callers
 
 
-def caller_main(scenario: object, index: object, records: object
-                ) -> object:
+def caller_main(scenario: Scenario, index: PromptIndex, records: CallRecords | None
+                ) -> ChildBody:
     """The body of a forked caller, bound to what the warm parent loaded."""
 
     def run(sock: socket.socket, sip_port: int, rtp_port: int) -> int:
@@ -82,14 +98,13 @@ def caller_main(scenario: object, index: object, records: object
     return run
 
 
-async def _serve(sock: socket.socket, sip_port: int, rtp_port: int, scenario: object,
-                 index: object, records: object) -> int:
+async def _serve(sock: socket.socket, sip_port: int, rtp_port: int, scenario: Scenario,
+                 index: PromptIndex, records: CallRecords | None) -> int:
     from media.phone import Phone
 
     from .call import run_call
 
-    phone = Phone(harness_phone_config(sip_port, rtp_port),
-                  lambda leg: asyncio.ensure_future(leg.hangup(603)))
+    phone = Phone(harness_phone_config(sip_port, rtp_port), refuse_incoming)
     await phone.start()
     sock.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=sock)
@@ -99,8 +114,7 @@ async def _serve(sock: socket.socket, sip_port: int, rtp_port: int, scenario: ob
         async def one() -> None:
             started = time.time()
             try:
-                r = await run_call(phone, scenario, index, Path(tmp),  # type: ignore[arg-type]
-                                   records)
+                r = await run_call(phone, scenario, index, Path(tmp), records)
                 d = r.as_dict()
             except Exception as exc:  # a harness bug: reported as this call's failure
                 d = {"ok": False, "failed_step": "harness", "sip_call_id": "",

@@ -24,7 +24,13 @@ import yaml
 from media.pcm import read_wav_mono16, resample
 
 from .fingerprint import (
-    HOP_MS, SAMPLE_RATE_HZ, Fingerprint, StreamFingerprint, ber_at, ber_by_offset, fingerprint,
+    HOP_MS,
+    SAMPLE_RATE_HZ,
+    Fingerprint,
+    StreamFingerprint,
+    ber_at,
+    ber_by_offset,
+    fingerprint,
 )
 
 

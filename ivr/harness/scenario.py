@@ -170,7 +170,7 @@ def _where(smap: SourceMap, loc: Iterable[str | int]) -> str:
     return f"{smap.path}:{line}" if line else smap.path
 
 
-def _message(err: dict[str, Any]) -> str:
+def _message(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     field = ".".join(str(x) for x in err["loc"])
     return f"{field}: {msg}" if field else msg

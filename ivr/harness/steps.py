@@ -19,8 +19,17 @@ from . import analysis
 from .fingerprint import HOP_MS, MATCH_BER, PromptSearch
 from .prompt_index import KnownPrompt
 from .scenario import (
-    Check, ExpectHangup, ExpectMusic, ExpectPrompt, ExpectSilence, ExpectTone, Hangup, Play,
-    Press, Say, Wait,
+    Check,
+    ExpectHangup,
+    ExpectMusic,
+    ExpectPrompt,
+    ExpectSilence,
+    ExpectTone,
+    Hangup,
+    Play,
+    Press,
+    Say,
+    Wait,
 )
 
 if TYPE_CHECKING:
