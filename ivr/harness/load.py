@@ -46,6 +46,7 @@ class LoadStats:
     failed: int = 0
     sip_call_ids: list[str] = field(default_factory=list)
     failures: Counter[tuple[str, str]] = field(default_factory=Counter)
+    examples: dict[tuple[str, str], str] = field(default_factory=dict)  # a full message each
     whole: dict[str, HdrHistogram] = field(default_factory=lambda: {t: _histogram()
                                                                     for t in TIMINGS})
     windows: dict[int, dict[str, HdrHistogram]] = field(default_factory=dict)
@@ -56,8 +57,10 @@ class LoadStats:
             self.passed += 1
         else:
             self.failed += 1
-            self.failures[(str(result.get("failed_step", "")),
-                           _cause(str(result.get("failure", ""))))] += 1
+            message = str(result.get("failure", ""))
+            group = (str(result.get("failed_step", "")), _cause(message))
+            self.failures[group] += 1
+            self.examples.setdefault(group, message)
         if result.get("sip_call_id"):
             self.sip_call_ids.append(str(result["sip_call_id"]))
         k = int((float(result.get("started_at", self.start_s)) - self.start_s) // WINDOW_S)
@@ -84,7 +87,7 @@ class LoadStats:
         return {
             "started": self.started, "passed": self.passed, "failed": self.failed,
             "timings_ms": {t: self.summary(h) for t, h in self.whole.items()},
-            "failures": [{"step": s, "cause": c, "count": n}
+            "failures": [{"step": s, "cause": c, "count": n, "example": self.examples[(s, c)]}
                          for (s, c), n in self.failures.most_common()],
             "over_time": [{"t_s": k * WINDOW_S,
                            **{t: self.summary(h) for t, h in w.items()}}

@@ -47,7 +47,8 @@ def html_report(title: str, data: dict[str, Any]) -> str:
         + "</tr>" for t, s in data["timings_ms"].items())
     fails = "".join(
         f"<tr><td>{f['count']}</td><td>{html.escape(f['step'])}</td>"
-        f"<td>{html.escape(f['cause'])}</td></tr>" for f in data["failures"]) or \
+        f"<td>{html.escape(f['cause'])}<br><small>{html.escape(f.get('example', ''))}</small>"
+        f"</td></tr>" for f in data["failures"]) or \
         "<tr><td colspan=3>none</td></tr>"
     charts = "".join(
         _chart(f"{t} over time", [(w["t_s"], w[t]) for w in data["over_time"]])
