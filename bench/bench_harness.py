@@ -107,7 +107,8 @@ def main(argv: list[str]) -> int:
                     caller = sipp.Caller("bench_sipp").pause(int(args.sipp_call_s * 1000))
                     result: dict[str, Any] = {}
 
-                    def load(n: int = n) -> None:
+                    def load(n: int = n, caller: sipp.Caller = caller,
+                             result: dict[str, Any] = result) -> None:
                         result["r"] = sipp.run(
                             caller.caller_hangs_up(), f"127.0.0.1:{stack.port}", tmp,
                             calls=n, concurrent=n,
