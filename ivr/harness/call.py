@@ -34,7 +34,10 @@ from .records import CallRecords
 from .scenario import Scenario
 from .steps import StepFailed
 
-POLL_S = 0.05
+# How often a waiting step takes in audio and events. Timings come from the frames' own
+# arrival times, so a slower poll costs no accuracy, only CPU (and up to this much delay
+# before the next step acts).
+POLL_S = 0.1
 FIRST_AUDIO_DBFS = -40.0
 
 
@@ -65,6 +68,7 @@ class CallResult:
     rx_lost: int = 0
     loss_ratio: float = 0.0
     jitter_ms: float = 0.0
+    jitter_buffer_ms: float | None = None  # heard audio lags RTP arrival by about this
     mos: float | None = None
     one_way_audio: bool = False
     duration_s: float = 0.0
@@ -279,6 +283,7 @@ async def _finish(ctx: CallContext, result: CallResult) -> None:
         result.rx_packets, result.rx_lost = stats.rx_packets, stats.rx_lost
         result.loss_ratio = round(stats.loss_ratio, 4)
         result.jitter_ms = round(stats.rx_jitter_ms, 2)
+        result.jitter_buffer_ms = round(stats.jitter_buffer_ms, 1)
         # one-way delay: half the RTCP round trip when known, plus packetisation (20 ms) and
         # a jitter buffer of twice the jitter
         delay = (stats.rtt_ms / 2 if stats.rtt_ms else 0.0) + 20 + 2 * stats.rx_jitter_ms

@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--sip-port", type=int, default=5100,
                       help="first caller's SIP port; caller i uses this + i")
     load.add_argument("--rtp-port", type=int, default=32000,
-                      help="first caller's RTP port; caller i uses this + 40 i")
+                      help="first caller's RTP port; caller i uses this + 64 i")
     load.set_defaults(fn=cmd_load)
     return p
 

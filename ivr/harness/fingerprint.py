@@ -22,6 +22,7 @@ prompt (a steady tone and digital silence have near-constant bits).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -175,6 +176,14 @@ class Match:
     ber: float
 
 
+def _windows(x: npt.NDArray[Any], m: int) -> npt.NDArray[Any]:
+    """Read-only view of every run of ``m`` consecutive items of the 1-D ``x`` (as numpy's
+    sliding_window_view, without its argument checks: this runs per poll per prompt)."""
+    n = x.shape[0] - m + 1
+    step = x.strides[0]
+    return np.lib.stride_tricks.as_strided(x, (n, m), (step, step), writeable=False)
+
+
 def _errors_by_offset(bits: npt.NDArray[np.uint16], quiet: npt.NDArray[np.bool_],
                       prompt: Fingerprint, lo: int, hi: int) -> npt.NDArray[np.int64]:
     """Wrong bits (over the prompt's voiced frames) at offsets ``lo..hi-1``; offsets out of
@@ -183,9 +192,9 @@ def _errors_by_offset(bits: npt.NDArray[np.uint16], quiet: npt.NDArray[np.bool_]
     out = np.full(max(0, hi - lo), int(prompt.voiced.sum()) * BITS, dtype=np.int64)
     a, b = max(lo, 0), min(hi, bits.size - m + 1)
     if b > a:
-        windows = np.lib.stride_tricks.sliding_window_view(bits[a: b + m - 1], m)
+        windows = _windows(bits[a: b + m - 1], m)
         errors = _POPCOUNT16[windows ^ prompt.bits[None, :]].astype(np.int32)
-        errors[np.lib.stride_tricks.sliding_window_view(quiet[a: b + m - 1], m)] = BITS
+        errors[_windows(quiet[a: b + m - 1], m)] = BITS
         out[a - lo: b - lo] = errors[:, prompt.voiced].sum(axis=1)
     return out
 
@@ -221,7 +230,7 @@ def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
             continue
         e = _errors_by_offset(bits, quiet, chunk, start + a - SLIP_FRAMES,
                               stop + a + SLIP_FRAMES)
-        total += np.lib.stride_tricks.sliding_window_view(e, 2 * SLIP_FRAMES + 1).min(axis=1)
+        total += _windows(e, 2 * SLIP_FRAMES + 1).min(axis=1)
     return np.asarray(total / (voiced * BITS), dtype=np.float64)
 
 

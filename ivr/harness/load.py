@@ -22,7 +22,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-TIMINGS = ("key_to_prompt_ms", "time_to_first_audio_ms", "post_dial_delay_ms")
+TIMINGS = ("key_to_prompt_ms", "time_to_first_audio_ms", "post_dial_delay_ms",
+           "jitter_buffer_ms")
 WINDOW_S = 5.0  # the report's time axis: percentiles per window
 _MAX_US = 600_000_000  # 10 minutes
 

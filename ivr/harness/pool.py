@@ -43,9 +43,11 @@ CALLS_PER_PROCESS = 4
 def harness_phone_config(sip_port: int, rtp_port: int, calls: int = CALLS_PER_PROCESS
                          ) -> PhoneConfig:
     """A caller's phone: UDP on loopback, no taps of its own (the ear takes the tap slot),
-    no RTP timeout (an IVR may stay silent), session timer only if the far end asks."""
+    no RTP timeout (an IVR may stay silent), session timer only if the far end asks.
+    PJSUA gets twice ``calls`` slots: a call we hung up keeps its slot for a moment after
+    its end was reported, and the next call must not find them all taken (PJ_ETOOMANY)."""
     return PhoneConfig(bind_address="127.0.0.1", sip_port=sip_port, transports=("udp",),
-                       rtp_port=rtp_port, rtp_port_range=8 * calls, max_calls=calls,
+                       rtp_port=rtp_port, rtp_port_range=16 * calls, max_calls=2 * calls,
                        inband_dtmf="never", user_agent="ivr-harness", local_user="harness",
                        rtp_timeout_s=0, session_expires_s=0, srtp="off",
                        codecs=("PCMU/8000", "PCMA/8000"))
@@ -68,7 +70,7 @@ class Caller:
 def fork_callers(count: int, sip_port: int, rtp_port: int, run_child: ChildBody
                  ) -> list[Caller]:
     """Fork ``count`` callers; caller ``i`` gets SIP port ``sip_port + i`` and RTP ports
-    from ``rtp_port + 40 * i``. ``run_child(sock, sip_port, rtp_port)`` is the child's body."""
+    from ``rtp_port + 64 * i``. ``run_child(sock, sip_port, rtp_port)`` is the child's body."""
     callers: list[Caller] = []
     for i in range(count):
         parent_end, child_end = socket.socketpair()
@@ -79,7 +81,7 @@ def fork_callers(count: int, sip_port: int, rtp_port: int, run_child: ChildBody
                 c.sock.close()
             code = 1
             try:
-                code = run_child(child_end, sip_port + i, rtp_port + 40 * i)
+                code = run_child(child_end, sip_port + i, rtp_port + 64 * i)
             finally:
                 sys.stdout.flush()
                 os._exit(code)

@@ -114,10 +114,10 @@ class PromptIndex:
     def best_at(self, heard: StreamFingerprint, frame: int, slack: int = 25,
                 length_frames: int | None = None) -> tuple[float, KnownPrompt] | None:
         """The known prompt that fits the audio at ``frame`` best (lowest BER), among those
-        of about ``length_frames`` (within 40 %) when given."""
+        of about ``length_frames`` (within 30 %) when given."""
         best: tuple[float, KnownPrompt] | None = None
         for p in self.prompts:
-            if length_frames and abs(p.print.frames - length_frames) > 0.4 * length_frames:
+            if length_frames and abs(p.print.frames - length_frames) > 0.3 * length_frames:
                 continue
             ber = ber_at(heard, p.print, frame, slack)
             if best is None or ber < best[0]:

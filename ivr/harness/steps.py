@@ -91,12 +91,14 @@ async def expect_prompt(ctx: CallContext, step: ExpectPrompt) -> str:
     deadline = started + step.within_ms / 1000 + longest_s + _SLACK_S
     what = " or ".join(p.key for p in wanted)
     while time.monotonic() < deadline:
-        await ctx.wait(0.1)
+        await ctx.wait(0.2)
         for prompt, search in searches:
             match = search.poll(ctx.heard)
             if match is None:
                 continue
-            best = ctx.index.best_at(ctx.heard, match.frame, length_frames=prompt.print.frames)
+            # a near twin starts where the prompt does: a few frames either side suffice
+            best = ctx.index.best_at(ctx.heard, match.frame, slack=8,
+                                     length_frames=prompt.print.frames)
             if best is not None and best[1].key != prompt.key and \
                     best[0] < match.ber - _TWIN_MARGIN:
                 raise _failed(f"expected {what}, heard {best[1].key} (BER {best[0]:.2f} "
