@@ -13,7 +13,10 @@ import pytest
 from ivr.harness import analysis
 from ivr.harness.call import CallResult, StepResult
 from ivr.harness.fingerprint import (
-    HOP_SAMPLES, PromptSearch, StreamFingerprint, ber_at, fingerprint,
+    HOP_SAMPLES,
+    PromptSearch,
+    StreamFingerprint,
+    ber_at,
 )
 from ivr.harness.prompt_index import PromptIndex, text_similarity
 from ivr.harness.results import junit_xml
@@ -231,3 +234,16 @@ def test_junit_names_the_failed_step() -> None:
     assert failure is not None
     assert failure.get("message") == ("step 2 (expect_prompt, line 7): expected en-US:sales; "
                                       "heard silence")
+
+
+def test_check_passes_the_shipped_scenarios_and_fails_a_bad_one_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.harness.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the shipped prompts are found from anywhere
+    assert main(["check", str(ROOT / "tests" / "scenarios")]) == 0
+    assert "english_sales.yaml: ok (9 steps)" in capsys.readouterr().out
+    bad = _write(tmp_path, "name: b\ndial: sip:ivr@127.0.0.1\nsteps:\n  - press: '#x'\n")
+    assert main(["check", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"{bad}:4: step 1 (press): ")

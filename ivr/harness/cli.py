@@ -44,12 +44,14 @@ def _load_all(targets: list[str]) -> tuple[list[Scenario], list[str]]:
 
 
 def _prompts_dir(args: argparse.Namespace) -> Path:
+    """--prompts, else the stack's (its settings file, or $IVR_CONFIG / IVR_* / built-ins,
+    as `ivr` reads them: the shipped sets by default)."""
     if args.prompts:
         return Path(args.prompts)
-    if getattr(args, "config", None):
-        from ..config import load_settings
-        return Path(load_settings(Path(args.config)).paths.prompts_dir)
-    return Path("prompts")
+    from ..config import load_settings
+
+    config = getattr(args, "config", None)
+    return Path(load_settings(Path(config) if config else None).paths.prompts_dir)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -262,13 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate scenario files (and the prompts they name)")
     check.add_argument("targets", nargs="+", help="scenario files or directories")
-    check.add_argument("--prompts", help="prompt sets directory (default: ./prompts)")
+    check.add_argument("--prompts", help="prompt sets directory (default: the stack's "
+                       "paths.prompts_dir)")
     check.add_argument("--config", help="the stack's settings file (for its prompts)")
     check.set_defaults(fn=cmd_check)
     run = sub.add_parser("run", help="run scenarios, one call at a time")
     run.add_argument("targets", nargs="+", help="scenario files or directories")
-    run.add_argument("--prompts", help="prompt sets directory (default: the stack's, or "
-                     "./prompts)")
+    run.add_argument("--prompts", help="prompt sets directory (default: the stack's "
+                     "paths.prompts_dir)")
     run.add_argument("--config", help="the stack's settings file: its call store for check "
                      "steps, its prompts")
     run.add_argument("--db", help="the stack's call store (ivr.sqlite3) for check steps")
