@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from media import DtmfMethod, LegAnswered, LegFailed, LegHungUp, LegRinging, MediaReady
+from media import (
+    DtmfMethod,
+    LegAnswered,
+    LegFailed,
+    LegHungUp,
+    LegRinging,
+    MediaReady,
+    PjsipError,
+)
 from media.leg import SipCallLeg, wav_duration_s
 from media.phone import Phone
 from media.probe import Ear, StreamStats, listen, stream_stats
@@ -211,7 +219,7 @@ async def run_call(phone: Phone, scenario: Scenario, index: PromptIndex, workdir
     workdir.mkdir(parents=True, exist_ok=True)
     ctx.dial_at = time.monotonic()
     try:
-        ctx.leg = await phone.place_call(scenario.dial, scenario.headers or None)
+        ctx.leg = await _place(phone, scenario)
         result.sip_call_id = ctx.leg.sip_call_id
         await _until_media(ctx, answer_timeout_s)
         ctx.ear = await listen(ctx.leg)
@@ -245,6 +253,19 @@ async def run_call(phone: Phone, scenario: Scenario, index: PromptIndex, workdir
         write_wav_mono16(wav, ctx.samples_since(0), analysis.SAMPLE_RATE_HZ)
         result.heard_wav = str(wav)
     return result
+
+
+async def _place(phone: Phone, scenario: Scenario) -> SipCallLeg:
+    """Place the call; while every PJSUA call slot is still held by calls that ended a moment
+    ago (PJ_ETOOMANY), try again for up to 2 s."""
+    for _ in range(10):
+        try:
+            return await phone.place_call(scenario.dial, scenario.headers or None)
+        except PjsipError as exc:
+            if "PJ_ETOOMANY" not in str(exc):
+                raise
+            await asyncio.sleep(0.2)
+    return await phone.place_call(scenario.dial, scenario.headers or None)
 
 
 async def _until_media(ctx: CallContext, timeout_s: float) -> None:

@@ -44,10 +44,11 @@ def harness_phone_config(sip_port: int, rtp_port: int, calls: int = CALLS_PER_PR
                          ) -> PhoneConfig:
     """A caller's phone: UDP on loopback, no taps of its own (the ear takes the tap slot),
     no RTP timeout (an IVR may stay silent), session timer only if the far end asks.
-    PJSUA gets twice ``calls`` slots: a call we hung up keeps its slot for a moment after
-    its end was reported, and the next call must not find them all taken (PJ_ETOOMANY)."""
+    PJSUA gets four times ``calls`` slots: a call we hung up keeps its slot for a moment
+    after its end was reported, and the next call must not find them all taken
+    (PJ_ETOOMANY; seen in load runs with twice)."""
     return PhoneConfig(bind_address="127.0.0.1", sip_port=sip_port, transports=("udp",),
-                       rtp_port=rtp_port, rtp_port_range=16 * calls, max_calls=2 * calls,
+                       rtp_port=rtp_port, rtp_port_range=16 * calls, max_calls=4 * calls,
                        inband_dtmf="never", user_agent="ivr-harness", local_user="harness",
                        rtp_timeout_s=0, session_expires_s=0, srtp="off",
                        codecs=("PCMU/8000", "PCMA/8000"))
