@@ -13,6 +13,7 @@ import pytest
 from ivr.harness import analysis
 from ivr.harness.call import CallResult, StepResult
 from ivr.harness.fingerprint import (
+    EARLY_FRAMES,
     HOP_SAMPLES,
     PromptSearch,
     StreamFingerprint,
@@ -74,6 +75,17 @@ def test_a_prompt_is_found_when_the_caller_lost_frames_of_it(index: PromptIndex)
         key = "en-US:welcome" if clip.size < 20000 else "zh-CN:main_menu"
         match, _ = _search(_heard(np.zeros(1000), short, np.zeros(4000)), index, key)
         assert match is not None and match.ber < 0.22, key
+
+
+def test_the_first_prompt_is_found_when_the_stream_began_after_it(index: PromptIndex) -> None:
+    # the ear was attached 150 ms into the language menu (the IVR plays at once)
+    menu = _clip("en-US", "language_menu")
+    sf = _heard(menu[1200:], np.zeros(4000))
+    prompt = index.get("en-US", "language_menu")
+    assert prompt is not None
+    assert PromptSearch(prompt.print, 0).poll(sf) is None
+    match = PromptSearch(prompt.print, -EARLY_FRAMES).poll(sf)
+    assert match is not None and -EARLY_FRAMES < match.frame < 0 and match.ber < 0.2
 
 
 def test_another_prompt_is_not_found_and_near_twins_are_told_apart(index: PromptIndex

@@ -121,6 +121,8 @@ class CallContext:
         k = frame * HOP_SAMPLES // analysis.FRAME_SAMPLES
         if not self.frame_times:
             return time.monotonic()
+        if frame < 0:  # a prompt that began before the ear was attached
+            return self.frame_times[0] + frame * HOP_SAMPLES / analysis.SAMPLE_RATE_HZ
         return self.frame_times[min(k, len(self.frame_times) - 1)]
 
     def now_frame(self) -> int:

@@ -206,10 +206,37 @@ CHUNK_FRAMES = 125  # 0.5 s
 SLIP_FRAMES = 25  # 100 ms
 
 
+# A prompt may have begun this long before the stream did (the ear is attached a moment after
+# the media is up, and an IVR plays at once): offsets down to -EARLY_FRAMES are scored on
+# the part of the prompt that was heard, if that holds MIN_HEARD_SHARE of its voiced frames.
+EARLY_FRAMES = 75  # 300 ms
+MIN_HEARD_SHARE = 0.7
+
+
+def _ber_clipped(heard: StreamFingerprint, prompt: Fingerprint, offset: int) -> float:
+    """BER of ``prompt`` begun ``-offset`` frames before the stream, over what was heard."""
+    tail = Fingerprint(prompt.bits[-offset:], prompt.voiced[-offset:])
+    voiced = int(tail.voiced.sum())
+    if voiced < MIN_HEARD_SHARE * int(prompt.voiced.sum()) or heard.frames < tail.frames:
+        return 1.0
+    quiet = heard.level_dbfs < HEARD_SILENCE_DBFS
+    return float(_errors_by_offset(heard.bits, quiet, tail, 0, 1)[0]) / (voiced * BITS)
+
+
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
                   stop: int | None = None) -> npt.NDArray[np.float64]:
     """BER of ``prompt`` at each offset of ``heard`` in ``[start, stop)`` where it fits whole
-    (fewer offsets when the stream is not that long yet)."""
+    (fewer offsets when the stream is not that long yet); a negative ``start`` (not below
+    -EARLY_FRAMES) scores a prompt that began before the stream on what was heard of it."""
+    if start < 0:
+        if prompt.frames > heard.frames:
+            return np.zeros(0)
+        end = 0 if stop is None else min(0, stop)
+        early = np.array([_ber_clipped(heard, prompt, o)
+                          for o in range(max(start, -EARLY_FRAMES), end)])
+        if stop is not None and stop <= 0:
+            return early
+        return np.concatenate((early, ber_by_offset(heard, prompt, 0, stop)))
     m = prompt.frames
     voiced = int(prompt.voiced.sum())
     bits, level = heard.bits, heard.level_dbfs

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import analysis
-from .fingerprint import HOP_MS, MATCH_BER, PromptSearch
+from .fingerprint import EARLY_FRAMES, HOP_MS, MATCH_BER, PromptSearch
 from .prompt_index import KnownPrompt
 from .scenario import (
     Check,
@@ -86,7 +86,9 @@ def _candidates(ctx: CallContext, step: ExpectPrompt) -> list[KnownPrompt]:
 async def expect_prompt(ctx: CallContext, step: ExpectPrompt) -> str:
     wanted = _candidates(ctx, step)
     start_frame, started = ctx.consumed_frame, time.monotonic()
-    searches = [(p, PromptSearch(p.print, start_frame)) for p in wanted]
+    # the call's first prompt may have begun before the ear was attached
+    first = -EARLY_FRAMES if start_frame == 0 else start_frame
+    searches = [(p, PromptSearch(p.print, first)) for p in wanted]
     longest_s = max(p.print.duration_ms for p in wanted) / 1000
     deadline = started + step.within_ms / 1000 + longest_s + _SLACK_S
     what = " or ".join(p.key for p in wanted)
