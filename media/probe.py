@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pjsua2 as pj
 
-from .errors import LegBusyError, LegGoneError
+from .errors import LegBusyError
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS
 from .leg import SipCallLeg
 
@@ -120,14 +120,15 @@ class StreamStats:
 
 
 async def listen(leg: SipCallLeg) -> Ear:
-    """Attach an ear to ``leg`` (media must be up); frames flow until the call ends."""
+    """Attach an ear to ``leg``; frames flow until the call ends. Called right after
+    ``place_call``, before the answer: the phone then connects the ear on the pump thread in
+    the same step that brings the media up (``_reconnect_media`` connects the leg's tap
+    port), so not a frame of an IVR that plays at once is missed."""
     ear = Ear()
     phone, handle = leg._phone, leg._handle
 
     def attach() -> None:
         phone._live(handle)
-        if handle.audio is None:
-            raise LegGoneError("the call has no audio yet")
         port = _EarPort(ear)
         fmt = pj.MediaFormatAudio()
         fmt.init(pj.PJMEDIA_FORMAT_PCM, TAP_CLOCK_RATE_HZ, 1, TAP_FRAME_MS * 1000, 16)
@@ -135,7 +136,8 @@ async def listen(leg: SipCallLeg) -> Ear:
         if handle.tap_port is not None:
             raise LegBusyError("the leg already has a tap (use a phone with inband_dtmf "
                                "'never' for probes)")
-        handle.audio.startTransmit(port)
+        if handle.audio is not None:
+            handle.audio.startTransmit(port)
         # In the leg's tap slot: the phone follows it through re-INVITEs and destroys it
         # on the pump thread with the call (media.phone._destroy_media_port).
         handle.tap_port = port

@@ -223,8 +223,8 @@ async def run_call(phone: Phone, scenario: Scenario, index: PromptIndex, workdir
     try:
         ctx.leg = await _place(phone, scenario)
         result.sip_call_id = ctx.leg.sip_call_id
+        ctx.ear = await listen(ctx.leg)  # armed now: connected as the media comes up
         await _until_media(ctx, answer_timeout_s)
-        ctx.ear = await listen(ctx.leg)
         for i, (kind, step) in enumerate(scenario.steps):
             label = scenario.step_label(i)
             started = time.monotonic()
