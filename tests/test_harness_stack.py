@@ -23,7 +23,7 @@ import pytest
 from media.dtmf import InbandDtmfDetector
 from media.pcm import read_wav_mono16
 from tests import sipp
-from tests.conftest import ROOT, StackProcess, start_stack
+from tests.conftest import ROOT, StackProcess, start_stack, start_worker
 from tests.rtp_peer import RtpPeer, received_pcm, stream_pcm
 
 pytestmark = [
@@ -182,3 +182,30 @@ steps:
     assert [d.digit for d in detector.process(received_pcm(peer))] == ["7"]
     call = data["calls"][0]
     assert call["steps"][0]["detail"].startswith("en-US:welcome")
+
+
+def test_an_ivr_hang_up_is_expected_with_its_cause_and_checked_in_the_record(
+        tmp_path: Path) -> None:
+    worker = start_worker(tmp_path, flow=ROOT / "tests" / "flows" / "short.yaml")
+    try:
+        scenario = tmp_path / "two.yaml"
+        scenario.write_text("""\
+name: two says goodbye
+dial: sip:ivr@127.0.0.1
+steps:
+  - expect_prompt: {set: en-US, name: please_wait, within_ms: 3000}
+  - press: "2"
+  - expect_prompt: {text: "goodbye"}
+  - expect_hangup: {within_s: 5, cause: 200}
+  - check: {cdr.end_reason: chose_two, cdr.hangup_by: ivr, event: menu.choice}
+""")
+        out = tmp_path / "two.json"
+        rc, text, data = finish(harness(str(scenario), "--dial",
+                                        f"sip:ivr@{worker.target}", "--db", str(worker.db),
+                                        "--json", str(out)), out)
+        assert rc == 0, text
+        steps = data["calls"][0]["steps"]
+        assert steps[2]["detail"].startswith("en-US:goodbye")
+        assert steps[3]["detail"] == "hung up by the far end (200 Normal call clearing)"
+    finally:
+        worker.stop()

@@ -277,12 +277,13 @@ class PromptSearch:
         self._candidate: Match | None = None
         self.best_ber = 1.0  # lowest BER seen so far (for "what was heard instead")
 
-    def poll(self, heard: StreamFingerprint) -> Match | None:
+    def poll(self, heard: StreamFingerprint, final: bool = False) -> Match | None:
         """The match once it is certain (the best offset near the first one under the
-        threshold), else None."""
+        threshold), else None. ``final``: the stream has ended (the call is over), so a
+        match found is taken without waiting for the offsets after it."""
         ber = ber_by_offset(heard, self.prompt, self._next)
         if ber.size == 0:
-            return None
+            return self._candidate if final else None
         base = self._next
         self._next += ber.size
         self.best_ber = min(self.best_ber, float(ber.min()))
@@ -299,7 +300,7 @@ class PromptSearch:
             k = lo + int(np.argmin(ber[lo:hi]))
             if ber[k] < cand.ber:
                 self._candidate = cand = Match(base + k, float(ber[k]))
-        if self._next >= cand.frame + REFINE_FRAMES:
+        if final or self._next >= cand.frame + REFINE_FRAMES:
             return cand
         return None
 

@@ -94,8 +94,9 @@ async def expect_prompt(ctx: CallContext, step: ExpectPrompt) -> str:
     what = " or ".join(p.key for p in wanted)
     while time.monotonic() < deadline:
         await ctx.wait(0.2)
+        ended = ctx.hungup is not None  # what was heard is all there will be
         for prompt, search in searches:
-            match = search.poll(ctx.heard)
+            match = search.poll(ctx.heard, final=ended)
             if match is None:
                 continue
             # a near twin starts where the prompt does: a few frames either side suffice
