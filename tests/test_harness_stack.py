@@ -161,6 +161,7 @@ steps:
   - press: {digits: "3", method: rfc4733}
   - press: {digits: "7", method: inband}
   - wait: 300
+  - say: "hello there"
   - hangup:
 """)
     menu = read_wav_mono16(ROOT / "prompts" / "en-US" / "welcome.wav")[0]
@@ -178,8 +179,14 @@ steps:
         assert uas.wait(timeout=20) == 0, "sipp: the INFO did not carry 5"
     peer.close()
     assert _events(peer) == [3]
+    heard_by_peer = received_pcm(peer)
     detector = InbandDtmfDetector(8000)
-    assert [d.digit for d in detector.process(received_pcm(peer))] == ["7"]
+    assert [d.digit for d in detector.process(heard_by_peer)] == ["7"]
+    # the speech came after the digit: over half a second of it above -40 dBFS
+    said = heard_by_peer[-8000 * 3:].astype(np.float64)
+    frames = said[: said.size // 160 * 160].reshape(-1, 160)
+    loud = np.sqrt((frames ** 2).mean(axis=1)) > 32768 * 10 ** (-40 / 20)
+    assert loud.sum() * 0.02 > 0.5
     call = data["calls"][0]
     assert call["steps"][0]["detail"].startswith("en-US:welcome")
 
