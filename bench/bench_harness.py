@@ -1,0 +1,135 @@
+"""The IVR measured from the caller's side by ivr-harness, at rising load.
+
+    scripts/in-netns .venv/bin/python bench/bench_harness.py --levels 10,20,40 \\
+        --duration-s 40 --out bench/results/harness.txt
+
+Per level N, against one ``ivr run`` stack (Kamailio, the pool; the default flow, workers
+enough for the highest level):
+
+* **harness**: ``ivr-harness load bench/scenarios/language_menu.yaml --calls N`` for
+  ``--duration-s``: every call hears the language menu, presses 1, hears the welcome, hangs
+  up. Reported: key -> first frame of the next prompt (p50/p99), time to first audio,
+  failures, and the harness's own CPU (user+system of the load process and its callers, from
+  getrusage after they exit) as % of one core per 100 calls up.
+* **sipp**: the same concurrency from sipp (calls that stay ``--sipp-call-s`` with RTP
+  silence), with 4 harness probe calls at once beside them measuring the same timings: what
+  the IVR does for callers when the load is not the harness's own.
+
+Run it inside a loopback-only network namespace (``scripts/in-netns``); never from pytest.
+The machine's other load is not controlled: read figures from a busy machine as such.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import sipp  # noqa: E402
+from tests.conftest import start_stack  # noqa: E402
+
+SCENARIO = ROOT / "bench" / "scenarios" / "language_menu.yaml"
+
+
+def children_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def harness_load(dial: str, calls: int, rate: float, duration_s: float, report: Path,
+                 sip_port: int, rtp_port: int) -> tuple[dict[str, Any], float, float]:
+    """Run ivr-harness load; (its report, its CPU seconds, its wall seconds)."""
+    cpu0, t0 = children_cpu_s(), time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ivr.harness.cli", "load", str(SCENARIO), "--dial", dial,
+         "--calls", str(calls), "--rate", f"{rate}/s", "--duration", f"{duration_s}s",
+         "--no-live", "--report", str(report), "--sip-port", str(sip_port),
+         "--rtp-port", str(rtp_port)],
+        cwd=ROOT, capture_output=True, text=True, timeout=duration_s + 120)
+    wall, cpu = time.monotonic() - t0, children_cpu_s() - cpu0
+    data = json.loads(report.with_suffix(".json").read_text()) if \
+        report.with_suffix(".json").is_file() else {"error": proc.stdout[-2000:] + proc.stderr}
+    return data, cpu, wall
+
+
+def line(side: str, n: int, data: dict[str, Any], extra: str = "") -> str:
+    if "error" in data:
+        return f"{side:8} {n:4}  ERROR {data['error'][-300:]}"
+    k = data["timings_ms"]["key_to_prompt_ms"]
+    f = data["timings_ms"]["time_to_first_audio_ms"]
+    fails = "; ".join(f"{x['count']}x {x['step']}: {x['example']}" for x in data["failures"][:3])
+    return (f"{side:8} {n:4}  calls {data['started']:4} ok {data['passed']:4} failed "
+            f"{data['failed']:3}  key->prompt p50 {k.get('p50', '-')} p99 {k.get('p99', '-')} "
+            f"max {k.get('max', '-')} ms  first audio p50 {f.get('p50', '-')} p99 "
+            f"{f.get('p99', '-')} ms{extra}" + (f"\n{'':14}failures: {fails}" if fails else ""))
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--levels", default="10,20,40")
+    ap.add_argument("--duration-s", type=float, default=40)
+    ap.add_argument("--rate", type=float, default=10, help="calls started per second")
+    ap.add_argument("--sipp-call-s", type=float, default=30)
+    ap.add_argument("--only", choices=("harness", "sipp"))
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",")]
+    out: list[str] = [f"# bench/bench_harness.py {' '.join(argv)}",
+                      f"# {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores"]
+    print(out[0], flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp_s:
+        tmp = Path(tmp_s)
+        workers = math.ceil(max(levels) / 2) + 2
+        stack = start_stack(tmp, workers=workers, env={"IVR_POOL_MIN_IDLE_WORKERS": "2"})
+        dial = f"sip:ivr@127.0.0.1:{stack.port}"
+        try:
+            for n in levels:
+                if args.only != "sipp":
+                    data, cpu, wall = harness_load(dial, n, args.rate, args.duration_s,
+                                                   tmp / f"h{n}", 19700, 40000)
+                    per100 = 100 * (cpu / wall) / max(1, n) * 100
+                    out.append(line("harness", n, data,
+                                    f"  harness CPU {per100:.1f} % of a core per 100 calls"))
+                    print(out[-1], flush=True)
+                if args.only != "harness":
+                    caller = sipp.Caller("bench_sipp").pause(int(args.sipp_call_s * 1000))
+                    result: dict[str, Any] = {}
+
+                    def load(n: int = n, caller: sipp.Caller = caller,
+                             result: dict[str, Any] = result) -> None:
+                        result["r"] = sipp.run(
+                            caller.caller_hangs_up(), f"127.0.0.1:{stack.port}", tmp,
+                            calls=n, concurrent=n,
+                            timeout_s=int(args.sipp_call_s + n / args.rate + 60))
+                    t = threading.Thread(target=load, daemon=True)
+                    t.start()
+                    time.sleep(n / 50 + 2)  # sipp starts 50 calls/s
+                    probe, _, _ = harness_load(dial, 4, 2, min(args.duration_s,
+                                                               args.sipp_call_s - 5),
+                                               tmp / f"s{n}", 19800, 41000)
+                    t.join(timeout=args.sipp_call_s + 120)
+                    r = result.get("r")
+                    ok = "sipp ok" if r is not None and r.ok else "sipp FAILED"
+                    out.append(line("sipp+4", n, probe, f"  ({n} sipp calls: {ok})"))
+                    print(out[-1], flush=True)
+        finally:
+            stack.stop()
+    if args.out:
+        args.out.write_text("\n".join(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,261 @@
+"""The harness's pure parts: scenario validation, prompt fingerprints, text resolution,
+tone detection, the E-model and the JUnit output. No SIP here (tests/test_harness_stack.py
+runs calls)."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr.harness import analysis
+from ivr.harness.call import CallResult, StepResult
+from ivr.harness.fingerprint import (
+    EARLY_FRAMES,
+    HOP_SAMPLES,
+    PromptSearch,
+    StreamFingerprint,
+    ber_at,
+)
+from ivr.harness.prompt_index import PromptIndex, text_similarity
+from ivr.harness.results import junit_xml
+from ivr.harness.scenario import ScenarioError, check_prompts, load_scenario
+from media.g711 import ulaw_decode, ulaw_encode
+from media.pcm import read_wav_mono16
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = ROOT / "prompts"
+
+
+@pytest.fixture(scope="module")
+def index() -> PromptIndex:
+    return PromptIndex.load(PROMPTS)
+
+
+def _clip(lang: str, name: str) -> np.ndarray:
+    return read_wav_mono16(PROMPTS / lang / f"{name}.wav")[0]
+
+
+def _heard(*parts: np.ndarray) -> StreamFingerprint:
+    """Audio as a call hears it: through G.711 u-law, fed in 100 ms pieces."""
+    pcm = ulaw_decode(ulaw_encode(np.concatenate(parts).astype(np.int16)))
+    sf = StreamFingerprint()
+    for i in range(0, pcm.size, 800):
+        sf.feed(pcm[i: i + 800])
+    return sf
+
+
+def _search(sf: StreamFingerprint, index: PromptIndex, key: str):  # type: ignore[no-untyped-def]
+    lang, name = key.split(":")
+    prompt = index.get(lang, name)
+    assert prompt is not None
+    return PromptSearch(prompt.print, 0).poll(sf), prompt
+
+
+def test_a_prompt_is_found_through_g711_at_a_lower_level_at_any_offset(index: PromptIndex
+                                                                      ) -> None:
+    menu = _clip("en-US", "main_menu")
+    for gain, lead in ((1.0, 0), (0.2, 17), (0.5, HOP_SAMPLES // 2 + 3)):
+        sf = _heard(np.zeros(4000 + lead), (menu * gain), np.zeros(4000))
+        match, prompt = _search(sf, index, "en-US:main_menu")
+        assert match is not None, f"gain {gain}, lead {lead}"
+        assert match.ber < 0.2
+        # the prompt's trimmed lead silence is under 60 ms: the match starts near sample 4000
+        assert abs(match.frame * HOP_SAMPLES - (4000 + lead)) < 8000 * 0.1
+
+
+def test_a_prompt_is_found_when_the_caller_lost_frames_of_it(index: PromptIndex) -> None:
+    # a busy machine's clock skipped three 20 ms frames: the rest of the prompt comes early
+    menu = _clip("zh-CN", "main_menu")
+    cut = np.concatenate([menu[:16000], menu[16160:32000], menu[32160:48000], menu[48160:]])
+    for clip in (_clip("en-US", "welcome"), cut):
+        short = np.concatenate([clip[:4000], clip[4160:]])
+        key = "en-US:welcome" if clip.size < 20000 else "zh-CN:main_menu"
+        match, _ = _search(_heard(np.zeros(1000), short, np.zeros(4000)), index, key)
+        assert match is not None and match.ber < 0.22, key
+
+
+def test_the_first_prompt_is_found_when_the_stream_began_after_it(index: PromptIndex) -> None:
+    # the ear was attached 150 ms into the language menu (the IVR plays at once)
+    menu = _clip("en-US", "language_menu")
+    sf = _heard(menu[1200:], np.zeros(4000))
+    prompt = index.get("en-US", "language_menu")
+    assert prompt is not None
+    assert PromptSearch(prompt.print, 0).poll(sf) is None
+    match = PromptSearch(prompt.print, -EARLY_FRAMES).poll(sf)
+    assert match is not None and -EARLY_FRAMES < match.frame < 0 and match.ber < 0.2
+
+
+def test_another_prompt_is_not_found_and_near_twins_are_told_apart(index: PromptIndex
+                                                                  ) -> None:
+    sf = _heard(np.zeros(2000), _clip("en-US", "sales"), np.zeros(4000))
+    assert _search(sf, index, "en-US:welcome")[0] is None
+    assert _search(sf, index, "zh-CN:main_menu")[0] is None
+    sales, prompt = _search(sf, index, "en-US:sales")
+    assert sales is not None
+    support = index.get("en-US", "support")
+    assert support is not None
+    # "Connecting you to support..." differs by a word: it fits worse at the same place
+    assert ber_at(sf, support.print, sales.frame) > sales.ber + 0.05
+    best = index.best_at(sf, sales.frame, length_frames=prompt.print.frames)
+    assert best is not None and best[1].key == "en-US:sales"
+
+
+def test_silence_and_a_steady_tone_are_no_prompt(index: PromptIndex) -> None:
+    t = np.arange(16000) / 8000
+    tone = (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16)
+    sf = _heard(np.zeros(8000), tone, np.zeros(40000))
+    hits = index.identify(sf, 0, 0.25)
+    assert [label for _, label in hits if "beep" not in label] == []
+
+
+def test_what_was_heard_is_named_in_order_with_a_prompt_cut_short(index: PromptIndex) -> None:
+    zh = _clip("zh-CN", "language_menu")
+    sf = _heard(np.zeros(1000), _clip("en-US", "language_menu"), np.zeros(400),
+                zh[: zh.size * 2 // 3])
+    labels = [label for _, label in index.identify(sf, 0, 0.25)]
+    assert labels[0] == "en-US:language_menu"
+    assert labels[1].startswith("zh-CN:language_menu (first ")
+
+
+def test_a_new_prompt_set_is_recognised_as_loaded_without_training(tmp_path: Path) -> None:
+    s = tmp_path / "fr-FR"
+    s.mkdir()
+    (s / "bonjour.wav").write_bytes((PROMPTS / "en-US" / "goodbye.wav").read_bytes())
+    (s / "manifest.yaml").write_text(
+        "language: fr-FR\nprompts:\n  bonjour: {text: 'Au revoir.', file: bonjour.wav}\n")
+    idx = PromptIndex.load(tmp_path)
+    assert idx.sets() == {"fr-FR"}
+    sf = _heard(np.zeros(3000), _clip("en-US", "goodbye"), np.zeros(3000))
+    assert _search(sf, idx, "fr-FR:bonjour")[0] is not None
+
+
+def test_prompt_text_is_resolved_by_similarity_with_digits_read_as_words(
+        index: PromptIndex) -> None:
+    assert text_similarity("press two for support", "For support, press 2.") == 0.5
+    assert text_similarity("press 2 for support",
+                           "For sales, press 1. For support, press 2.") >= 0.6
+    found = index.resolve_text("for sales press 1 for support press 2", 0.6)
+    assert found[0][1].key == "en-US:main_menu"
+    assert index.resolve_text("the weather in Paris today", 0.6) == []
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "s.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_a_valid_scenario_loads_with_short_forms(tmp_path: Path) -> None:
+    s = load_scenario(_write(tmp_path, """\
+name: ok
+dial: sip:ivr@127.0.0.1:5060
+steps:
+  - expect_prompt: {set: en-US, name: welcome, within_ms: 3000}
+  - press: 12
+  - say: "four one"
+  - expect_silence: 500
+  - hangup:
+  - check: {cdr.end_reason: normal, queue: sales}
+"""))
+    kinds = [k for k, _ in s.steps]
+    assert kinds == ["expect_prompt", "press", "say", "expect_silence", "hangup", "check"]
+    assert s.steps[1][1].digits == "12" and s.lines == [4, 5, 6, 7, 8, 9]
+
+
+def test_scenario_errors_name_file_line_and_step_all_at_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, """\
+name: bad
+dial: sip:ivr@127.0.0.1
+steps:
+  - expect_prompt: {set: en-US}
+  - press: "1x"
+  - shout: "hello"
+  - expect_hangup: {within_s: 5, cause: 100}
+  - check: {agent: 1001}
+  - play: missing.wav
+""")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    lines = str(err.value).splitlines()
+    assert len(lines) == 6, lines
+    assert lines[0].startswith(f"{path}:4: step 1 (expect_prompt):") and "name" in lines[0]
+    assert lines[1].startswith(f"{path}:5: step 2 (press):") and "'X'" in lines[1]
+    assert lines[2].startswith(f"{path}:6: step 3:") and "unknown step 'shout'" in lines[2]
+    assert lines[3].startswith(f"{path}:7: step 4 (expect_hangup): cause")
+    assert lines[4].startswith(f"{path}:8: step 5 (check):") and "'agent'" in lines[4]
+    assert lines[5].startswith(f"{path}:9: step 6 (play): no such file 'missing.wav'")
+
+
+def test_unknown_top_level_fields_and_prompts_are_named(tmp_path: Path,
+                                                        index: PromptIndex) -> None:
+    with pytest.raises(ScenarioError, match=r"s.yaml:2: dail: Extra inputs"):
+        load_scenario(_write(tmp_path, "name: x\ndail: sip:a@b\nsteps: [hangup: null]\n"))
+    s = load_scenario(_write(tmp_path, """\
+name: x
+dial: sip:ivr@127.0.0.1
+steps:
+  - expect_prompt: {set: fr-FR, name: welcome}
+  - expect_prompt: {set: en-US, name: bienvenue}
+"""))
+    problems = check_prompts(s, {p.key for p in index.prompts}, index.sets())
+    assert problems[0].endswith("step 1 (expect_prompt): no prompt set 'fr-FR' "
+                                "(sets: en-US, zh-CN)")
+    assert problems[1].endswith("step 2 (expect_prompt): set 'en-US' has no prompt "
+                                "'bienvenue'")
+
+
+def test_the_shipped_scenarios_check(index: PromptIndex) -> None:
+    for path in sorted((ROOT / "tests" / "scenarios").glob("*.yaml")):
+        s = load_scenario(path)
+        assert check_prompts(s, {p.key for p in index.prompts}, index.sets()) == []
+
+
+def test_tone_detection_and_dtmf_generation() -> None:
+    t = np.arange(8000) / 8000
+    tone = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    assert analysis.longest_run(analysis.tone_frames(tone, 440))[1] >= 48
+    assert not analysis.tone_frames(tone, 1000).any()
+    keys = analysis.dtmf_pcm("15#")
+    assert keys.size == 8000 * (3 * 100 + 4 * 100) // 1000
+    spectrum = np.abs(np.fft.rfft(keys[800:1600].astype(float)))
+    peaks = sorted(np.argsort(spectrum)[-2:] * 8000 / 800)
+    assert abs(peaks[0] - 697) <= 10 and abs(peaks[1] - 1209) <= 10
+
+
+def test_emodel_mos_falls_with_loss_and_delay() -> None:
+    clean = analysis.emodel_mos(0.0, 40)
+    assert 4.3 <= clean <= 4.5  # G.711 without impairment: R about 92
+    assert analysis.emodel_mos(0.02, 40) < clean
+    assert analysis.emodel_mos(0.0, 400) < analysis.emodel_mos(0.0, 100)
+    assert analysis.emodel_mos(0.5, 40) < 2.0
+
+
+def test_junit_names_the_failed_step() -> None:
+    ok = CallResult("a.yaml", "passes", ok=True, duration_s=1.0)
+    bad = CallResult("b.yaml", "fails", failure="expected en-US:sales; heard silence",
+                     failed_step="step 2 (expect_prompt, line 7)", duration_s=2.0)
+    bad.steps = [StepResult(1, "press", "step 1 (press, line 6)", True, 10, 0, "1"),
+                 StepResult(2, "expect_prompt", "step 2 (expect_prompt, line 7)", False, 10,
+                            3000, "expected en-US:sales; heard silence")]
+    root = ET.fromstring(junit_xml([ok, bad]).split("?>", 1)[1])
+    assert (root.get("tests"), root.get("failures")) == ("2", "1")
+    failure = root.findall("testcase")[1].find("failure")
+    assert failure is not None
+    assert failure.get("message") == ("step 2 (expect_prompt, line 7): expected en-US:sales; "
+                                      "heard silence")
+
+
+def test_check_passes_the_shipped_scenarios_and_fails_a_bad_one_with_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from ivr.harness.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the shipped prompts are found from anywhere
+    assert main(["check", str(ROOT / "tests" / "scenarios")]) == 0
+    assert "english_sales.yaml: ok (9 steps)" in capsys.readouterr().out
+    bad = _write(tmp_path, "name: b\ndial: sip:ivr@127.0.0.1\nsteps:\n  - press: '#x'\n")
+    assert main(["check", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"{bad}:4: step 1 (press): ")
