@@ -47,6 +47,7 @@ class ThreadedSoftphone:
 
     def sign_in(self, server: str, sip: str, agent_id: str, password: str) -> None:
         from .devices import DeviceAudio, choose, list_devices
+        from .outbox import outbox_path
         from .runner import Softphone, SoftphoneConfig
 
         st = self.settings
@@ -60,7 +61,8 @@ class ThreadedSoftphone:
         audio.start()
         self.audio = audio
         phone = Softphone(SoftphoneConfig(server, sip, agent_id, password,
-                                          auto_answer_s=st.auto_answer_s),
+                                          auto_answer_s=st.auto_answer_s,
+                                          outbox_path=outbox_path(agent_id)),
                           audio.to_call.read, audio.from_call.write,
                           on_change=self._on_change)
         phone.notices.extend(Notice(w) for w in (mic.warning, spk.warning) if w)

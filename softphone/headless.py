@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import outbox as outbox_file
 from .audio import RingBuffer, ToneSource, WavSink, WavSource
 from .model import InvalidStateError
 from .runner import Softphone, SoftphoneConfig
@@ -45,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auto-answer", type=float, default=None, metavar="S",
                    help="answer by itself after S seconds of ringing")
     p.add_argument("--ready", action="store_true", help="go ready once signed in")
+    p.add_argument("--state-dir", type=Path, default=None,
+                   help="where wrap-ups waiting for the server are kept across restarts "
+                        "(default: the user's state dir, ~/.local/state/"
+                        "callcenter-softphone on Linux)")
     p.add_argument("--reconnect-max-s", type=float, default=30.0,
                    help="the longest wait between reconnects (back-off from 0.5 s)")
 
@@ -105,7 +110,9 @@ async def run(args: argparse.Namespace) -> int:
                                       sip_domain=args.sip_domain, sip_port=args.sip_port,
                                       rtp_port=args.rtp_port,
                                       auto_answer_s=args.auto_answer,
-                                      reconnect_max_s=args.reconnect_max_s),
+                                      reconnect_max_s=args.reconnect_max_s,
+                                      outbox_path=outbox_file.outbox_path(
+                                          args.agent, args.state_dir)),
                       source, sink, on_change=changed)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -115,7 +122,12 @@ async def run(args: argparse.Namespace) -> int:
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
     threading.Thread(target=read_stdin, daemon=True).start()
-    await phone.start()
+    try:
+        await phone.start()
+    except outbox_file.OutboxError as exc:
+        print(f"softphone: {exc}", file=sys.stderr)
+        await phone.client.close()  # nothing else was started
+        return 2
     went_ready = False
     try:
         while True:

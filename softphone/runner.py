@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from media.agent_ua import (
@@ -31,6 +32,7 @@ from media.agent_ua import (
 )
 
 from . import model as m
+from . import outbox as outbox_file
 from .client import ApiClient, BadCredentials, ClientError, Refused, Unreachable
 from .session import AgentSession
 
@@ -51,6 +53,7 @@ class SoftphoneConfig:
     rtp_port: int = 0
     auto_answer_s: float | None = None
     reconnect_max_s: float = 30.0
+    outbox_path: Path | None = None  # where waiting wrap-ups are kept (None: memory only)
 
 
 class Softphone:
@@ -80,11 +83,17 @@ class Softphone:
         self._sends: asyncio.Queue[m.Action] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stream: asyncio.Task[None] | None = None
+        self._saved_outbox: list[m.WrapUp] = []
 
     # ---- life ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Raises OutboxError (before anything started) when the kept outbox is unreadable."""
         self._loop = asyncio.get_running_loop()
+        if self.config.outbox_path is not None:
+            kept = outbox_file.load(self.config.outbox_path)
+            self._saved_outbox = list(kept)
+            self._carry_out(self.session.restore_outbox(kept, self.clock()))
         await asyncio.to_thread(self.ua.start)
         self._spawn(self._sender())
         self._spawn(self._ticker())
@@ -140,9 +149,23 @@ class Softphone:
     # ---- actions ------------------------------------------------------------------------
 
     def _carry_out(self, actions: list[m.Action]) -> None:
+        self._keep_outbox()  # on disk before anything is sent
         for action in actions:
             self._do(action)
         self.on_change()
+
+    def _keep_outbox(self) -> None:
+        path, now = self.config.outbox_path, self.session.outbox
+        if path is None or now == self._saved_outbox:
+            return
+        try:
+            outbox_file.save(path, now)
+        except OSError as exc:
+            self.notices.append(m.Notice(f"cannot keep the wrap-ups in {path}: {exc}; they "
+                                         "are lost if the softphone quits now", "warning"))
+            log.warning("%s", self.notices[-1].text)
+            return
+        self._saved_outbox = list(now)
 
     def _do(self, action: m.Action) -> None:
         ua = self.ua

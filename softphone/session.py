@@ -265,6 +265,21 @@ class AgentSession:
             out += self._ask(*self.next_state)
         return out
 
+    def restore_outbox(self, wrapups: list[WrapUp], now: float) -> list[Action]:
+        """The wrap-ups a previous run left unsent (``outbox.py``): they go first, once
+        online. Only before signing in."""
+        if self.link is not Link.SIGNED_OUT or self.outbox:
+            raise InvalidStateError("the outbox is restored only at start")
+        for w in wrapups:
+            self.outbox.append(WrapUp(self._next_wrapup_id, w.call_id, w.code, w.note,
+                                      w.typed_at))
+            self._next_wrapup_id += 1
+            self.coded_call_ids.add(w.call_id)
+        if not wrapups:
+            return []
+        return [Notice(f"{len(wrapups)} wrap-up(s) from the last run wait to be sent",
+                       "info")]
+
     def wrapup_delivered(self, wrapup_id: int, now: float) -> list[Action]:
         self._drop(wrapup_id)
         return []

@@ -79,15 +79,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProcess]:
 def phone(stack: StackProcess, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[HeadlessSoftphone]:
     tmp = tmp_path_factory.mktemp("softphone-agent")
-    sp = start_softphone(api_url(stack), f"127.0.0.1:{stack.port}", "1001", PASSWORD,
-                         "--tone-hz", str(AGENT_HZ), "--rtp-port", "23000",
-                         "--sip-port", str(SOFTPHONE_SIP_PORT),
-                         "--reconnect-max-s", "1", log_path=tmp / "softphone.log")
+    sp = start_agent_softphone(stack, tmp)
     try:
         sp.wait("online and registered", lambda s: s["link"] == "online" and s["registered"])
         yield sp
     finally:
         assert sp.stop() == 0
+
+
+def start_agent_softphone(stack: StackProcess, tmp: Path) -> HeadlessSoftphone:
+    return start_softphone(api_url(stack), f"127.0.0.1:{stack.port}", "1001", PASSWORD,
+                           "--tone-hz", str(AGENT_HZ), "--rtp-port", "23000",
+                           "--sip-port", str(SOFTPHONE_SIP_PORT), "--state-dir",
+                           str(tmp / "state"), "--reconnect-max-s", "1",
+                           log_path=tmp / f"softphone-{time.monotonic_ns()}.log")
 
 
 def api_url(stack: StackProcess) -> str:
@@ -213,6 +218,8 @@ def test_an_invite_that_does_not_come_from_the_server_is_refused(
 
 def test_the_server_restarts_mid_shift_and_the_wrap_up_typed_meanwhile_arrives(
         stack: StackProcess, phone: HeadlessSoftphone, tmp_path: Path) -> None:
+    """... even though the softphone was killed (no goodbye) while it waited, and started
+    again: the wrap-up was kept on disk."""
     caller, call_id = take_a_call(stack, phone, tmp_path, "sp_restart", 30000)
     time.sleep(1.0)
     phone.send("hangup")
@@ -222,6 +229,14 @@ def test_the_server_restarts_mid_shift_and_the_wrap_up_typed_meanwhile_arrives(
     phone.wait("offline", lambda s: s["link"] in ("offline", "connecting"))
     phone.send("wrapup support/callback typed while the server was down")
     phone.wait("kept in the outbox", lambda s: s["outbox"] == 1)
+    state_dir = Path(phone.proc.args[phone.proc.args.index("--state-dir") + 1])
+    phone.proc.kill()  # the agent's laptop dies: nothing is flushed at exit
+    phone.stop()
+    started = start_agent_softphone(stack, state_dir.parent)
+    phone.proc, phone.states, phone.errors, phone.lines, phone._q, phone.log_file = (
+        started.proc, started.states, started.errors, started.lines, started._q,
+        started.log_file)
+    phone.wait("the kept wrap-up back in the outbox", lambda s: s["outbox"] == 1)
     again = start_stack(tmp_path, same_as=stack)
     stack.proc, stack.lines, stack._q, stack._reader = (again.proc, again.lines, again._q,
                                                        again._reader)
@@ -255,6 +270,7 @@ def test_the_window_takes_a_queued_call_through_its_widgets_on_a_virtual_headset
             pytest.skip("pulseaudio not installed")
         monkeypatch.setenv("PULSE_SERVER", server)
         monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
         sd._terminate()
         sd._initialize()
         holder: list[SoftphoneWindow] = []
