@@ -32,9 +32,12 @@ def start_of_day(now: float) -> float:
 class Desk:
     def __init__(self, service: AcdService,
                  credentials: Callable[[str], AgentSip | None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 survey_scores: Callable[[float], list[tuple[str, int]]] | None = None
+                 ) -> None:
         self.service = service
         self._credentials = credentials
+        self._survey_scores = survey_scores or (lambda since: [])  # (call id, score)
         self._clock = clock
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = {}
 
@@ -111,8 +114,12 @@ class Desk:
         figures = dataclasses.asdict(acd_metrics.agent_figures(rows, agent_id, now))
         handled = figures["calls_handled"]
         figures["avg_talk_s"] = round(figures["talk_s"] / handled, 1) if handled else None
+        if figures["aht_s"] is not None:
+            figures["aht_s"] = round(figures["aht_s"], 1)
         figures["missed"] = sum(1 for r in rows if r.agent_id == agent_id
                                 and r.event.value == "RINGNOANSWER")
+        survey = acd_metrics.agent_survey_scores(rows, agent_id, self._survey_scores(since))
+        figures["survey_count"], figures["survey_mean"] = survey.count, survey.mean
         return figures
 
     def reason_codes(self, search: str = "") -> list[dict[str, str]]:
@@ -147,6 +154,11 @@ class Desk:
     def wrapup(self, agent_id: str, code: str, note: str = "", call_id: str = ""
                ) -> dict[str, Any]:
         agent = self._agent(agent_id)
+        if call_id and any(r.call_id == call_id and r.agent_id == agent_id
+                           and r.event.value == "WRAPUP" for r in self.service.rows_today):
+            # a softphone sending again what it kept (after a restart of either side):
+            # refused without harm, and the softphone drops it from its outbox
+            raise DeskError(f"agent {agent_id}: call {call_id} already has its code", 409)
         if call_id and call_id not in (agent.call_id, agent.last_call_id):
             raise DeskError(f"call {call_id} is not agent {agent_id}'s last call: its "
                             "wrap-up can no longer be given", 409)

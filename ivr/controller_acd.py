@@ -55,7 +55,7 @@ class ControllerAcd:
                                   agent_uri=self._agent_uri,
                                   on_agent_event=lambda a, e: self.desk.publish(a, e))
         self.service.acd.flow_nodes = acd_transfers.flow_nodes(settings.paths.flow)
-        self.desk = Desk(self.service, store.agent_sip)
+        self.desk = Desk(self.service, store.agent_sip, survey_scores=store.survey_scores)
         self._log_rows = log_rows
         self.service.save_callback = self._save_callback
         self.service.acd.offer_callbacks = self.service.place_callback is not None

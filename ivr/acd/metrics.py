@@ -146,12 +146,15 @@ class AgentFigures:
     talk_s: float
     state: str  # now
     time_in_state_s: dict[str, float] = field(default_factory=dict)
+    acw_s: float = 0.0  # after-call work, an open spell up to ``now``
+    aht_s: float | None = None  # (talk + after-call work) / handled; None before a call
 
 
 def agent_figures(rows: Sequence[QueueLogRow], agent_id: str, now: float, *,
                   since: float | None = None) -> AgentFigures:
     """An agent's figures from ``since``: calls handled (and in the hour before ``now``),
-    talk time, seconds spent in each state (the current one up to ``now``)."""
+    talk time, after-call work, AHT, seconds spent in each state (the current one up to
+    ``now``)."""
     mine = [r for r in rows if r.agent_id == agent_id and (since is None or r.at >= since)]
     handled = [r for r in mine if r.event in _SEGMENT_ENDS]
     in_state: dict[str, float] = defaultdict(float)
@@ -164,11 +167,32 @@ def agent_figures(rows: Sequence[QueueLogRow], agent_id: str, now: float, *,
         state, since_at = r.new_state, r.at
     if since_at is not None:
         in_state[state] += now - since_at
+    talk_s = sum(r.talk_s or 0.0 for r in handled)
+    acw_s = sum(spell for _, _, spell in _wrapups(mine, now))
     return AgentFigures(
         agent_id=agent_id,
         calls_handled=len(handled),
         calls_last_hour=sum(r.at >= now - 3600 for r in handled),
-        talk_s=sum(r.talk_s or 0.0 for r in handled),
+        talk_s=talk_s,
         state=state,
         time_in_state_s=dict(in_state),
+        acw_s=acw_s,
+        aht_s=_ratio(talk_s + acw_s, len(handled)),
     )
+
+
+@dataclass(frozen=True)
+class SurveyFigures:
+    count: int
+    mean: float | None  # None before the first score
+
+
+def agent_survey_scores(rows: Sequence[QueueLogRow], agent_id: str,
+                        scores: Iterable[tuple[str, int]]) -> SurveyFigures:
+    """The survey scores (``(call id, score)``, asked after the agent) of the calls
+    ``agent_id`` handled in ``rows``: those whose part of the call ended with the caller
+    (COMPLETECALLER / COMPLETEAGENT), the agent the caller last talked to. An agent who
+    passed the call on is not rated for it."""
+    mine = {r.call_id for r in rows if r.agent_id == agent_id and r.event in _COMPLETE}
+    got = [score for call_id, score in scores if call_id in mine]
+    return SurveyFigures(len(got), round(sum(got) / len(got), 2) if got else None)

@@ -264,6 +264,17 @@ class CallStore(AgentRows, AcdRows, CallbackRows):
             return dict(self._db.execute(sql.BLOCKED_COUNTS).fetchall())
         return dict(self._db.execute(sql.BLOCKED_COUNTS_SINCE, (since,)).fetchall())
 
+    def survey_scores(self, since: float) -> list[tuple[str, int]]:
+        """(call id, score) of every survey answered at or after ``since``, in order (the
+        flow's survey node notes ``survey`` with its ``score``)."""
+        rows = self._db.execute(sql.EVENTS_OF_KIND_SINCE, ("survey", since)).fetchall()
+        out: list[tuple[str, int]] = []
+        for call_id, _, data in rows:
+            score = json.loads(data).get("score")
+            if isinstance(score, int):
+                out.append((str(call_id), score))
+        return out
+
     def events(self, call_id: str) -> list[CallEventRecord]:
         rows = self._db.execute(sql.CALL_EVENTS, (call_id,)).fetchall()
         return [CallEventRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]

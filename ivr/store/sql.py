@@ -46,6 +46,8 @@ LAST_END = ("SELECT data FROM call_events WHERE call_id = ? AND kind = 'ended' "
             "ORDER BY id DESC LIMIT 1")
 CALL_EVENTS = "SELECT call_id, at, kind, data FROM call_events WHERE call_id = ? ORDER BY id"
 EVENTS_OF_KIND = "SELECT call_id, at, data FROM call_events WHERE kind = ? ORDER BY id"
+EVENTS_OF_KIND_SINCE = ("SELECT call_id, at, data FROM call_events WHERE kind = ? AND at >= ? "
+                        "ORDER BY id")
 
 INSERT_CALL = ("INSERT INTO calls (call_id, sip_call_id, worker, from_uri, to_uri, flow,"
                " flow_version, arrived_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
