@@ -65,7 +65,19 @@ def snapshot(phone: Softphone) -> dict[str, Any]:
             "offer": None if offer is None else {
                 "call_id": offer.call_id, "queue": offer.queue, "caller": offer.caller,
                 "wait_s": offer.wait_s, "data": offer.data},
-            "script": phone.script, "notices": [n.text for n in phone.notices[-3:]]}
+            "script": phone.script, "notices": [n.text for n in phone.notices[-3:]],
+            "figures": figures_of(s)}
+
+
+def figures_of(s: Any) -> dict[str, Any]:
+    """The figures panel's numbers; time per state as the server last gave it (it would
+    change every line otherwise), or as counted here until the server answered."""
+    at = s.server_figures[1] if s.server_figures else s.status_since or 0.0
+    f = s.shift_figures(at)
+    return {"calls_handled": f.calls_handled, "calls_last_hour": f.calls_last_hour,
+            "aht_s": f.aht_s, "time_in_state_s": f.time_in_state_s,
+            "survey_count": f.survey_count, "survey_mean": f.survey_mean,
+            "from_server": f.from_server}
 
 
 COMMANDS: dict[str, Callable[[list[str]], tuple[Any, ...]]] = {

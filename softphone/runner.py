@@ -216,8 +216,14 @@ class Softphone:
                     self.ua.register_again()
                     self._spawn(self._fetch_lists())
                     self._carry_out(self.session.online(event.get("agent") or {}, now))
+                    self._spawn(self._fetch_figures())
                 else:
+                    was = self.session.status
                     self._carry_out(self.session.server_event(event, now))
+                    if event.get("event") == "ended" or (
+                            was is m.AcdStatus.WRAP_UP
+                            and self.session.status is not m.AcdStatus.WRAP_UP):
+                        self._spawn(self._fetch_figures())  # the call (and its ACW) counted
                     if event.get("event") == "offered" and self.session.offer is not None:
                         self._spawn(self._fetch_script(self.session.offer.queue,
                                                        self.session.offer.language))
@@ -239,6 +245,14 @@ class Softphone:
         self.reason_codes = [(c["code"], c["label"]) for c in codes]
         self.not_ready_reasons = [r for r in reasons if r != "no-answer"]
         self.on_change()
+
+    async def _fetch_figures(self) -> None:
+        try:
+            got = await self.client.figures()
+        except ClientError as exc:  # the panel keeps what it had
+            log.warning("no figures from the server: %s", exc)
+            return
+        self._carry_out(self.session.take_server_figures(got, self.clock()))
 
     async def _fetch_script(self, queue: str, language: str) -> None:
         try:

@@ -46,7 +46,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .figures import ShiftFigures
+from .figures import Figures, ShiftFigures, from_server
 from .model import (
     AcdStatus,
     Action,
@@ -122,7 +122,8 @@ class AgentSession:
     in_flight: set[int] = field(default_factory=set)
     refused: list[tuple[WrapUp, str]] = field(default_factory=list)
     reconnects: int = 0  # attempts since the last time online
-    figures: ShiftFigures = field(default_factory=ShiftFigures)
+    figures: ShiftFigures = field(default_factory=ShiftFigures)  # counted here
+    server_figures: tuple[dict[str, Any], float] | None = None  # the server's, fetched at
     _next_wrapup_id: int = 1
 
     # ---- the connection -------------------------------------------------------------
@@ -344,6 +345,22 @@ class AgentSession:
             self.offer = offer_from_call(call)
             if call.get("state") in ("connected", "held", "wrap_up"):
                 self.acw_call_id = self.offer.call_id
+
+    # ---- the agent's figures ---------------------------------------------------------
+
+    def take_server_figures(self, got: dict[str, Any], now: float) -> list[Action]:
+        """The server's figures for today arrived (asked for at sign-in and at each call's
+        end)."""
+        self.server_figures = (dict(got), now)
+        return []
+
+    def shift_figures(self, now: float) -> Figures:
+        """What the figures panel shows: the server's, else those counted here."""
+        local = self.figures.figures(now)
+        if self.server_figures is None:
+            return local
+        got, at = self.server_figures
+        return from_server(got, at, now, self.status, local)
 
     # ---- the phone ------------------------------------------------------------------
 

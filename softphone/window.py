@@ -339,12 +339,16 @@ class SoftphoneWindow(QtWidgets.QMainWindow):
             self._fill_codes(self.code_search.text())
         self.script_view.clear()
         self.script_view.addItems(self.c.script or ["(no guided script for this queue)"])
-        f = s.figures.figures(now)
+        f = s.shift_figures(now)
         per_state = "\n".join(f"  {k}: {_fmt_s(v)}" for k, v in sorted(
             f.time_in_state_s.items()))
+        since = "" if f.from_server else "\n(counted since this softphone started)"
+        survey = (f"{f.survey_mean:.1f} of 5 ({f.survey_count} answers)" if f.survey_count
+                  else "none yet" if f.from_server else "(from the server once online)")
         self.figures_view.setText(f"calls handled: {f.calls_handled}\n"
                                   f"in the last hour: {f.calls_last_hour}\n"
-                                  f"AHT: {_fmt_s(f.aht_s)}\ntime in state:\n{per_state}")
+                                  f"AHT: {_fmt_s(f.aht_s)}\nsurvey: {survey}\n"
+                                  f"time in state:\n{per_state}{since}")
         if self.tray is not None:
             self.tray.setToolTip(f"Softphone: {s.status.value}{reason}")
 

@@ -172,6 +172,11 @@ def test_a_queued_call_rings_is_answered_talks_both_ways_mutes_holds_and_is_wrap
     rows = wait_until("the WRAPUP row", lambda: [r for r in queue_log(stack, call_id)
                                                  if r[0] == "WRAPUP"])
     assert rows == [("WRAPUP", "1001", "support/fixed")]
+    figures = phone.wait("the server's figures after the call", lambda s: s["figures"][
+        "from_server"] and s["figures"]["calls_handled"] >= 1)["figures"]
+    assert figures["calls_last_hour"] >= 1 and figures["aht_s"] > 0
+    assert figures["time_in_state_s"]["on_call"] > 0
+    assert (figures["survey_count"], figures["survey_mean"]) == (0, None)  # no survey here
     assert share(talking, AGENT_HZ) > 0.5, "the caller does not hear the agent's tone"
     assert share(muted, AGENT_HZ) < 0.05 and rms(muted) < 100, "mute lets the agent through"
     assert share(on_hold, AGENT_HZ) < 0.1 and rms(on_hold) > 300, "no music on hold"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from softphone import settings as st
-from softphone.figures import ShiftFigures
+from softphone.figures import ShiftFigures, from_server
 from softphone.model import AcdStatus
 from softphone.script import banned_in, reason_tree
+from softphone.session import AgentSession
 
 T0 = 1_764_590_000.0
 
@@ -89,6 +90,33 @@ def test_shift_figures_count_calls_the_last_hour_aht_and_time_per_state() -> Non
     assert got.aht_s == pytest.approx(160.0)  # (110 + 210) / 2
     assert got.time_in_state_s["on_call"] == 300.0 and got.time_in_state_s["wrap_up"] == 20.0
     assert ShiftFigures().figures(T0).aht_s is None
+
+
+def test_the_panel_takes_the_servers_figures_once_it_has_them_and_keeps_the_clock_going(
+        ) -> None:
+    s = AgentSession("1001")
+    s.sign_in(T0)
+    s.online({"id": "1001", "state": "ready", "since": T0}, T0)
+    local = s.shift_figures(T0 + 10)
+    assert not local.from_server and local.survey_count == 0  # counted here until then
+    s.take_server_figures({"calls_handled": 7, "calls_last_hour": 2, "aht_s": 181.25,
+                           "time_in_state_s": {"ready": 600.0, "on_call": 1200.0},
+                           "survey_count": 3, "survey_mean": 4.333333}, T0 + 10)
+    got = s.shift_figures(T0 + 70)
+    assert got.from_server and (got.calls_handled, got.calls_last_hour) == (7, 2)
+    assert got.aht_s == pytest.approx(181.2, abs=0.1)
+    assert (got.survey_count, got.survey_mean) == (3, 4.33)
+    # the agent is ready: that state's time goes on from the server's figure
+    assert got.time_in_state_s == {"ready": 660.0, "on_call": 1200.0}
+
+
+def test_figures_the_server_lacks_come_from_the_softphones_own_count() -> None:
+    local = ShiftFigures()
+    local.status(AcdStatus.READY, T0)
+    got = from_server({"calls_handled": 1}, T0, T0 + 5, AcdStatus.READY,
+                      local.figures(T0 + 5))
+    assert got.calls_handled == 1 and got.calls_last_hour == 0 and got.aht_s is None
+    assert got.time_in_state_s == {"ready": 5.0} and got.survey_mean is None
 
 
 def test_banned_phrases_are_found_whatever_the_quotes_and_case() -> None:

@@ -178,6 +178,14 @@ def test_a_call_through_the_window_from_sign_in_to_wrap_up(qtbot: Any, shots: Pa
     assert "calls handled: 1" in w.figures_view.text()
     assert "in the last hour: 1" in w.figures_view.text()
     assert "AHT: 1:40" in w.figures_view.text()  # 95 s talk + 5 s wrap-up
+    assert "survey: (from the server once online)" in w.figures_view.text()
+    c.session.take_server_figures({"calls_handled": 12, "calls_last_hour": 3, "aht_s": 200,
+                                   "time_in_state_s": {"not_ready": 60.0},
+                                   "survey_count": 2, "survey_mean": 4.5}, c.now)
+    w.refresh()
+    shown = w.figures_view.text()
+    assert "calls handled: 12" in shown and "in the last hour: 3" in shown
+    assert "AHT: 3:20" in shown and "survey: 4.5 of 5 (2 answers)" in shown
     assert "Please wait a moment." in [w.script_view.item(i).text()
                                        for i in range(w.script_view.count())]
 
