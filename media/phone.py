@@ -58,6 +58,7 @@ from .events import (
     SessionExpired,
     TransferResult,
 )
+from .framebytes import vector_bytes
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS, FrameSink, InbandTap, LevelMeter
 from .leg import CallLeg, SipCallLeg
 from .moh import MusicOnHold
@@ -260,7 +261,7 @@ class _TapPort(pj.AudioMediaPort):  # type: ignore[misc]
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:  # noqa: N802
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
-            self._tap.push(bytes(frame.buf))
+            self._tap.push(vector_bytes(frame.buf))
 
 
 def _quietly(fn: Callable[[], None]) -> None:

@@ -12,18 +12,16 @@ The ear takes the leg's tap slot, so the phone must not attach taps of its own
 
 from __future__ import annotations
 
-import ctypes
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pjsua2 as pj
 
 from .errors import LegBusyError
+from .framebytes import vector_bytes
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS
 from .leg import SipCallLeg
 
@@ -54,39 +52,6 @@ class Ear:
 
 
 _SILENT_FRAME = bytes(TAP_CLOCK_RATE_HZ * TAP_FRAME_MS // 1000 * 2)
-_PTR = ctypes.sizeof(ctypes.c_void_p)
-
-
-def _vector_bytes_copy(vec: Any) -> bytes:
-    """The bytes of a SWIG ``ByteVector``, element by element: about 220 us for a 20 ms
-    frame (pjsua2 2.15), which at 50 frames a second is 1 % of a core per call."""
-    return bytes(bytearray(vec))
-
-
-def _vector_bytes_direct(vec: Any) -> bytes:
-    """The same in about 1 us: the ``std::vector<unsigned char>`` behind the SWIG object
-    starts with its begin and end pointers (libstdc++'s layout); copy what lies between."""
-    addr = int(vec.this)
-    begin = ctypes.c_void_p.from_address(addr).value or 0
-    end = ctypes.c_void_p.from_address(addr + _PTR).value or 0
-    return ctypes.string_at(begin, end - begin) if end > begin else b""
-
-
-def _pick_vector_bytes() -> Callable[[Any], bytes]:
-    """The direct read when it gives what the element-wise copy gives, checked once here
-    on a vector of known bytes (another C++ library layout falls back to the copy)."""
-    probe = pj.ByteVector()
-    for i in range(320):
-        probe.append((i * 7 + 3) % 256)
-    try:
-        if _vector_bytes_direct(probe) == _vector_bytes_copy(probe):
-            return _vector_bytes_direct
-    except (ValueError, OSError, TypeError):
-        pass
-    return _vector_bytes_copy
-
-
-vector_bytes = _pick_vector_bytes()
 
 
 class _EarPort(pj.AudioMediaPort):  # type: ignore[misc]

@@ -18,6 +18,7 @@ from ivr.harness.fingerprint import (
     PromptSearch,
     StreamFingerprint,
     ber_at,
+    ber_by_offset,
 )
 from ivr.harness.prompt_index import PromptIndex, text_similarity
 from ivr.harness.results import junit_xml
@@ -101,6 +102,35 @@ def test_another_prompt_is_not_found_and_near_twins_are_told_apart(index: Prompt
     assert ber_at(sf, support.print, sales.frame) > sales.ber + 0.05
     best = index.best_at(sf, sales.frame, length_frames=prompt.print.frames)
     assert best is not None and best[1].key == "en-US:sales"
+
+
+def test_the_twin_check_scores_whole_only_prompts_whose_opening_fits(
+        index: PromptIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """best_at after a match (every expect_prompt) names the prompt played, twins included,
+    while scoring whole only the few prompts whose first 0.5 s fit there, not every prompt
+    of about that length (that was most of a harness call's analysis CPU)."""
+    from ivr.harness import prompt_index
+
+    sf = _heard(np.zeros(2000), _clip("en-US", "sales"), np.zeros(800),
+                _clip("en-US", "support"), np.zeros(4000))
+    scored: list[str] = []
+    real = prompt_index.ber_at
+
+    def counting(heard, prompt, frame, slack=25):  # type: ignore[no-untyped-def]
+        scored.append("x")
+        return real(heard, prompt, frame, slack)
+
+    monkeypatch.setattr(prompt_index, "ber_at", counting)
+    for key in ("en-US:sales", "en-US:support"):
+        prompt = index.get(*key.split(":"))
+        assert prompt is not None
+        at = int(np.argmin(ber_by_offset(sf, prompt.print, 0)))  # where it was played
+        similar = sum(1 for p in index.prompts
+                      if abs(p.print.frames - prompt.print.frames) <= 0.3 * prompt.print.frames)
+        scored.clear()
+        best = index.best_at(sf, at, slack=8, length_frames=prompt.print.frames)
+        assert best is not None and best[1].key == key
+        assert similar >= 10 and len(scored) <= 5, (similar, len(scored))
 
 
 def test_silence_and_a_steady_tone_are_no_prompt(index: PromptIndex) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .load import LoadPlan, LoadStats
-from .prompt_index import PromptIndex, PromptSetError
+from .prompt_index import PromptIndex, PromptSetError, Transcriber
 from .scenario import Scenario, ScenarioError, check_prompts, load_scenario, scenario_files
 
 if TYPE_CHECKING:
@@ -107,7 +107,8 @@ def _print_result(s: Scenario, r: object) -> None:
         print(f"FAIL {s.name}: {r.failed_step}: {r.failure}\n     {timing}", flush=True)
 
 
-async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: PromptIndex) -> int:
+async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: PromptIndex,
+               transcriber: Transcriber | None = None) -> int:
     from media.phone import Phone
 
     from .call import CallResult, run_call
@@ -128,7 +129,7 @@ async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: Promp
                     s = s.model_copy(update={"dial": args.dial})
                 async with gate:
                     print(f"{s.name} ({s.path}): dial {s.dial}", flush=True)
-                    r = await run_call(phone, s, index, Path(tmp), records,
+                    r = await run_call(phone, s, index, Path(tmp), records, transcriber,
                                        on_step=_print_step, keep_audio=keep)
                 _print_result(s, r)
                 return r
@@ -158,7 +159,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         for p in problems:
             print(p, file=sys.stderr)
         return 2
-    return asyncio.run(_run(args, scenarios, index))
+    try:
+        transcriber = _transcriber(args, index)
+    except Exception as exc:  # noqa: BLE001  (a recogniser that cannot load: say which)
+        print(f"--speech {args.speech}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_run(args, scenarios, index, transcriber))
+
+
+def _transcriber(args: argparse.Namespace, index: PromptIndex) -> Transcriber | None:
+    """--speech LANG: the stack's recogniser (speech.backend, speech.models of --config or
+    $IVR_CONFIG) for text steps that are no prompt of the sets, and for "heard" messages."""
+    if not args.speech:
+        return None
+    from ivr.speech.recognizer import create_recognizer
+
+    from ..config import load_settings
+    from .transcribe import RecognizerTranscriber
+
+    config = getattr(args, "config", None)
+    speech = load_settings(Path(config) if config else None).speech
+    recognizer = create_recognizer(speech.backend, speech.models)
+    if args.speech not in recognizer.languages():
+        raise ValueError(f"the {speech.backend} recogniser has no model for {args.speech} "
+                         f"(it has: {', '.join(sorted(recognizer.languages()))})")
+    return RecognizerTranscriber.for_index(recognizer, args.speech, index)
 
 
 def _live_table(stats: LoadStats, plan: LoadPlan, elapsed_s: float, active: int) -> Table:
@@ -284,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="calls at once (1-4; default 1: one after the other)")
     run.add_argument("--sip-port", type=int, default=5090, help="our SIP port (UDP)")
     run.add_argument("--rtp-port", type=int, default=30000, help="first RTP port")
+    run.add_argument("--speech", metavar="LANG", help="check text steps that are no prompt "
+                     "of the sets by transcript, with the stack's speech recogniser in LANG "
+                     "(e.g. en-US; speech.backend and speech.models of --config)")
     run.set_defaults(fn=cmd_run)
     load = sub.add_parser("load", help="keep N calls of one scenario up from a pool of "
                           "caller processes; live view, HTML and JSON report")

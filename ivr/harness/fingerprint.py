@@ -68,11 +68,15 @@ def _band_energies(samples: npt.NDArray[np.int16]) -> tuple[npt.NDArray[np.float
     n = (samples.size - WINDOW_SAMPLES) // HOP_SAMPLES + 1
     if n <= 0:
         return np.zeros((0, BANDS)), np.zeros(0)
-    view = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64), WINDOW_SAMPLES)
+    x = samples.astype(np.float64)
+    view = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)
     frames = view[::HOP_SAMPLES][:n]
-    spectrum = np.abs(np.fft.rfft(frames * _WINDOW, axis=1)) ** 2
-    energies = spectrum @ _WEIGHTS
-    rms = np.sqrt(np.mean(frames * frames, axis=1))
+    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)
+    energies = (spectrum.real ** 2 + spectrum.imag ** 2) @ _WEIGHTS  # |X|^2 without a sqrt
+    # each window's energy from running sums of the squares: no second pass over the windows
+    sq = np.concatenate(([0.0], np.cumsum(x * x)))
+    starts = np.arange(n) * HOP_SAMPLES
+    rms = np.sqrt(np.maximum(sq[starts + WINDOW_SAMPLES] - sq[starts], 0.0) / WINDOW_SAMPLES)
     level = 20 * np.log10(np.maximum(rms, 1e-3) / _FULL_SCALE)
     return energies, level
 
@@ -134,6 +138,8 @@ class StreamFingerprint:
         self._level_parts: list[npt.NDArray[np.float64]] = []
         self._bits = np.zeros(0, np.uint16)
         self._levels = np.zeros(0)
+        self._quiet = np.zeros(0, bool)
+        self._joined = 0  # frames in _bits/_levels/_quiet (their capacity may be larger)
         self.frames = 0
 
     def feed(self, samples: npt.NDArray[np.int16]) -> None:
@@ -152,20 +158,41 @@ class StreamFingerprint:
         self.frames += n
 
     def _join(self) -> None:
-        if self._bit_parts:
-            self._bits = np.concatenate((self._bits, *self._bit_parts))
-            self._levels = np.concatenate((self._levels, *self._level_parts))
-            self._bit_parts, self._level_parts = [], []
+        """Move the fed parts into the arrays, which grow by doubling: joining is then
+        proportional to what was fed since, not to the whole call (it runs every poll)."""
+        if not self._bit_parts:
+            return
+        if self.frames > self._bits.size:
+            cap = max(self.frames, 2 * self._bits.size, 1024)
+            for name in ("_bits", "_levels", "_quiet"):
+                old = getattr(self, name)
+                new = np.empty(cap, old.dtype)
+                new[: self._joined] = old[: self._joined]
+                setattr(self, name, new)
+        at = self._joined
+        for bits, level in zip(self._bit_parts, self._level_parts, strict=True):
+            self._bits[at: at + bits.size] = bits
+            self._levels[at: at + bits.size] = level
+            self._quiet[at: at + bits.size] = level < HEARD_SILENCE_DBFS
+            at += bits.size
+        self._joined = at
+        self._bit_parts, self._level_parts = [], []
 
     @property
     def bits(self) -> npt.NDArray[np.uint16]:
         self._join()
-        return self._bits
+        return self._bits[: self.frames]
 
     @property
     def level_dbfs(self) -> npt.NDArray[np.float64]:
         self._join()
-        return self._levels
+        return self._levels[: self.frames]
+
+    @property
+    def quiet(self) -> npt.NDArray[np.bool_]:
+        """Per frame: below :data:`HEARD_SILENCE_DBFS` (scored as all bits wrong)."""
+        self._join()
+        return self._quiet[: self.frames]
 
 
 @dataclass(frozen=True)
@@ -219,8 +246,7 @@ def _ber_clipped(heard: StreamFingerprint, prompt: Fingerprint, offset: int) -> 
     voiced = int(tail.voiced.sum())
     if voiced < MIN_HEARD_SHARE * int(prompt.voiced.sum()) or heard.frames < tail.frames:
         return 1.0
-    quiet = heard.level_dbfs < HEARD_SILENCE_DBFS
-    return float(_errors_by_offset(heard.bits, quiet, tail, 0, 1)[0]) / (voiced * BITS)
+    return float(_errors_by_offset(heard.bits, heard.quiet, tail, 0, 1)[0]) / (voiced * BITS)
 
 
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
@@ -239,12 +265,11 @@ def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
         return np.concatenate((early, ber_by_offset(heard, prompt, 0, stop)))
     m = prompt.frames
     voiced = int(prompt.voiced.sum())
-    bits, level = heard.bits, heard.level_dbfs
+    bits, quiet = heard.bits, heard.quiet
     last = bits.size - m + 1  # offsets where the prompt fits
     stop = last if stop is None else min(stop, last)
     if m == 0 or voiced == 0 or stop <= start:
         return np.zeros(0)
-    quiet = level < HEARD_SILENCE_DBFS
     if m < 2 * CHUNK_FRAMES:
         return _errors_by_offset(bits, quiet, prompt, start, stop) / (voiced * BITS)
     total = np.zeros(stop - start, dtype=np.int64)

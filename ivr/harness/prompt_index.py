@@ -21,9 +21,13 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from ivr.speech.recognizer import Hypothesis
 from media.pcm import read_wav_mono16, resample
 
 from .fingerprint import (
+    _POPCOUNT16,
+    BITS,
+    CHUNK_FRAMES,
     HOP_MS,
     SAMPLE_RATE_HZ,
     Fingerprint,
@@ -43,6 +47,12 @@ class Transcriber(Protocol):
     out (None: nothing recognised). Wire a recogniser by passing one to ``run``."""
 
     def transcribe(self, pcm: npt.NDArray[np.int16], sample_rate_hz: int) -> str | None: ...
+
+    def hears(self, pcm: npt.NDArray[np.int16], sample_rate_hz: int, text: str
+              ) -> Hypothesis | None:
+        """The best transcript when ``text`` is what was expected (text steps whose text is
+        no prompt of the sets): :class:`ivr.harness.transcribe.RecognizerTranscriber`."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,15 @@ class PromptIndex:
     def __init__(self, prompts: list[KnownPrompt]) -> None:
         self.prompts = prompts
         self._by_key = {p.key: p for p in prompts}
+        # the opening CHUNK_FRAMES of every prompt that long, stacked: best_at scores them
+        # all at once and fully scores only those whose opening fits (a twin shares it)
+        self._long = [i for i, p in enumerate(prompts) if p.print.frames >= CHUNK_FRAMES
+                      and p.print.voiced[:CHUNK_FRAMES].any()]
+        self._head_bits = np.array([prompts[i].print.bits[:CHUNK_FRAMES] for i in self._long],
+                                   dtype=np.uint16).reshape(len(self._long), CHUNK_FRAMES)
+        self._head_voiced = np.array(
+            [prompts[i].print.voiced[:CHUNK_FRAMES] for i in self._long],
+            dtype=bool).reshape(len(self._long), CHUNK_FRAMES)
 
     @classmethod
     def load(cls, prompts_dir: Path) -> PromptIndex:
@@ -116,13 +135,34 @@ class PromptIndex:
         """The known prompt that fits the audio at ``frame`` best (lowest BER), among those
         of about ``length_frames`` (within 30 %) when given."""
         best: tuple[float, KnownPrompt] | None = None
-        for p in self.prompts:
+        skip = self._openings_off(heard, frame, slack)
+        for i, p in enumerate(self.prompts):
             if length_frames and abs(p.print.frames - length_frames) > 0.3 * length_frames:
+                continue
+            if i in skip:
                 continue
             ber = ber_at(heard, p.print, frame, slack)
             if best is None or ber < best[0]:
                 best = (ber, p)
         return best
+
+    def _openings_off(self, heard: StreamFingerprint, frame: int, slack: int) -> set[int]:
+        """Prompts (by position) whose opening BER is above :data:`OPENING_BER` at every
+        offset within ``slack`` of ``frame``: they cannot be the audio there (vectorised
+        over all prompts; the whole-prompt BER is computed for the rest only)."""
+        lo = max(0, frame - slack)
+        hi = min(frame + slack + 1, heard.frames - CHUNK_FRAMES + 1)
+        if hi <= lo or not self._long:
+            return set()
+        bits = heard.bits[lo: hi + CHUNK_FRAMES - 1]
+        quiet = heard.quiet[lo: hi + CHUNK_FRAMES - 1]
+        windows = np.lib.stride_tricks.sliding_window_view(bits, CHUNK_FRAMES)  # K x C
+        quiet_w = np.lib.stride_tricks.sliding_window_view(quiet, CHUNK_FRAMES)
+        errors = _POPCOUNT16[windows[None, :, :] ^ self._head_bits[:, None, :]]  # P x K x C
+        errors = np.where(quiet_w[None, :, :], BITS, errors) * self._head_voiced[:, None, :]
+        ber = errors.sum(axis=2) / (self._head_voiced.sum(axis=1)[:, None] * BITS)
+        off = np.flatnonzero(ber.min(axis=1) > OPENING_BER)
+        return {self._long[int(k)] for k in off}
 
     def identify(self, heard: StreamFingerprint, start: int, max_ber: float
                  ) -> list[tuple[int, str]]:
@@ -156,6 +196,9 @@ class PromptIndex:
 
 
 MIN_PART_FRAMES = 250  # a prompt's first second is enough to name it
+# A prompt whose first CHUNK_FRAMES (0.5 s) are this far off the audio is not its twin:
+# unrelated audio scores near 0.5, a prompt against itself at most 0.15 (fingerprint.py).
+OPENING_BER = 0.4
 
 
 def _load_set(manifest: Path) -> list[KnownPrompt]:

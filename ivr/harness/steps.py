@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import analysis
-from .fingerprint import EARLY_FRAMES, HOP_MS, MATCH_BER, PromptSearch
+from .fingerprint import EARLY_FRAMES, HOP_MS, HOP_SAMPLES, MATCH_BER, PromptSearch
 from .prompt_index import KnownPrompt
 from .scenario import (
     Check,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .call import CallContext
 
 _SLACK_S = 1.5  # beyond a prompt's own length, for the jitter buffer and a slow poll
+_VOICED_DBFS = -40.0  # a fingerprint frame above this is sound (speech), not line noise
 _TWIN_MARGIN = 0.02  # another prompt fits this much better at the same place: it was that one
 
 
@@ -72,6 +73,8 @@ def _ended(ctx: CallContext) -> str:
 def _candidates(ctx: CallContext, step: ExpectPrompt) -> list[KnownPrompt]:
     if step.text is not None:
         found = ctx.index.resolve_text(step.text, step.min_confidence)
+        if not found and ctx.transcriber is not None:
+            return []  # checked by transcript
         if not found:
             raise _failed(f"no prompt of the sets reads like {step.text!r} "
                           f"(similarity >= {step.min_confidence})")
@@ -85,6 +88,8 @@ def _candidates(ctx: CallContext, step: ExpectPrompt) -> list[KnownPrompt]:
 
 async def expect_prompt(ctx: CallContext, step: ExpectPrompt) -> str:
     wanted = _candidates(ctx, step)
+    if not wanted:
+        return await _expect_by_transcript(ctx, step)
     start_frame, started = ctx.consumed_frame, time.monotonic()
     # the call's first prompt may have begun before the ear was attached
     first = -EARLY_FRAMES if start_frame == 0 else start_frame
@@ -122,6 +127,52 @@ async def expect_prompt(ctx: CallContext, step: ExpectPrompt) -> str:
     if ctx.hungup is not None:
         raise _failed(f"expected {what}; {_ended(ctx)}; heard {heard}")
     raise _failed(f"expected {what} within {step.within_ms} ms; heard {heard}")
+
+
+async def _expect_by_transcript(ctx: CallContext, step: ExpectPrompt) -> str:
+    """Speech beginning within ``within_ms``, heard until END_SILENCE_MS of quiet, whose
+    transcript reads like the step's text (ivr/harness/transcribe.py)."""
+    import asyncio
+
+    from .transcribe import END_SILENCE_MS, MAX_UTTERANCE_S, verdict
+
+    assert ctx.transcriber is not None and step.text is not None
+    start_frame, started = ctx.consumed_frame, time.monotonic()
+    quiet_frames = int(END_SILENCE_MS / HOP_MS)
+    first: int | None = None
+    while True:
+        await ctx.wait(0.2)
+        voiced = np.flatnonzero(ctx.heard.level_dbfs[start_frame:] > _VOICED_DBFS)
+        if first is None and voiced.size:
+            first = start_frame + int(voiced[0])
+        now = time.monotonic()
+        if first is None:
+            if ctx.hungup is not None or now > started + step.within_ms / 1000 + _SLACK_S:
+                end = f"; {_ended(ctx)}" if ctx.hungup is not None else ""
+                raise _failed(f"expected speech reading {step.text!r} within "
+                              f"{step.within_ms} ms{end}; heard silence")
+            continue
+        last = start_frame + int(voiced[-1])
+        if ctx.now_frame() - last >= quiet_frames or ctx.hungup is not None or \
+                now > ctx.frame_time(first) + MAX_UTTERANCE_S:
+            break
+    pcm = ctx.samples_since(max(0, first - 25))[: (last - first + 50) * HOP_SAMPLES]
+    heard = await asyncio.get_running_loop().run_in_executor(
+        None, ctx.transcriber.hears, pcm, analysis.SAMPLE_RATE_HZ, step.text)
+    ok, said = verdict(step.text, heard, step.min_confidence)
+    at = ctx.frame_time(first)
+    if ctx.last_key_at is not None:
+        ctx.key_to_prompt_ms.append((at - ctx.last_key_at) * 1000)
+        ctx.last_key_at = None
+    ctx.consumed_frame = last + 1
+    if not ok:
+        raise _failed(f"expected speech reading {step.text!r} (>= {step.min_confidence}); "
+                      f"heard {said}")
+    late_ms = (at - started) * 1000
+    if late_ms > step.within_ms:
+        raise _failed(f"the speech began {late_ms:.0f} ms after the step, not within "
+                      f"{step.within_ms} ms")
+    return said
 
 
 async def press(ctx: CallContext, step: Press) -> str:
