@@ -53,6 +53,12 @@ MAX_SPEECH_S_PER_PHONE = 0.155
 SPEECH_ABOVE_FLOOR_DB = 12.0
 SPEECH_MIN_DBFS = -50.0  # and never quieter than this (digital silence has no floor)
 _FRAME_SAMPLES = 160  # 20 ms at 8 kHz
+# Pronunciations added to the shipped dictionary's. "help" with its dark L said as a vowel
+# (L-vocalisation, "hewp"): on the bench set the phone loop heard "help" as "UW L F" or "UW"
+# and the grammar took it for "sales" in 16 of its 19 wrong answers; this variant took the
+# grammar pass from 39/39/36/34 to 39/42/40/38 right of 42 (clean, 30, 20, 10 dB SNR) for one
+# more out-of-grammar sentence of 18 given a phrase.
+PRONUNCIATION_VARIANTS: dict[str, tuple[str, ...]] = {"help": ("HH EH OW P",)}
 _FULL_SCALE = 32768.0
 
 
@@ -113,6 +119,9 @@ class PocketSphinxRecognizer(Recognizer):
             loglevel="FATAL",
         )
         self._searches: dict[tuple[str, ...], str] = {}
+        for word, variants in PRONUNCIATION_VARIANTS.items():
+            for i, phones in enumerate(variants, start=2):
+                self._decoder.add_word(f"{word}({i})", phones, False)
         self._decoder.add_allphone_file(_PHONE_LOOP,
                                         str(model_dir / "en-us" / "en-us-phone.lm.bin"))
 
