@@ -124,3 +124,59 @@ def test_a_repeating_grammar_takes_a_spoken_digit_string(sphinx: Recognizer) -> 
     hyps = sphinx.recognize(utterance("one two three four"), digits, "en-US")
     assert hyps and hyps[0].text == "one two three four"
     assert digits.accepts("four one") and not digits.accepts("four lemons")
+
+
+def test_the_speech_span_ignores_the_padding_around_the_words() -> None:
+    words = sa.speech("technical support")
+    padded = sa.concat(sa.silence(0.5), words, sa.silence(1.0))
+    noisy = sa.with_noise(padded, 20, seed=3)
+    for audio in (padded, noisy):
+        span = pocketsphinx_backend.speech_span_s(audio)
+        assert abs(span - words.size / sa.RATE_HZ) <= 0.2
+    assert pocketsphinx_backend.speech_span_s(sa.silence(1.0)) == 0.0
+
+
+def test_speech_far_longer_than_the_phrase_is_rejected() -> None:
+    limit = pocketsphinx_backend.MAX_SPEECH_S_PER_PHONE
+    assert not pocketsphinx_backend.too_long_for(4 * limit, phones=4)
+    assert pocketsphinx_backend.too_long_for(4 * limit + 0.1, phones=4)
+
+
+def test_a_long_sentence_is_not_taken_for_a_short_phrase(sphinx: Recognizer) -> None:
+    # out of grammar, it fits "my account" best (confidence 0.6-0.8 with nothing checking
+    # its length), but it lasts far longer than those seven phones can be said
+    grammar = Grammar.of(["sales", "support", "technical support", "help", "my account"])
+    sentence = "my dog has fleas and my cat has none"
+    for voice in ("en-us", "en+m3"):
+        assert sphinx.recognize(utterance(sentence, voice), grammar, "en-US") == []
+    assert sphinx.recognize(utterance("my account"), grammar, "en-US")[0].text == "my account"
+
+
+def test_help_said_with_a_vowel_for_its_l_is_not_taken_for_sales(sphinx: Recognizer) -> None:
+    # with the dictionary's "HH EH L P" alone, 4 of these 12 came out as "help" (most as
+    # "sales"); the added "HH EH OW P" variant gets 11
+    grammar = Grammar.of(["sales", "buy something", "sales please", "support",
+                          "technical support", "help", "my account"])
+    right = 0
+    for voice in ("en-us", "en+m3", "en-us+f3"):
+        for speed_wpm in (140, 180):
+            clean = sa.concat(sa.silence(0.3), sa.speech("help", voice, speed_wpm),
+                              sa.silence(0.3))
+            for audio in (clean, sa.with_noise(clean, 20, seed=1)):
+                hyps = sphinx.recognize(audio, grammar, "en-US")
+                right += bool(hyps) and hyps[0].text == "help"
+    assert right >= 10
+
+
+def test_a_digit_string_gets_fewer_inserted_digits(sphinx: Recognizer) -> None:
+    # with the default word insertion probability, 4 of these 12 came out right (most with a
+    # digit or two added); the repeating grammar's own gets 6
+    digits = Grammar.of(["zero", "oh", "one", "two", "three", "four", "five", "six", "seven",
+                         "eight", "nine"], repeat=True)
+    right = 0
+    for text in ("four one five five", "one two three four", "nine eight seven six",
+                 "two zero one nine"):
+        for voice in ("en-us", "en+m3", "en-us+f3"):
+            hyps = sphinx.recognize(utterance(text, voice), digits, "en-US")
+            right += bool(hyps) and hyps[0].text == text
+    assert right >= 6
