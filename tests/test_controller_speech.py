@@ -78,13 +78,17 @@ def test_the_service_stops_when_the_process_that_started_it_is_killed(tmp_path: 
         "import subprocess, sys, time; subprocess.Popen([sys.executable, '-m', "
         f"'ivr.speech.service', '--socket', '{run_dir / 'speech.sock'}', '--processes', '1']);"
         " time.sleep(60)")])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (run_dir / "speech.sock").exists():
-        time.sleep(0.1)
-    found = find_stack_processes(run_dir)
-    assert [p.role for p in found] == ["speech", "speech"]  # the service and its child
-    os.kill(starter.pid, signal.SIGKILL)
-    starter.wait()
+    try:
+        # the socket is up before the service has forked its child: wait for both
+        deadline = time.monotonic() + 30
+        found = find_stack_processes(run_dir)
+        while time.monotonic() < deadline and len(found) < 2:
+            time.sleep(0.1)
+            found = find_stack_processes(run_dir)
+        assert [p.role for p in found] == ["speech", "speech"]  # the service and its child
+    finally:
+        os.kill(starter.pid, signal.SIGKILL)  # also when the check failed: no process left
+        starter.wait()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and find_stack_processes(run_dir):
         time.sleep(0.1)
