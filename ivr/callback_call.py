@@ -15,7 +15,9 @@ both legs' events and the controller's messages from one inbox::
     AGENT_UP/DIALING --agent hangs up--> ENDED (acd.agent_gone; the customer leg goes too)
 
 The customer's leg is the bridge's "caller" (left channel of a recording), the agent's the
-agent (right channel).
+agent (right channel). A callback has no call of its own in the store: its recording
+(``<cb-id>-<agent>.wav``) is linked, as a ``recording`` call event with the agent, to the
+call the callback came from (``cb-<call>``: ``<call>``), so the recording follows the call.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from media import CallLeg, LegAnswered, LegFailed, LegHungUp, LegRinging, MediaE
 from . import callback_messages as cm
 from . import messages as m
 from .queue_call import AcdLink, AcdMedia, ControllerLost, Recording, failure_reason
+from .store import StoreError
 
 log = logging.getLogger("ivr.callback_call")
 
@@ -58,13 +63,18 @@ def customer_outcome(status_code: int) -> str:
 
 class CallbackCall:
     def __init__(self, offer: cm.CallbackOffer, link: AcdLink, media: AcdMedia,
-                 recordings_dir: Path, info_url: str = "") -> None:
+                 recordings_dir: Path, info_url: str = "", recorder: Any = None,
+                 wall: Callable[[], float] = time.time) -> None:
+        """``recorder``: the worker's call records (``call_event``), where the recording
+        is linked; None links nothing (a test without a store)."""
         self.call_id = offer.call_id
         self.offer = offer
         self.link = link
         self.media = media
         self.recordings_dir = recordings_dir
         self.info_url = info_url
+        self.recorder = recorder
+        self._wall = wall
         self.state = CbState.RINGING_AGENT
         self.agent: CallLeg | None = None
         self.customer: CallLeg | None = None
@@ -218,6 +228,23 @@ class CallbackCall:
             except MediaError as exc:
                 log.error("callback %s: cannot record: %s", self.call_id, exc)
 
+    @property
+    def source_call_id(self) -> str:
+        """The call this callback came from (its id is ``cb-<call>``)."""
+        return self.call_id.removeprefix("cb-")
+
+    def _link_recording(self, rec: Recording, duration_s: float) -> None:
+        if self.recorder is None:
+            return
+        data = {"path": str(rec.path), "agent_id": self.offer.agent_id,
+                "queue": self.offer.queue, "duration_s": round(duration_s, 2),
+                "channels": 2, "callback_id": self.call_id}
+        try:
+            self.recorder.call_event(self.source_call_id, self._wall(), "recording", data)
+        except StoreError as exc:
+            log.error("callback %s: recording %s not linked to call %s: %s", self.call_id,
+                      rec.path, self.source_call_id, exc)
+
     def _cancel_timer(self) -> None:
         if self._no_answer is not None:
             self._no_answer.cancel()
@@ -241,9 +268,11 @@ class CallbackCall:
         if self.recording is not None:
             rec, self.recording = self.recording, None
             try:
-                await rec.stop()
+                duration_s = await rec.stop()
             except MediaError as exc:
                 log.error("callback %s: recording not finished: %s", self.call_id, exc)
+            else:
+                self._link_recording(rec, duration_s)
         if self.customer is not None and self.agent is not None:
             try:
                 await self.media.unbridge(self.customer, self.agent)

@@ -355,3 +355,53 @@ def test_callbacks_stay_when_the_last_agent_signs_out_and_show_in_queue_show() -
     (shown,) = queue_show(service, "sales", 5.0)["queues"][0]["waiting"]
     assert (shown["kind"], shown["number"], shown["call_id"]) == (
         "callback", "5550001", "cb-c1")
+
+
+def test_the_agents_desk_hears_a_callback_connected_and_ended_like_a_queued_call() -> None:
+    from ivr import callback_messages as cm
+    from ivr import messages as m
+    from ivr.acd_service import AcdService
+
+    now = [1.0]
+    desk: list[dict[str, object]] = []
+    service = AcdService(make_acd(CB, A1).config, send=lambda c, msg: True,
+                         log_rows=lambda r: None, agent_uri=lambda a: a,
+                         on_agent_event=lambda a, e: desk.append({"agent": a, **e}),
+                         clock=lambda: now[0])
+    service.place_callback = lambda action: True  # type: ignore[method-assign]
+    service.dial_customer = lambda action: True  # type: ignore[method-assign]
+    service.acd.offer_callbacks = True
+    service.on_message(m.Join("c1", "sales", caller="5550001"))
+    service.on_message(cm.CallbackRequest("c1", "5550001", {"account": "7"}))
+
+    def calls() -> list[tuple[object, ...]]:
+        return [(e["event"], e.get("call_id") or e["call"]["call_id"],  # type: ignore[index]
+                 e.get("by"), e.get("outcome"), e.get("wrapup_s"))
+                for e in desk if e["event"] in ("offered", "connected", "ended")]
+
+    def attempt(outcome: str | None) -> None:
+        service.request_state("a1", "ready")
+        (offer,) = service.acd.offers.values()
+        service.on_message(m.OfferAnswered("cb-c1", offer.offer_id))
+        now[0] += 1
+        if outcome is not None:
+            service.on_message(cm.CustomerNotReached("cb-c1", outcome))
+            return
+        service.on_message(cm.CustomerAnswered("cb-c1"))
+        now[0] += 30
+        service.on_message(m.CallerGone("cb-c1"))  # the customer hangs up
+
+    attempt("voicemail")  # not reached: released at once, no wrap-up, the outcome told
+    assert calls() == [("offered", "cb-c1", None, None, None),
+                       ("ended", "cb-c1", "not_reached", "voicemail", 0.0)]
+    service.acd.entries["cb-c1"].not_before = None  # its retry, without the wait
+    service.request_state("a1", "not_ready", "break")
+    desk.clear()
+    attempt(None)
+    assert calls() == [("offered", "cb-c1", None, None, None),
+                       ("connected", "cb-c1", None, None, None),
+                       ("ended", "cb-c1", "caller", None, 0.0)]  # the queue's wrapup_s
+    connected = next(e for e in desk if e["event"] == "connected")
+    call = connected["call"]
+    assert (call["kind"], call["caller"], call["state"], call["data"]) == (  # type: ignore[index]
+        "callback", "5550001", "connected", {"account": "7"})

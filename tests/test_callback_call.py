@@ -23,10 +23,21 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def _started(tmp: Path, free_legs: int = 2) -> tuple[CallbackCall, FakeLink, FakeMedia,
-                                                              asyncio.Task[None]]:
+class FakeRecorder:
+    """The worker's call records: what was written, by call."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float, str, dict[str, object]]] = []
+
+    def call_event(self, call_id: str, at: float, kind: str, data: dict[str, object]) -> None:
+        self.events.append((call_id, at, kind, data))
+
+
+async def _started(tmp: Path, free_legs: int = 2, recorder: FakeRecorder | None = None
+                   ) -> tuple[CallbackCall, FakeLink, FakeMedia, asyncio.Task[None]]:
     link, media = FakeLink(), FakeMedia(free_legs=free_legs)
-    call = CallbackCall(OFFER, link, media, tmp, "http://127.0.0.1:8080/api/v1/calls")
+    call = CallbackCall(OFFER, link, media, tmp, "http://127.0.0.1:8080/api/v1/calls",
+                        recorder=recorder, wall=lambda: 1000.0)
     task = asyncio.ensure_future(call.run())
     await _settle()
     return call, link, media, task
@@ -34,7 +45,8 @@ async def _started(tmp: Path, free_legs: int = 2) -> tuple[CallbackCall, FakeLin
 
 def test_agent_rung_customer_dialled_bridged_recorded_then_ended(tmp_path: Path) -> None:
     async def go() -> None:
-        call, link, media, task = await _started(tmp_path)
+        recorder = FakeRecorder()
+        call, link, media, task = await _started(tmp_path, recorder=recorder)
         uri, headers = media.placed[0]
         assert uri == "sip:1001@cc.test"
         assert headers["X-Callback"] == "5550001" and headers["X-Queue"] == "support"
@@ -60,6 +72,10 @@ def test_agent_rung_customer_dialled_bridged_recorded_then_ended(tmp_path: Path)
         await asyncio.wait_for(task, 5)
         assert isinstance(link.sent[-1], m.CallerGone)
         assert agent.log[-1] == "bye" and media.recordings[0].stopped
+        # no calls row of its own: the recording is linked to the call it came from
+        assert recorder.events == [("c1", 1000.0, "recording", {
+            "path": str(tmp_path / "cb-c1-1001.wav"), "agent_id": "1001", "queue": "support",
+            "duration_s": 12.5, "channels": 2, "callback_id": "cb-c1"})]
 
     asyncio.run(go())
 

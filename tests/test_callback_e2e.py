@@ -142,8 +142,18 @@ def test_a_caller_asks_for_a_callback_the_agent_is_rung_and_the_customer_dialled
             (callback_id,)).fetchone()
     assert (state, outcome, attempts) == ("closed", "completed_agent", 0)
     recording = stack.var_dir / "recordings" / f"{callback_id}-1001.wav"
+    # the recording follows the call: linked to the call the callback came from
+    linked = wait_until("the recording linked", lambda: _recordings(stack, callback_id))
+    assert linked == [("1001", "support", str(recording), 2)], linked
     left, right = measure(recording, (CUSTOMER_HZ, AGENT_HZ), skip_s=0.5)
     assert left.holds(CUSTOMER_HZ) and right.holds(AGENT_HZ), (left, right)
+
+
+def _recordings(stack: StackProcess, callback_id: str) -> list[tuple[str, str, str, int]]:
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        return db.execute("SELECT agent_id, queue, path, channels FROM recordings WHERE "
+                          "call_id = ? ORDER BY id", (callback_id.removeprefix("cb-"),)
+                          ).fetchall()
 
 
 def _last_call(stack: StackProcess) -> str | None:
