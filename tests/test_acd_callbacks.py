@@ -6,6 +6,7 @@ store round trip a restart relies on."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,26 @@ def test_a_store_of_schema_4_gains_the_callbacks_table(tmp_path: Path) -> None:
     assert store.open_callbacks() == []
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+
+
+def test_a_store_of_schema_5_keeps_its_emergency_messages_and_gains_offer_callback(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # schema 5's table, a notice on
+        db.execute("CREATE TABLE emergencies (queue TEXT PRIMARY KEY, prompt TEXT NOT NULL, "
+                   "set_at REAL NOT NULL, expires_at REAL, outage_key TEXT NOT NULL "
+                   "DEFAULT '')")
+        db.execute("INSERT INTO emergencies VALUES ('sales', 'outage_area', 1.0, NULL, '1')")
+        db.execute("PRAGMA user_version=5")
+    store = CallStore(path)
+    (notice,) = store.emergencies()
+    assert (notice.queue, notice.outage_key, notice.offer_callback) == ("sales", "1", False)
+    store.save_emergency("sales", replace(notice, offer_callback=True))
+    assert store.emergencies()[0].offer_callback is True
+    store.close()
 
 
 CONTROLLER_ACD = """

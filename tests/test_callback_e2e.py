@@ -192,5 +192,9 @@ def test_storm_mode_on_a_caller_hears_the_message_before_the_queue_then_off(
     off = stack.ivr("emergency", "off", "support")
     assert off.returncode == 0 and "no emergency message is on" in off.stdout
     assert _plays_of_a_call(stack, tmp, "storm_off", 2500)[:1] == ["en-US:support"]
+    # the queue takes callbacks: the message may be followed by its callback offer
+    on = stack.ivr("emergency", "on", "support", "--prompt", "outage_area", "--offer-callback")
+    assert on.returncode == 0 and "callback offered" in on.stdout, (on.stdout, on.stderr)
+    assert stack.ivr("emergency", "off", "support").returncode == 0
     switches = [e for e, _ in queue_log(stack) if e.startswith("EMERGENCY")]
-    assert switches == ["EMERGENCYON", "EMERGENCYOFF"]
+    assert switches == ["EMERGENCYON", "EMERGENCYOFF", "EMERGENCYON", "EMERGENCYOFF"]
