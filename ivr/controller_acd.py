@@ -217,7 +217,9 @@ class ControllerAcd:
                     else "sip:{number}@" + self.settings.agent_domain)
         return self._send_to_call(action.callback_id, cm.DialCustomer(
             action.callback_id, action.offer_id, template.replace("{number}", action.number),
-            action.no_answer_s))
+            action.no_answer_s,
+            cfg.voicemail_answer_s if cfg is not None else 0.0,
+            cfg.voicemail_greeting_s if cfg is not None else 0.0))
 
     def _agent_uri(self, agent_id: str) -> str:
         s = self.settings

@@ -71,7 +71,7 @@ queues:
     wrapup_s: 1
     announce_every_s: 0
     record: true
-    callback: {{retries: 1, retry_s: 30, no_answer_s: 10,
+    callback: {{retries: 1, retry_s: 30, no_answer_s: 10, voicemail_answer_s: 0,
                 dial_uri: "sip:{{number}}@127.0.0.1:{port}"}}
 agents:
   "1001": {{name: Ann Agent, queues: {{support: 5}}}}
