@@ -39,6 +39,7 @@ class CallbackDoors:
     _send: Callable[[str, m.Message], bool]
     _agent_event: Callable[[str, dict[str, Any]], None]
     _clock: Callable[[], float]
+    last_call: dict[str, Any]
     save_callback: Callable[[ev.CallbackRecord], None] = staticmethod(_no_save)
     place_callback: Callable[[ev.OfferAgent], bool] | None = None
     dial_customer: Callable[[ev.DialCustomer], bool] | None = None
@@ -71,12 +72,15 @@ class CallbackDoors:
             event = ev.OfferFailed(msg.offer_id, msg.reason if msg.reason in (
                 "no_answer", "error") else "rejected")
         elif isinstance(msg, m.AgentGone):
+            self._callback_ended_by(msg.call_id, "agent")
             event = ev.AgentHungUp(msg.call_id)
         elif isinstance(msg, m.CallerGone):
+            self._callback_ended_by(msg.call_id, "caller")  # the customer
             event = ev.CallerHungUp(msg.call_id)
         elif isinstance(msg, cm.CustomerAnswered):
             event = ev.CustomerAnswered(msg.call_id)
         elif isinstance(msg, cm.CustomerNotReached):
+            self._callback_ended_by(msg.call_id, "not_reached", msg.outcome)
             event = ev.CustomerNotReached(msg.call_id, msg.outcome)
         else:
             return
@@ -103,9 +107,51 @@ class CallbackDoors:
                 action.call_id, action.callback_id, action.queue, action.position,
                 int(round(action.estimated_wait_s)), action.updated))
         elif isinstance(action, ev.DialCustomer):
+            self._callback_taken_by_agent(action)
             dial = self.dial_customer
             if dial is None or not dial(action):
                 self._handle(ev.CustomerNotReached(action.callback_id, "failed"))
+
+    # the agent's screen: offered (below), connected when the customer answers, ended
+
+    def _callback_taken_by_agent(self, action: ev.DialCustomer) -> None:
+        """The agent took the callback: it is their call (``last_call``) from now on, so
+        that its ``ended`` names it, whether the customer is reached or not."""
+        from .acd_service import CallInfo  # that module imports this one
+
+        entry = self.acd.entries.get(action.callback_id)
+        self.last_call[action.agent_id] = CallInfo(
+            action.callback_id, action.queue, action.number,
+            dict(entry.data) if entry is not None else {},
+            entry.enter_at if entry is not None else self._clock(), agent_id=action.agent_id)
+
+    def _callback_info(self, callback_id: str, agent_id: str = "") -> Any:
+        for who, info in self.last_call.items():
+            if info.call_id == callback_id and (not agent_id or who == agent_id):
+                return info
+        return None
+
+    def _callback_ended_by(self, callback_id: str, by: str, outcome: str = "") -> None:
+        info = self._callback_info(callback_id)
+        if info is not None and not info.ended_by:
+            info.ended_by = by
+            info.outcome = outcome
+
+    def _callback_connected(self, action: ev.CallConnected) -> None:
+        """The customer answered and the legs are bridged: the agent is told, as for a
+        queued call's connect."""
+        info = self._callback_info(action.call_id, action.agent_id)
+        if info is None:
+            return
+        info.connected_at = self._clock()
+        entry = self.acd.entries.get(action.call_id)
+        self._agent_event(action.agent_id, {
+            "event": "connected", "at": info.connected_at, "call": {
+                **self.call_view(info, "connected"),
+                "kind": entry.kind if entry is not None else "callback"}})
+
+    def call_view(self, info: Any, state: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError  # AcdService's
 
     def _callback_offer(self, action: ev.OfferAgent) -> bool:
         """Ring the agent for a callback (no caller's worker holds it)."""

@@ -44,6 +44,7 @@ class CallInfo:
     connected_at: float | None = None
     held: bool = False
     ended_by: str = ""
+    outcome: str = ""  # a callback's customer not reached: no_answer, busy, voicemail ...
 
 
 class AcdService(CallbackDoors):
@@ -264,6 +265,11 @@ class AcdService(CallbackDoors):
 
     def _connected(self, action: ev.CallConnected) -> None:
         info = self.calls.get(action.call_id)
+        if info is None and self.is_callback(action.call_id):
+            self._send(action.call_id, m.Connect(action.call_id, action.offer_id,
+                                                 action.agent_id))
+            self._callback_connected(action)
+            return
         if info is not None:
             info.agent_id, info.connected_at = action.agent_id, self._clock()
             info.offer_ids.clear()
@@ -282,10 +288,13 @@ class AcdService(CallbackDoors):
             info = self.last_call.get(agent_id)
             agent = self.acd.agents.get(agent_id)
             queue = self.acd.queues.get(info.queue) if info else None
-            self._agent_event(agent_id, {
+            ended: dict[str, Any] = {
                 "event": "ended", "at": now, "call_id": info.call_id if info else "",
                 "by": (info.ended_by or "system") if info else "system",
-                "wrapup_s": queue.cfg.wrapup_s if queue and agent else 0.0})
+                "wrapup_s": queue.cfg.wrapup_s if queue and agent else 0.0}
+            if info is not None and info.ended_by == "not_reached":  # released at once
+                ended.update(wrapup_s=0.0, outcome=info.outcome)
+            self._agent_event(agent_id, ended)
 
     def _forget_ended(self) -> None:
         """Drop calls the core no longer holds (their last row is written)."""

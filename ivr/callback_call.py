@@ -6,16 +6,24 @@ the callback's messages to it by its id (``cb-<call>``), as for a call's session
 both legs' events and the controller's messages from one inbox::
 
     RINGING_AGENT --agent answers--> AGENT_UP (acd.answered; waits for acd.dial_customer)
-        --dial--> DIALING --customer answers--> CUSTOMER_UP (acd.customer_answered)
+        --dial--> DIALING --customer answers--> [SCREENING] --> CUSTOMER_UP
+        (acd.customer_answered)
         --acd.connect--> BRIDGED --either hangs up--> ENDED (acd.agent_gone / caller_gone)
     RINGING_AGENT --refused/no answer--> ENDED (acd.offer_failed)
     RINGING_AGENT --acd.cancel--> ENDED (CANCEL)
     DIALING --busy / no answer / no_answer_s / failure--> ENDED (acd.customer_not_reached;
         the agent leg is hung up: the agent is free at once)
+    DIALING --answered sooner than voicemail_answer_s after ringing began--> ENDED
+        (not reached: voicemail)
+    SCREENING (voicemail_greeting_s > 0: the customer's first seconds listened to, the legs
+        not yet bridged) --a person--> CUSTOMER_UP; --continuous speech (a greeting)-->
+        ENDED (not reached: voicemail); ivr/voicemail_detect.py decides
     AGENT_UP/DIALING --agent hangs up--> ENDED (acd.agent_gone; the customer leg goes too)
 
 The customer's leg is the bridge's "caller" (left channel of a recording), the agent's the
-agent (right channel).
+agent (right channel). A callback has no call of its own in the store: its recording
+(``<cb-id>-<agent>.wav``) is linked, as a ``recording`` call event with the agent, to the
+call the callback came from (``cb-<call>``: ``<call>``), so the recording follows the call.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +41,8 @@ from media import CallLeg, LegAnswered, LegFailed, LegHungUp, LegRinging, MediaE
 from . import callback_messages as cm
 from . import messages as m
 from .queue_call import AcdLink, AcdMedia, ControllerLost, Recording, failure_reason
+from .store import StoreError
+from .voicemail_detect import GreetingDetector, Verdict, answered_too_soon
 
 log = logging.getLogger("ivr.callback_call")
 
@@ -42,6 +54,7 @@ class CbState(enum.Enum):
     RINGING_AGENT = "ringing_agent"
     AGENT_UP = "agent_up"
     DIALING = "dialing"
+    SCREENING = "screening"
     CUSTOMER_UP = "customer_up"
     BRIDGED = "bridged"
     ENDED = "ended"
@@ -58,13 +71,24 @@ def customer_outcome(status_code: int) -> str:
 
 class CallbackCall:
     def __init__(self, offer: cm.CallbackOffer, link: AcdLink, media: AcdMedia,
-                 recordings_dir: Path, info_url: str = "") -> None:
+                 recordings_dir: Path, info_url: str = "", recorder: Any = None,
+                 wall: Callable[[], float] = time.time,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        """``recorder``: the worker's call records (``call_event``), where the recording
+        is linked; None links nothing (a test without a store)."""
         self.call_id = offer.call_id
         self.offer = offer
         self.link = link
         self.media = media
         self.recordings_dir = recordings_dir
         self.info_url = info_url
+        self.recorder = recorder
+        self._wall = wall
+        self._now = now
+        self._dialled: cm.DialCustomer | None = None
+        self._ringing_since: float | None = None  # the customer's phone: dialled, ringing
+        self._greeting: GreetingDetector | None = None
+        self._greeting_timer: asyncio.TimerHandle | None = None
         self.state = CbState.RINGING_AGENT
         self.agent: CallLeg | None = None
         self.customer: CallLeg | None = None
@@ -142,6 +166,9 @@ class CallbackCall:
         elif item == "no_answer":
             if self.state is CbState.DIALING:
                 await self._not_reached("no_answer", 0)
+        elif item == "greeting":
+            if self.state is CbState.SCREENING:
+                await self._screened()
 
     async def _agent_event(self, event: Any) -> None:
         offer_id = self.offer.offer_id
@@ -173,26 +200,88 @@ class CallbackCall:
             await self._not_reached("failed", 0)
             return
         self._set_state(CbState.DIALING)
+        self._dialled, self._ringing_since = msg, self._now()
         self._pump(self.customer)
         loop = asyncio.get_running_loop()
         self._no_answer = loop.call_later(msg.no_answer_s, self._inbox.put_nowait, "no_answer")
 
     async def _customer_event(self, event: Any) -> None:
-        if isinstance(event, LegAnswered) and self.state is CbState.DIALING:
+        if isinstance(event, LegRinging) and self.state is CbState.DIALING:
+            self._ringing_since = self._now()  # ringing began (reported once)
+        elif isinstance(event, LegAnswered) and self.state is CbState.DIALING:
             self._cancel_timer()
-            self._set_state(CbState.CUSTOMER_UP)
-            self._send(cm.CustomerAnswered(self.call_id))
+            await self._customer_answered()
         elif isinstance(event, LegFailed) and self.state is CbState.DIALING:
             await self._not_reached(customer_outcome(event.status_code), event.status_code)
         elif isinstance(event, LegHungUp) and self.state is not CbState.ENDED:
-            if self.state is CbState.DIALING:
+            if self.state in (CbState.DIALING, CbState.SCREENING):
                 await self._not_reached(customer_outcome(event.status_code), event.status_code)
             else:
                 self._send(m.CallerGone(self.call_id))
                 await self._end_both()
 
+    async def _customer_answered(self) -> None:
+        """Answered: a person, or voicemail suspected (ivr/voicemail_detect.py)?"""
+        dial, customer = self._dialled, self.customer
+        assert dial is not None and customer is not None
+        since = self._ringing_since if self._ringing_since is not None else self._now()
+        if answered_too_soon(self._now() - since, dial.voicemail_answer_s):
+            log.info("callback %s: answered %.2f s after ringing began: voicemail suspected",
+                     self.call_id, self._now() - since)
+            await self._not_reached("voicemail", 0)
+            return
+        if dial.voicemail_greeting_s <= 0:
+            self._reached()
+            return
+        detector = GreetingDetector(dial.voicemail_greeting_s)
+        call = self
+
+        class Sink:
+            def feed(self, samples: Any, now_s: float) -> None:
+                detector.feed(samples, now_s)
+                if detector.verdict is not Verdict.UNDECIDED:
+                    call._inbox.put_nowait("greeting")
+
+        try:
+            await customer.listen(Sink())
+        except (MediaError, AttributeError) as exc:  # cannot listen: taken for a person
+            log.warning("callback %s: cannot listen for a greeting: %s", self.call_id, exc)
+            self._reached()
+            return
+        self._greeting = detector
+        self._set_state(CbState.SCREENING)
+        self._greeting_timer = asyncio.get_running_loop().call_later(
+            dial.voicemail_greeting_s, self._inbox.put_nowait, "greeting")
+
+    async def _screened(self) -> None:
+        detector, self._greeting = self._greeting, None
+        await self._stop_listening()
+        if detector is not None and detector.decide() is Verdict.VOICEMAIL:
+            log.info("callback %s: a greeting (continuous speech): voicemail suspected",
+                     self.call_id)
+            await self._not_reached("voicemail", 0)
+        else:
+            self._reached()
+
+    async def _stop_listening(self) -> None:
+        if self._greeting_timer is not None:
+            self._greeting_timer.cancel()
+            self._greeting_timer = None
+        if self.customer is not None and self.customer.ended is None:
+            try:
+                await self.customer.listen(None)
+            except MediaError as exc:
+                log.info("callback %s: listening not stopped: %s", self.call_id, exc)
+
+    def _reached(self) -> None:
+        self._set_state(CbState.CUSTOMER_UP)
+        self._send(cm.CustomerAnswered(self.call_id))
+
     async def _not_reached(self, outcome: str, sip_code: int) -> None:
         self._cancel_timer()
+        if self._greeting_timer is not None:
+            self._greeting_timer.cancel()
+            self._greeting_timer = None
         self._send(cm.CustomerNotReached(self.call_id, outcome, sip_code))
         await self._end_both()  # the agent is released at once
 
@@ -218,6 +307,23 @@ class CallbackCall:
             except MediaError as exc:
                 log.error("callback %s: cannot record: %s", self.call_id, exc)
 
+    @property
+    def source_call_id(self) -> str:
+        """The call this callback came from (its id is ``cb-<call>``)."""
+        return self.call_id.removeprefix("cb-")
+
+    def _link_recording(self, rec: Recording, duration_s: float) -> None:
+        if self.recorder is None:
+            return
+        data = {"path": str(rec.path), "agent_id": self.offer.agent_id,
+                "queue": self.offer.queue, "duration_s": round(duration_s, 2),
+                "channels": 2, "callback_id": self.call_id}
+        try:
+            self.recorder.call_event(self.source_call_id, self._wall(), "recording", data)
+        except StoreError as exc:
+            log.error("callback %s: recording %s not linked to call %s: %s", self.call_id,
+                      rec.path, self.source_call_id, exc)
+
     def _cancel_timer(self) -> None:
         if self._no_answer is not None:
             self._no_answer.cancel()
@@ -241,9 +347,11 @@ class CallbackCall:
         if self.recording is not None:
             rec, self.recording = self.recording, None
             try:
-                await rec.stop()
+                duration_s = await rec.stop()
             except MediaError as exc:
                 log.error("callback %s: recording not finished: %s", self.call_id, exc)
+            else:
+                self._link_recording(rec, duration_s)
         if self.customer is not None and self.agent is not None:
             try:
                 await self.media.unbridge(self.customer, self.agent)

@@ -74,6 +74,8 @@ class DialCustomer(Message):
     offer_id: str
     uri: str
     no_answer_s: float
+    voicemail_answer_s: float = 0.0  # answered sooner after ringing: voicemail (0: off)
+    voicemail_greeting_s: float = 0.0  # this long continuous speech: voicemail (0: off)
 
 
 @message("acd.customer_answered")

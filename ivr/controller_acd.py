@@ -62,7 +62,8 @@ class ControllerAcd:
         self._restore(time.time())
         self._restore_callbacks()
         self.emergency = ControllerEmergency(store, set(config.queues),
-                                             settings.paths.prompts_dir, log_rows, time.time())
+                                             settings.paths.prompts_dir, log_rows, time.time(),
+                                             _callback_queues(config))
         log_event("acd.ready", file=str(settings.paths.acd), queues=sorted(config.queues),
                   agents=len(config.agents))
 
@@ -157,6 +158,7 @@ class ControllerAcd:
         self.service.acd.flow_nodes = await asyncio.to_thread(
             acd_transfers.flow_nodes, self.settings.paths.flow)
         self.emergency.board.queues = set(self.service.acd.queues)
+        self.emergency.board.callback_queues = _callback_queues(self.service.acd.config)
         log_event("acd.reload", file=str(self.settings.paths.acd),
                   queues=sorted(self.service.acd.queues), agents=len(self.service.acd.agents))
         return True
@@ -215,7 +217,9 @@ class ControllerAcd:
                     else "sip:{number}@" + self.settings.agent_domain)
         return self._send_to_call(action.callback_id, cm.DialCustomer(
             action.callback_id, action.offer_id, template.replace("{number}", action.number),
-            action.no_answer_s))
+            action.no_answer_s,
+            cfg.voicemail_answer_s if cfg is not None else 0.0,
+            cfg.voicemail_greeting_s if cfg is not None else 0.0))
 
     def _agent_uri(self, agent_id: str) -> str:
         s = self.settings
@@ -283,3 +287,8 @@ class ControllerAcd:
                 reply.update(ok=False, error=f"internal error: {exc!r}")
             writer.write(encode("ops.reply", **reply))
             await writer.drain()
+
+
+def _callback_queues(config: AcdConfig) -> set[str]:
+    """The queues that take callbacks (storm mode may offer one)."""
+    return {name for name, q in config.queues.items() if q.callback is not None}

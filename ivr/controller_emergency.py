@@ -39,9 +39,10 @@ def prompt_names(prompts_dir: Path) -> dict[str, set[str]]:
 
 class ControllerEmergency:
     def __init__(self, store: CallStore, queues: set[str], prompts_dir: Path,
-                 log_rows: Callable[[list[QueueLogRow]], None], now: float) -> None:
+                 log_rows: Callable[[list[QueueLogRow]], None], now: float,
+                 callback_queues: set[str] | None = None) -> None:
         self.store = store
-        self.board = EmergencyBoard(queues)
+        self.board = EmergencyBoard(queues, callback_queues)
         self.prompts_dir = prompts_dir
         self._log_rows = log_rows
         self.broadcast: Callable[[bytes], None] = lambda line: None  # set by the controller
@@ -61,11 +62,15 @@ class ControllerEmergency:
             key = str(args.get("outage_key") or "")
             expires_s = parse_duration(expires) if expires else None
             self._check_prompt(prompt, key)
-            notice, row = self.board.switch_on(queue, prompt, now, expires_s, key)
+            offer_callback = args.get("offer_callback", False)
+            if not isinstance(offer_callback, bool):
+                raise EmergencyError(f"offer_callback {offer_callback!r} is not true or false")
+            notice, row = self.board.switch_on(queue, prompt, now, expires_s, key,
+                                               offer_callback)
             self._save(queue, notice)
             self._switched([row])
             log_event("emergency.on", queue=queue, prompt=prompt, expires_at=notice.expires_at,
-                      outage_key=key)
+                      outage_key=key, offer_callback=offer_callback)
         elif op == "emergency.off":
             queue = str(args.get("queue", ""))
             row = self.board.switch_off(queue, now)

@@ -1,10 +1,12 @@
 """Storm mode: an emergency message per queue, switched by ops while the stack runs.
 
-``ivr emergency on QUEUE --prompt NAME [--expires 2h] [--outage-key 1]`` makes every caller
-entering QUEUE's queue node hear prompt NAME before the queue's greeting; with an outage key
-they are offered "press 1 if your call is about the outage", which ends the call with a
-report (the call event ``queue.outage_report``). ``ivr emergency off QUEUE`` ends it;
-``--expires`` ends it by itself. ``ivr emergency show`` lists what is on.
+``ivr emergency on QUEUE --prompt NAME [--expires 2h] [--outage-key 1] [--offer-callback]``
+makes every caller entering QUEUE's queue node hear prompt NAME before the queue's greeting;
+with an outage key they are offered "press 1 if your call is about the outage", which ends
+the call with a report (the call event ``queue.outage_report``); with ``--offer-callback``
+(a queue that takes callbacks) the message is followed by the queue node's callback offer,
+whose key starts the callback dialogue once the caller is in line. ``ivr emergency off
+QUEUE`` ends it; ``--expires`` ends it by itself. ``ivr emergency show`` lists what is on.
 
 :class:`EmergencyBoard` is the pure part (``now`` passed in): what is on, and the queue-log
 row of every switch (``EMERGENCYON``, ``EMERGENCYOFF``, ``EMERGENCYEXPIRED``). The
@@ -53,29 +55,37 @@ class Emergency:
     set_at: float
     expires_at: float | None = None
     outage_key: str = ""
+    offer_callback: bool = False
 
     def wire(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "expires_at": self.expires_at,
-                "outage_key": self.outage_key}
+                "outage_key": self.outage_key, "offer_callback": self.offer_callback}
 
 
 class EmergencyBoard:
-    def __init__(self, queues: set[str]) -> None:
+    def __init__(self, queues: set[str], callback_queues: set[str] | None = None) -> None:
         self.queues = queues  # the ACD file's queues (a switch names one of them)
+        self.callback_queues = callback_queues or set()  # those with callback:
         self.on: dict[str, Emergency] = {}
 
     def switch_on(self, queue: str, prompt: str, now: float, expires_s: float | None = None,
-                  outage_key: str = "") -> tuple[Emergency, QueueLogRow]:
+                  outage_key: str = "", offer_callback: bool = False
+                  ) -> tuple[Emergency, QueueLogRow]:
         if queue not in self.queues:
             raise EmergencyError(f"no queue {queue!r} (queues: {', '.join(sorted(self.queues))})")
         if not _PROMPT.fullmatch(prompt):
             raise EmergencyError(f"prompt {prompt!r} is not a prompt name (letters, digits, _ -)")
         if outage_key and (len(outage_key) != 1 or outage_key not in "0123456789*#"):
             raise EmergencyError(f"outage key {outage_key!r} is not one DTMF key (0-9, *, #)")
+        if offer_callback and queue not in self.callback_queues:
+            raise EmergencyError(f"queue {queue!r} takes no callbacks (no callback: section in "
+                                 "the ACD file): no callback to offer")
         notice = Emergency(queue, prompt, now, now + expires_s if expires_s else None,
-                           outage_key)
+                           outage_key, offer_callback)
         self.on[queue] = notice
         until = f"until {notice.expires_at:.0f}" if notice.expires_at else "until switched off"
+        if offer_callback:
+            until += ", callback offered"
         return notice, QueueLogRow(now, QueueEvent.EMERGENCYON, queue=queue, reason=prompt,
                                    code=outage_key, note=until)
 
@@ -107,5 +117,6 @@ class EmergencyBoard:
     def show(self, now: float) -> list[dict[str, Any]]:
         return [{"queue": n.queue, "prompt": n.prompt, "set_at": n.set_at,
                  "expires_at": n.expires_at, "outage_key": n.outage_key,
+                 "offer_callback": n.offer_callback,
                  "expires_in_s": None if n.expires_at is None else max(0.0, n.expires_at - now)}
                 for n in sorted(self.on.values(), key=lambda n: n.queue)]

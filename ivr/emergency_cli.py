@@ -1,6 +1,6 @@
 """``ivr emergency on|off|show``: storm mode in the running stack (``ivr/emergency.py``).
 
-    ivr emergency on QUEUE --prompt NAME [--expires 2h] [--outage-key 1]
+    ivr emergency on QUEUE --prompt NAME [--expires 2h] [--outage-key 1] [--offer-callback]
     ivr emergency off QUEUE
     ivr emergency show [--json]
 
@@ -26,13 +26,15 @@ def _print(data: dict[str, Any]) -> None:
         until = ("until switched off" if n["expires_at"] is None else
                  "until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(n["expires_at"])))
         key = f", outage key {n['outage_key']}" if n["outage_key"] else ""
-        print(f"{n['queue']}: prompt {n['prompt']} {until}{key}")
+        callback = ", callback offered" if n.get("offer_callback") else ""
+        print(f"{n['queue']}: prompt {n['prompt']} {until}{key}{callback}")
 
 
 def cmd_emergency(args: argparse.Namespace) -> int:
     if args.emergency_cmd == "on":
         payload = {"queue": args.queue, "prompt": args.prompt, "expires": args.expires or "",
-                   "outage_key": args.outage_key or ""}
+                   "outage_key": args.outage_key or "",
+                   "offer_callback": bool(args.offer_callback)}
     elif args.emergency_cmd == "off":
         payload = {"queue": args.queue}
     else:
@@ -57,6 +59,9 @@ def add_emergency_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     on.add_argument("--expires", help="switch off by itself after this: 2h, 90m, 1h30m")
     on.add_argument("--outage-key", help="offer: press this key if the call is about the "
                     "outage (ends the call with a report)")
+    on.add_argument("--offer-callback", action="store_true",
+                    help="follow the message with the queue's callback offer (a queue with "
+                    "callback: in the ACD file)")
     off = em.add_parser("off", help="stop the emergency message of QUEUE")
     off.add_argument("queue", metavar="QUEUE")
     show = em.add_parser("show", help="the emergency messages that are on")

@@ -206,7 +206,7 @@ class Worker:
             return
         call = CallbackCall(offer, self._link, self._media,
                             self.settings.paths.var_dir / "recordings",
-                            f"{self.settings.http_url}/api/v1/calls")
+                            f"{self.settings.http_url}/api/v1/calls", recorder=self._recorder)
         task = asyncio.get_running_loop().create_task(call.run(), name=f"cb-{offer.call_id}")
         self._by_call_id[offer.call_id] = call
         log_event("worker.callback", callback_id=offer.call_id, agent_id=offer.agent_id)

@@ -44,6 +44,7 @@ class FakeLeg:
         self.trailing_silence_s = 0.0
         self.recording: Path | None = None
         self.current_playback_id = 0
+        self.listener: Any = None
         self.inbound = inbound
         self.answered = inbound
         self.log: list[str] = []
@@ -130,6 +131,10 @@ class FakeLeg:
 
     async def stop_recording(self) -> float:
         raise MediaError("not in these tests")
+
+    async def listen(self, sink: Any) -> None:
+        self.listener = sink
+        self.log.append("listen" if sink is not None else "unlisten")
 
     async def watch_level(self, on: bool = True) -> None:
         pass

@@ -6,6 +6,7 @@ store round trip a restart relies on."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -286,7 +287,26 @@ def test_a_store_of_schema_4_gains_the_callbacks_table(tmp_path: Path) -> None:
     assert store.open_callbacks() == []
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+
+
+def test_a_store_of_schema_5_keeps_its_emergency_messages_and_gains_offer_callback(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:  # schema 5's table, a notice on
+        db.execute("CREATE TABLE emergencies (queue TEXT PRIMARY KEY, prompt TEXT NOT NULL, "
+                   "set_at REAL NOT NULL, expires_at REAL, outage_key TEXT NOT NULL "
+                   "DEFAULT '')")
+        db.execute("INSERT INTO emergencies VALUES ('sales', 'outage_area', 1.0, NULL, '1')")
+        db.execute("PRAGMA user_version=5")
+    store = CallStore(path)
+    (notice,) = store.emergencies()
+    assert (notice.queue, notice.outage_key, notice.offer_callback) == ("sales", "1", False)
+    store.save_emergency("sales", replace(notice, offer_callback=True))
+    assert store.emergencies()[0].offer_callback is True
+    store.close()
 
 
 CONTROLLER_ACD = """
@@ -355,3 +375,53 @@ def test_callbacks_stay_when_the_last_agent_signs_out_and_show_in_queue_show() -
     (shown,) = queue_show(service, "sales", 5.0)["queues"][0]["waiting"]
     assert (shown["kind"], shown["number"], shown["call_id"]) == (
         "callback", "5550001", "cb-c1")
+
+
+def test_the_agents_desk_hears_a_callback_connected_and_ended_like_a_queued_call() -> None:
+    from ivr import callback_messages as cm
+    from ivr import messages as m
+    from ivr.acd_service import AcdService
+
+    now = [1.0]
+    desk: list[dict[str, object]] = []
+    service = AcdService(make_acd(CB, A1).config, send=lambda c, msg: True,
+                         log_rows=lambda r: None, agent_uri=lambda a: a,
+                         on_agent_event=lambda a, e: desk.append({"agent": a, **e}),
+                         clock=lambda: now[0])
+    service.place_callback = lambda action: True  # type: ignore[method-assign]
+    service.dial_customer = lambda action: True  # type: ignore[method-assign]
+    service.acd.offer_callbacks = True
+    service.on_message(m.Join("c1", "sales", caller="5550001"))
+    service.on_message(cm.CallbackRequest("c1", "5550001", {"account": "7"}))
+
+    def calls() -> list[tuple[object, ...]]:
+        return [(e["event"], e.get("call_id") or e["call"]["call_id"],  # type: ignore[index]
+                 e.get("by"), e.get("outcome"), e.get("wrapup_s"))
+                for e in desk if e["event"] in ("offered", "connected", "ended")]
+
+    def attempt(outcome: str | None) -> None:
+        service.request_state("a1", "ready")
+        (offer,) = service.acd.offers.values()
+        service.on_message(m.OfferAnswered("cb-c1", offer.offer_id))
+        now[0] += 1
+        if outcome is not None:
+            service.on_message(cm.CustomerNotReached("cb-c1", outcome))
+            return
+        service.on_message(cm.CustomerAnswered("cb-c1"))
+        now[0] += 30
+        service.on_message(m.CallerGone("cb-c1"))  # the customer hangs up
+
+    attempt("voicemail")  # not reached: released at once, no wrap-up, the outcome told
+    assert calls() == [("offered", "cb-c1", None, None, None),
+                       ("ended", "cb-c1", "not_reached", "voicemail", 0.0)]
+    service.acd.entries["cb-c1"].not_before = None  # its retry, without the wait
+    service.request_state("a1", "not_ready", "break")
+    desk.clear()
+    attempt(None)
+    assert calls() == [("offered", "cb-c1", None, None, None),
+                       ("connected", "cb-c1", None, None, None),
+                       ("ended", "cb-c1", "caller", None, 0.0)]  # the queue's wrapup_s
+    connected = next(e for e in desk if e["event"] == "connected")
+    call = connected["call"]
+    assert (call["kind"], call["caller"], call["state"], call["data"]) == (  # type: ignore[index]
+        "callback", "5550001", "connected", {"account": "7"})

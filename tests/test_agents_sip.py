@@ -104,7 +104,7 @@ def test_a_version_2_store_opens_and_gains_the_agents_table(tmp_path: Path) -> N
     assert [a.agent_id for a in store.agents_sip()] == ["1001"]
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def _var(tmp_path: Path) -> dict[str, str]:

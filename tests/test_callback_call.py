@@ -23,10 +23,21 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
-async def _started(tmp: Path, free_legs: int = 2) -> tuple[CallbackCall, FakeLink, FakeMedia,
-                                                              asyncio.Task[None]]:
+class FakeRecorder:
+    """The worker's call records: what was written, by call."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, float, str, dict[str, object]]] = []
+
+    def call_event(self, call_id: str, at: float, kind: str, data: dict[str, object]) -> None:
+        self.events.append((call_id, at, kind, data))
+
+
+async def _started(tmp: Path, free_legs: int = 2, recorder: FakeRecorder | None = None
+                   ) -> tuple[CallbackCall, FakeLink, FakeMedia, asyncio.Task[None]]:
     link, media = FakeLink(), FakeMedia(free_legs=free_legs)
-    call = CallbackCall(OFFER, link, media, tmp, "http://127.0.0.1:8080/api/v1/calls")
+    call = CallbackCall(OFFER, link, media, tmp, "http://127.0.0.1:8080/api/v1/calls",
+                        recorder=recorder, wall=lambda: 1000.0)
     task = asyncio.ensure_future(call.run())
     await _settle()
     return call, link, media, task
@@ -34,7 +45,8 @@ async def _started(tmp: Path, free_legs: int = 2) -> tuple[CallbackCall, FakeLin
 
 def test_agent_rung_customer_dialled_bridged_recorded_then_ended(tmp_path: Path) -> None:
     async def go() -> None:
-        call, link, media, task = await _started(tmp_path)
+        recorder = FakeRecorder()
+        call, link, media, task = await _started(tmp_path, recorder=recorder)
         uri, headers = media.placed[0]
         assert uri == "sip:1001@cc.test"
         assert headers["X-Callback"] == "5550001" and headers["X-Queue"] == "support"
@@ -60,6 +72,10 @@ def test_agent_rung_customer_dialled_bridged_recorded_then_ended(tmp_path: Path)
         await asyncio.wait_for(task, 5)
         assert isinstance(link.sent[-1], m.CallerGone)
         assert agent.log[-1] == "bye" and media.recordings[0].stopped
+        # no calls row of its own: the recording is linked to the call it came from
+        assert recorder.events == [("c1", 1000.0, "recording", {
+            "path": str(tmp_path / "cb-c1-1001.wav"), "agent_id": "1001", "queue": "support",
+            "duration_s": 12.5, "channels": 2, "callback_id": "cb-c1"})]
 
     asyncio.run(go())
 
@@ -114,6 +130,93 @@ def test_an_agent_who_does_not_answer_or_hangs_up_while_dialling(tmp_path: Path)
         assert link.sent == [m.OfferFailed("cb-c1", "cb-c1#5", "error")]  # no free slot
 
     asyncio.run(go())
+
+
+async def _dialled(tmp: Path, voicemail_answer_s: float, greeting_s: float,
+                   clock: list[float]) -> tuple[CallbackCall, FakeLink, FakeMedia,
+                                                asyncio.Task[None]]:
+    link, media = FakeLink(), FakeMedia()
+    call = CallbackCall(OFFER, link, media, tmp, now=lambda: clock[0])
+    task = asyncio.ensure_future(call.run())
+    await _settle()
+    media.agents[0].picks_up()
+    await _settle()
+    call.deliver(cm.DialCustomer("cb-c1", "cb-c1#5", "sip:5550001@gw.test", 20.0,
+                                 voicemail_answer_s, greeting_s))
+    await _settle()
+    return call, link, media, task
+
+
+def test_a_customer_answering_sooner_than_a_person_would_is_voicemail(tmp_path: Path) -> None:
+    async def go(answer_after_s: float) -> tuple[object, list[str]]:
+        clock = [100.0]
+        call, link, media, task = await _dialled(tmp_path, 1.0, 0.0, clock)
+        customer = media.agents[1]
+        clock[0] = 105.0  # dialled 5 s ago; ringing starts now
+        customer.rings()
+        await _settle()
+        clock[0] += answer_after_s
+        customer.picks_up()
+        await _settle()
+        sent = link.sent[-1]
+        call.deliver(m.CancelOffer("cb-c1", "cb-c1#5", "test over"))
+        await asyncio.wait_for(task, 5)
+        return sent, media.agents[0].log
+
+    sent, agent_log = asyncio.run(go(0.4))
+    assert sent == cm.CustomerNotReached("cb-c1", "voicemail", 0)  # retried as no answer
+    assert agent_log[-1] == "bye"  # the agent is released at once
+    sent, _ = asyncio.run(go(2.5))
+    assert isinstance(sent, cm.CustomerAnswered)
+
+
+def test_a_greeting_in_the_first_seconds_is_voicemail_a_hello_is_a_person(
+        tmp_path: Path) -> None:
+    import numpy as np
+
+    rate = 8000
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 440 * np.arange(rate * 3) / rate)).astype(
+        np.int16)
+    silence = np.zeros(rate, dtype=np.int16)
+
+    async def go(audio: np.ndarray) -> tuple[list[object], list[str], CbState]:
+        clock = [100.0]
+        call, link, media, task = await _dialled(tmp_path, 0.0, 3.0, clock)
+        customer = media.agents[1]
+        customer.rings()
+        customer.picks_up()
+        await _settle()
+        assert call.state is CbState.SCREENING and customer.log[-1] == "listen"
+        assert not isinstance(link.sent[-1], cm.CustomerAnswered)  # not before the verdict
+        customer.listener.feed(audio, 0.0)
+        await _settle()
+        sent, state = list(link.sent), call.state
+        call.deliver(m.CancelOffer("cb-c1", "cb-c1#5", "test over"))
+        await asyncio.wait_for(task, 5)
+        return sent, customer.log, state
+
+    sent, log, _ = asyncio.run(go(tone))  # 3 s of continuous speech: an answering machine
+    assert sent[-1] == cm.CustomerNotReached("cb-c1", "voicemail", 0)
+    assert "unlisten" in log
+    sent, log, state = asyncio.run(go(np.concatenate([tone[:rate // 2], silence])))
+    assert isinstance(sent[-1], cm.CustomerAnswered) and state is CbState.CUSTOMER_UP
+    assert log[-2:] == ["unlisten", "bye"]  # stopped listening before the bridge
+
+
+def test_a_silent_line_is_a_person_when_the_greeting_window_is_over(tmp_path: Path) -> None:
+    async def go() -> list[object]:
+        call, link, media, task = await _dialled(tmp_path, 0.0, 0.05, [0.0])
+        media.agents[1].picks_up()
+        for _ in range(50):  # the window's timer (0.05 s) fires; no audio came
+            await asyncio.sleep(0.02)
+            if call.state is not CbState.SCREENING:
+                break
+        sent = list(link.sent)
+        call.deliver(m.CancelOffer("cb-c1", "cb-c1#5", "test over"))
+        await asyncio.wait_for(task, 5)
+        return sent
+
+    assert isinstance(asyncio.run(go())[-1], cm.CustomerAnswered)
 
 
 def test_customer_outcomes_by_sip_code() -> None:
@@ -184,6 +287,7 @@ def test_the_controller_places_the_callback_on_a_free_worker_and_follows_it(
     tell(free_worker, m.OfferAnswered("cb-c1", offer.offer_id))
     dial = free_worker.writer.messages()[-1]
     assert isinstance(dial, cm.DialCustomer) and dial.uri == "sip:5550001@gw.test:5070"
+    assert (dial.voicemail_answer_s, dial.voicemail_greeting_s) == (1.0, 0.0)  # defaults
     tell(free_worker, cm.CustomerNotReached("cb-c1", "no_answer"))
     assert room.service.acd.agents["1001"].state is AgentState.READY  # released
     assert store.open_callbacks()[0].attempts == 1  # waits for its retry

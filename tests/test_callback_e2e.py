@@ -71,7 +71,7 @@ queues:
     wrapup_s: 1
     announce_every_s: 0
     record: true
-    callback: {{retries: 1, retry_s: 30, no_answer_s: 10,
+    callback: {{retries: 1, retry_s: 30, no_answer_s: 10, voicemail_answer_s: 0,
                 dial_uri: "sip:{{number}}@127.0.0.1:{port}"}}
 agents:
   "1001": {{name: Ann Agent, queues: {{support: 5}}}}
@@ -142,8 +142,18 @@ def test_a_caller_asks_for_a_callback_the_agent_is_rung_and_the_customer_dialled
             (callback_id,)).fetchone()
     assert (state, outcome, attempts) == ("closed", "completed_agent", 0)
     recording = stack.var_dir / "recordings" / f"{callback_id}-1001.wav"
+    # the recording follows the call: linked to the call the callback came from
+    linked = wait_until("the recording linked", lambda: _recordings(stack, callback_id))
+    assert linked == [("1001", "support", str(recording), 2)], linked
     left, right = measure(recording, (CUSTOMER_HZ, AGENT_HZ), skip_s=0.5)
     assert left.holds(CUSTOMER_HZ) and right.holds(AGENT_HZ), (left, right)
+
+
+def _recordings(stack: StackProcess, callback_id: str) -> list[tuple[str, str, str, int]]:
+    with contextlib.closing(sqlite3.connect(stack.db)) as db:
+        return db.execute("SELECT agent_id, queue, path, channels FROM recordings WHERE "
+                          "call_id = ? ORDER BY id", (callback_id.removeprefix("cb-"),)
+                          ).fetchall()
 
 
 def _last_call(stack: StackProcess) -> str | None:
@@ -182,5 +192,9 @@ def test_storm_mode_on_a_caller_hears_the_message_before_the_queue_then_off(
     off = stack.ivr("emergency", "off", "support")
     assert off.returncode == 0 and "no emergency message is on" in off.stdout
     assert _plays_of_a_call(stack, tmp, "storm_off", 2500)[:1] == ["en-US:support"]
+    # the queue takes callbacks: the message may be followed by its callback offer
+    on = stack.ivr("emergency", "on", "support", "--prompt", "outage_area", "--offer-callback")
+    assert on.returncode == 0 and "callback offered" in on.stdout, (on.stdout, on.stderr)
+    assert stack.ivr("emergency", "off", "support").returncode == 0
     switches = [e for e, _ in queue_log(stack) if e.startswith("EMERGENCY")]
-    assert switches == ["EMERGENCYON", "EMERGENCYOFF"]
+    assert switches == ["EMERGENCYON", "EMERGENCYOFF", "EMERGENCYON", "EMERGENCYOFF"]

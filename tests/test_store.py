@@ -323,7 +323,7 @@ def test_a_version_1_store_opens_and_gains_the_blocked_calls_table(db_path: Path
     finally:
         store.close()
     with sqlite3.connect(db_path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
     db.close()
 
 

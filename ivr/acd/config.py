@@ -69,6 +69,11 @@ class CallbackConfig(_Model):
     timezone: str = "UTC"
     holidays: list[str] = []  # ISO dates without calling hours
     dial_uri: str = ""  # the customer's URI, {number} replaced; "": sip:{number}@agent domain
+    # voicemail suspected (ivr/voicemail_detect.py; 0 turns each off): answered sooner than
+    # this after ringing started, or the first voicemail_greeting_s continuous speech (off
+    # by default: it holds every answered customer that long before the bridge)
+    voicemail_answer_s: float = Field(default=1.0, ge=0, le=10)
+    voicemail_greeting_s: float = Field(default=0.0, ge=0, le=10)
 
     @field_validator("dial_uri")
     @classmethod

@@ -519,7 +519,7 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             self._note("queue.accepted", node=self.node_name, queue=node.queue)
             self._set_state(RunState.QUEUED)
             self.deadline = None
-            if not self._callback_play_offer(node):
+            if not self._emergency_queued(node, now) and not self._callback_play_offer(node):
                 self._music_on()
         return self._flush()
 

@@ -77,11 +77,14 @@ class CallbackRows(StoreBase):
                 if notice is not None:
                     db.execute(sql.INSERT_EMERGENCY, (notice.queue, notice.prompt,
                                                       notice.set_at, notice.expires_at,
-                                                      notice.outage_key))
+                                                      notice.outage_key,
+                                                      int(notice.offer_callback)))
         except self._error as exc:
             raise StoreError(f"{self.path}: cannot save the emergency message of "
                              f"{queue}: {exc}") from exc
 
     def emergencies(self) -> list[Emergency]:
         """The emergency messages on (an expired one included: the caller expires it)."""
-        return [Emergency(*r) for r in self._db.execute(sql.EMERGENCIES)]
+        return [Emergency(queue, prompt, set_at, expires_at, outage_key, bool(offer_callback))
+                for queue, prompt, set_at, expires_at, outage_key, offer_callback
+                in self._db.execute(sql.EMERGENCIES)]

@@ -42,6 +42,8 @@ def _migrate(db: Any, old_version: int) -> None:
     """Data an older schema needs moved; the new tables themselves come from the DDL."""
     if 0 < old_version < 4:
         backfill_recordings(db)
+    if old_version == 5:  # its emergencies table is older than the DDL's
+        db.execute(sql.ADD_OFFER_CALLBACK)
 
 
 class CallStore(AgentRows, AcdRows, CallbackRows):

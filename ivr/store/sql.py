@@ -125,9 +125,11 @@ GET_CALLBACK = f"SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE callback_id = ?"
 
 # -- storm mode's emergency messages (schema 5) --------------------------------------------
 
-EMERGENCY_COLUMNS = "queue, prompt, set_at, expires_at, outage_key"
+EMERGENCY_COLUMNS = "queue, prompt, set_at, expires_at, outage_key, offer_callback"
 DELETE_EMERGENCY = "DELETE FROM emergencies WHERE queue = ?"
-INSERT_EMERGENCY = f"INSERT INTO emergencies ({EMERGENCY_COLUMNS}) VALUES ({_marks(5)})"
+INSERT_EMERGENCY = f"INSERT INTO emergencies ({EMERGENCY_COLUMNS}) VALUES ({_marks(6)})"
+ADD_OFFER_CALLBACK = ("ALTER TABLE emergencies ADD COLUMN offer_callback INTEGER NOT NULL "
+                      "DEFAULT 0")
 EMERGENCIES = f"SELECT {EMERGENCY_COLUMNS} FROM emergencies ORDER BY queue"
 
 
@@ -147,6 +149,6 @@ class Adapter(Protocol):
 
 
 # 1: calls, call_events. 2: blocked_calls. 3: agents_sip (agents' digest hashes).
-# 4: queue_log, recordings. 5: callbacks, emergencies. An older store is brought up to
-# date when it is opened.
-SCHEMA_VERSION = 5
+# 4: queue_log, recordings. 5: callbacks, emergencies. 6: emergencies.offer_callback. An
+# older store is brought up to date when it is opened.
+SCHEMA_VERSION = 6

@@ -130,7 +130,8 @@ CREATE TABLE IF NOT EXISTS emergencies (
     prompt     TEXT NOT NULL,
     set_at     REAL NOT NULL,
     expires_at REAL,
-    outage_key TEXT NOT NULL DEFAULT ''
+    outage_key TEXT NOT NULL DEFAULT '',
+    offer_callback INTEGER NOT NULL DEFAULT 0
 );
 """
 
