@@ -570,16 +570,7 @@ class Phone:
         if tap is None or tap.listener is None:
             return
         tap.listener = None
-        if tap.detect_dtmf or tap.meter is not None:
-            return
-        self._inband_legs.discard(leg)
-        if leg.ended is None:
-            handle = leg._handle
-            try:
-                await self.submit(lambda: self._detach_level_tap(handle))
-            except (LegGoneError, PhoneStateError):
-                pass
-        tap.discard()
+        await self._release_tap_if_unused(leg, tap)
 
     async def _unwatch_level(self, leg: SipCallLeg) -> None:
         """End the measurement: a last update of the leg's figures, then a level-only tap is
@@ -590,7 +581,12 @@ class Phone:
         if leg.ended is None:
             self._deliver_inband(leg, tap)
         tap.meter = None
-        if tap.detect_dtmf or tap.listener is not None:
+        await self._release_tap_if_unused(leg, tap)
+
+    async def _release_tap_if_unused(self, leg: SipCallLeg, tap: InbandTap) -> None:
+        """Disconnect ``leg``'s in-band tap once nothing uses it (no DTMF detection, no level
+        meter, no speech listener): the one rule for every user of the tap."""
+        if tap.detect_dtmf or tap.meter is not None or tap.listener is not None:
             return
         self._inband_legs.discard(leg)
         if leg.ended is None:
