@@ -265,3 +265,36 @@ def default_worker(tmp_path: Path) -> Iterator[WorkerProcess]:
     wp = start_worker(tmp_path, flow=ROOT / "ivr" / "flows" / "default.yaml")
     yield wp
     wp.stop()
+
+
+# ---------------------------------------------------------------- a run that always ends
+
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the summary: a non-daemon thread a test left running would keep the interpreter
+    waiting for it at exit, for ever (seen once after a failed run). Give such threads a
+    moment, then print where each one is stuck and leave with pytest's own exit status."""
+    import faulthandler
+
+    stray = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and not t.daemon and t.is_alive()]
+    for t in stray:
+        t.join(timeout=2)
+    stray = [t for t in stray if t.is_alive()]
+    if not stray:
+        return
+    names = ", ".join(t.name for t in stray)
+    sys.stderr.write(f"\nconftest: {len(stray)} thread(s) still running after the tests "
+                     f"({names}); their stacks follow, then the run exits\n")
+    sys.stderr.flush()
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status[-1] if _exit_status else 1)
