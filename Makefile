@@ -7,7 +7,7 @@ run:
 
 test:
 	@scripts/setup --test
-	scripts/in-netns .venv/bin/python -m pytest -q -p no:cacheprovider
+	scripts/in-netns .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25
 
 lint:
 	@scripts/setup --test
