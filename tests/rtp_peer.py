@@ -53,7 +53,7 @@ class RtpPeer:
     def first_source(self, timeout_s: float = 10.0) -> tuple[str, int]:
         """The address the IVR sends its RTP from (its RTP port for this call)."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stop.is_set():
             if self.received:
                 return self.received[0][1]
             time.sleep(0.02)

@@ -107,8 +107,12 @@ class ToneCaller:
     def wait(self, timeout_s: float | None = None) -> sipp.SippResult:
         """sipp's result once it hung up (or failed); the RTP socket is closed after."""
         deadline = time.monotonic() + (timeout_s or self.talk_ms / 1000 + 60)
-        for t in self._threads:
-            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        call, send = self._threads
+        call.join(timeout=max(0.0, deadline - time.monotonic()))
+        # sipp is done: a sender still waiting for the IVR's first packet (a call ended
+        # before any media) gives up now rather than at its own timeout
+        self.peer._stop.set()
+        send.join(timeout=max(0.0, deadline - time.monotonic()))
         self.peer.close()
         if self.result is None:
             raise AssertionError(f"{self.name}: sipp did not finish in time")
