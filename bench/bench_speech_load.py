@@ -15,9 +15,12 @@ while a live RTP stream on the same machine keeps its timing.
 * The load: N callers, each sending an utterance, awaiting the answer and sending the next at
   once: N utterances in flight at all times for ``--seconds`` (closed loop, no think time; a
   real menu has seconds of prompt between utterances, so this is the worst case for N).
-* The RTP probe: a process sending ``--streams`` RTP streams (20 ms packets, absolute deadlines, at
-  the media clock thread's SCHED_RR priority ``media.realtime_priority`` when the kernel
-  allows it, as the workers' clock threads run) to a loopback port, captured with tcpdump;
+  With ``--paced``: N calls speaking in real time, each utterance taking its length to say
+  before the worker sends it, the next said once the answer is back (N calls recognising).
+* The RTP probe: a process sending ``--streams`` RTP streams (20 ms packets, absolute
+  deadlines, on one clock tick as a worker's clock thread serves its legs; at the SCHED_RR
+  priority ``media.realtime_priority`` when the kernel allows it, as the workers' clock
+  threads run) to loopback ports, captured with tcpdump;
   its inter-arrival gaps are counted with bench_capacity.py's measure (``rtp_stats``: share
   of gaps over 30 ms, the worst gap, losses).
 
@@ -110,9 +113,11 @@ def utterances() -> list[Utterance]:
 def probe_sender(port: int, streams: int, seconds: float, priority: int) -> None:
     """Runs in its own process: ``streams`` RTP streams to 127.0.0.1:port, port + 4, ...,
     20 ms packets, all sent on one clock tick as a worker's clock thread serves its legs."""
+    how = "normal priority (--probe-priority 0)"
     try:
-        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
-        how = f"SCHED_RR {priority}"
+        if priority:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+            how = f"SCHED_RR {priority}"
     except (OSError, AttributeError) as exc:
         how = f"normal priority (SCHED_RR {priority} refused: {exc})"
     print(how, flush=True)
@@ -211,13 +216,17 @@ class Level:
 
 
 async def load(level: Level, client: SpeechClient, utts: list[Utterance],
-               seconds: float) -> None:
+               seconds: float, paced: bool) -> None:
     stop_at = time.monotonic() + seconds
 
     async def caller(i: int) -> None:
         rnd = random.Random(i)
+        if paced:  # the calls did not all begin speaking at the same instant
+            await asyncio.sleep(rnd.uniform(0, 2.0))
         while time.monotonic() < stop_at:
             u = rnd.choice(utts)
+            if paced:  # the caller says it in real time; the worker sends it at its end
+                await asyncio.sleep(u.audio_s)
             sent = time.monotonic()
             try:
                 await client.recognize(u.pcm, u.grammar, "en-US")
@@ -256,7 +265,8 @@ def row(level: Level) -> str:
             f"{1000 * pct(level.latencies_s, 50):5.0f} ms p99 "
             f"{1000 * pct(level.latencies_s, 99):5.0f} ms, RTF p50 {pct(level.rtf, 50):5.2f} "
             f"p99 {pct(level.rtf, 99):5.2f}, service CPU/audio {cpu_rtf:5.3f}, "
-            f"timeouts {level.timeouts}, errors {level.errors}; RTP {gaps}")
+            f"timeouts {level.timeouts}, errors {level.errors}"
+            + (f" (first: {level.first_error})" if level.first_error else "") + f"; RTP {gaps}")
 
 
 def run_level(n: int, args: argparse.Namespace, work: Path, service_pid: int,
@@ -268,7 +278,7 @@ def run_level(n: int, args: argparse.Namespace, work: Path, service_pid: int,
         time.sleep(0.5)
         cpu0 = cpu_s(service_pid)
         if n:
-            asyncio.run(load(level, client, utts, args.seconds))
+            asyncio.run(load(level, client, utts, args.seconds, args.paced))
         else:
             time.sleep(args.seconds)
             level.seconds = args.seconds
@@ -287,6 +297,15 @@ def main() -> int:
     ap.add_argument("--streams", type=int, default=4,
                     help="RTP probe streams on one clock (a worker's 4 legs)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--probe-priority", type=int, metavar="PRIO",
+                    help="the probe's SCHED_RR priority (default: media.realtime_priority; "
+                    "0: normal priority, as a clock thread without CAP_SYS_NICE runs)")
+    ap.add_argument("--paced", action="store_true",
+                    help="N calls speaking in real time (each utterance takes its length to "
+                    "say, sent at its end, the next said once the answer is back) instead of "
+                    "N utterances in flight")
+    ap.add_argument("--keep-going", action="store_true",
+                    help="run every level even after one fails (to see RTP under more load)")
     ap.add_argument("--probe-sender", nargs=4, metavar=("PORT", "STREAMS", "SECONDS", "PRIO"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -326,13 +345,16 @@ def main() -> int:
                 f"{settings.speech.backend}, speech.processes {settings.speech.processes} "
                 f"({' '.join(Path(c).name if i == 0 else c for i, c in enumerate(cmd[:6]))} "
                 f"...); {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start; "
-                f"{args.seconds:.0f} s per level, N utterances in flight at all times")
-            priority = settings.media.realtime_priority
+                f"{args.seconds:.0f} s per level, " + (
+                    "N calls speaking in real time" if args.paced
+                    else "N utterances in flight at all times"))
+            priority = (settings.media.realtime_priority if args.probe_priority is None
+                        else args.probe_priority)
             base = run_level(0, args, work, service.pid, client, utts, priority)
             say(f"  RTP probe: {args.streams} streams on one clock, {base.rtp_how}; gaps "
                 f"counted by bench_capacity.rtp_stats (over {GAP_S * 1000:.0f} ms)")
             say(row(base))
-            best = 0
+            best, failed = 0, False
             for n in levels:
                 level = run_level(n, args, work, service.pid, client, utts, priority)
                 say(row(level))
@@ -341,9 +363,13 @@ def main() -> int:
                 if not rtp_ok or not real_time:
                     why = [] if rtp_ok else ["RTP < 99.9 % of gaps under 30 ms"]
                     why += [] if real_time else ["answers slower than real time"]
-                    say(f"  stop at N={n}: {' and '.join(why)}")
-                    break
-                best = n
+                    say(f"  {'failed' if args.keep_going else 'stop'} at N={n}: "
+                        f"{' and '.join(why)}")
+                    failed = True
+                    if not args.keep_going:
+                        break
+                elif not failed:
+                    best = n
             say(f"  concurrent recognitions kept (RTP >= 99.9 % gaps < 30 ms, median answer "
                 f"within the utterance's length, no timeouts): {best or 'none of the levels'}"
                 f"; load average {os.getloadavg()[0]:.2f} at the end")
