@@ -264,7 +264,8 @@ def row(level: Level) -> str:
     return (f"  N={level.n:3d}: {done / level.seconds:5.1f} recognitions/s, latency p50 "
             f"{1000 * pct(level.latencies_s, 50):5.0f} ms p99 "
             f"{1000 * pct(level.latencies_s, 99):5.0f} ms, RTF p50 {pct(level.rtf, 50):5.2f} "
-            f"p99 {pct(level.rtf, 99):5.2f}, service CPU/audio {cpu_rtf:5.3f}, "
+            f"p99 {pct(level.rtf, 99):5.2f}, service CPU/audio {cpu_rtf:5.3f} "
+            f"({level.cpu_s / level.seconds:.2f} cores), "
             f"timeouts {level.timeouts}, errors {level.errors}"
             + (f" (first: {level.first_error})" if level.first_error else "") + f"; RTP {gaps}")
 
