@@ -15,6 +15,9 @@ States of a run::
     hangup node: PROMPTING --done--> PAUSING --timer--> ENDED
     collect:     PROMPTING --key/done--> COLLECTING --#, max digits, inter-digit timer-->
                  (valid: confirm PROMPTING/WAITING or next) (invalid: retry PROMPTING)
+    collect, kind yes_no: PROMPTING --yes/no key or utterance--> (unsure: "you said yes?"
+                 PROMPTING/WAITING) --> next, var "yes"/"no"   (other key, no-match, silence:
+                 retry PROMPTING; ivr/flow/yes_no.py)
     record:      PROMPTING(+beep) --done--> RECORDING --#, silence, max_s--> BUSY
                  --recording done--> (review WAITING or next)
     lookup, queue, transfer: BUSY --result (or timer)--> (next node or its fallback)
