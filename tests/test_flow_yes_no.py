@@ -6,6 +6,8 @@ right?", barge-in, and the settings ``ivr flow check`` refuses, with their line.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ivr.flow import FlowError, FlowRun, parse_flow
 from ivr.flow.interpreter import Action, Listen, Note, Play, StopListening, StopPlayback
@@ -215,3 +217,59 @@ def test_check_names_a_yes_no_word_the_recogniser_does_not_know() -> None:
     assert [str(i) for i in issues] == [
         "yes_no.yaml:11: node 'about_order': yes/no word 'nope' (en-US) is not in the "
         "recogniser's dictionary"]
+
+
+EVENTS = st.lists(st.one_of(
+    st.tuples(st.just("key"), st.sampled_from(list("0123456789#*"))),
+    st.tuples(st.just("done"), st.none()),
+    st.tuples(st.just("timer"), st.none()),
+    st.tuples(st.just("started"), st.none()),
+    st.tuples(st.just("heard"), st.tuples(
+        st.sampled_from(["", "yes", "yeah", "correct", "no", "nope", "wrong", "sales"]),
+        st.floats(min_value=0.0, max_value=1.0))),
+), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(events=EVENTS, barge_in=st.booleans())
+def test_any_events_end_with_a_stored_answer_its_branch_or_the_failure_never_two_listens(
+        events: list[tuple[str, object]], barge_in: bool) -> None:
+    text = FLOW if barge_in else FLOW.replace("    max_retries: 1\n",
+                                              "    max_retries: 1\n    barge_in: false\n")
+    r, actions = start(text)
+    listening = False
+    now = 0.0
+
+    def check(out: list[Action]) -> None:
+        nonlocal listening
+        for a in out:
+            if isinstance(a, Listen):
+                assert not listening, "a second Listen while one is running"
+                listening = True
+            elif isinstance(a, StopListening):
+                listening = False
+
+    check(actions)
+    for kind, arg in events:
+        now += 1.0
+        if kind == "key":
+            out = r.on_digit(str(arg), now)
+        elif kind == "done":
+            out = r.on_playback_done(now)
+        elif kind == "timer":
+            now = max(now, r.deadline or now)
+            out = r.on_timer(now)
+        elif kind == "started":
+            out = r.on_speech_started(now)
+        else:
+            assert isinstance(arg, tuple)
+            if r.listening:
+                listening = False  # a result ends the running Listen
+            out = r.on_speech_result(now, [arg] if arg[0] else [])
+        check(out)
+        assert listening == r.listening
+    if r.node_name in ("orders", "other"):
+        assert r.vars["about_order"] == ("yes" if r.node_name == "orders" else "no")
+    else:
+        assert "about_order" not in r.vars
+        assert r.node_name in ("about_order", "agent")
