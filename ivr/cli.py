@@ -102,10 +102,11 @@ def _check_speech(flow: Any, smap: Any, settings: Any) -> list[Any]:
     """A flow with speech menus is checked against the configured recogniser (its models'
     languages and dictionaries); it is loaded only then (PocketSphinx 0.3 s, Vosk ~2 s)."""
     from .flow import check_flow_speech
-    from .flow.model import FlowIssue, MenuNode
+    from .flow.model import FlowIssue
+    from .flow.speech import flow_listens
     from .speech.recognizer import RecognizerError, create_recognizer
 
-    if not any(isinstance(n, MenuNode) and n.speech for n in flow.nodes.values()):
+    if not flow_listens(flow.nodes.values()):
         return []
     try:
         recognizer = create_recognizer(settings.speech.backend, settings.speech.models)

@@ -22,13 +22,13 @@ RESTART_DELAY_S = 2.0
 
 def flow_has_speech(settings: Settings) -> bool:
     from .flow import FlowError, load_flow
-    from .flow.model import MenuNode
+    from .flow.speech import flow_listens
 
     try:
         flow, _ = load_flow(settings.paths.flow)
     except FlowError:
         return False  # the zygote reports the flow's problems
-    return any(isinstance(n, MenuNode) and n.speech for n in flow.nodes.values())
+    return flow_listens(flow.nodes.values())
 
 
 class SpeechServiceRunner:

@@ -27,6 +27,21 @@ def test_the_default_flow_has_speech_menus_and_the_basic_test_flow_has_none(
         ROOT / "tests" / "flows" / "basic.yaml")))
 
 
+def test_a_flow_whose_only_listening_node_is_a_yes_no_question_gets_the_service(
+        tmp_path: Path) -> None:
+    flow = tmp_path / "ask.yaml"
+    flow.write_text("""
+name: ask
+language: en-US
+start: ask
+nodes:
+  ask: {type: collect, kind: yes_no, prompts: [welcome], var: ok, speech: {en-US: yes_no},
+        next: bye, on_failure: bye}
+  bye: {type: hangup}
+""")
+    assert flow_has_speech(settings(tmp_path, IVR_PATHS_FLOW=str(flow)))
+
+
 def test_the_service_starts_answers_on_the_run_dir_socket_and_stops(tmp_path: Path) -> None:
     s = settings(tmp_path, IVR_SPEECH_PROCESSES="1")
 

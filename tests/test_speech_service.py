@@ -100,3 +100,50 @@ def test_sigterm_stops_the_service_and_its_children(tmp_path: Path) -> None:
         with pytest.raises(ProcessLookupError):
             os.kill(kid, 0)
     assert not sock.exists()
+
+
+def test_a_request_whose_worker_gave_up_waiting_is_skipped_not_recognised(
+        tmp_path: Path) -> None:
+    """Under overload a request can wait in the queue past the worker's timeout; the service
+    drops it unrecognised (its CPU goes to answers someone waits for) and serves the next."""
+    import json
+    import socket
+    import struct
+
+    sock = tmp_path / "s.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "ivr.speech.service", "--socket", str(sock),
+                             "--processes", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "ready" in proc.stdout.readline()
+        # all audio made first: nothing slow between the long request and the one given up
+        long_one = sa.concat(*[sa.speech("technical support") for _ in range(10)])
+        operator = sa.concat(sa.silence(0.3), sa.speech("operator"), sa.silence(0.3))
+
+        def request(pcm: sa.Pcm) -> bytes:  # the wire format SpeechClient writes
+            header = json.dumps({"phrases": list(MENU.phrases), "language": "en-US",
+                                 "n_best": 1, "samples": int(pcm.size)}).encode()
+            return struct.pack("!I", len(header)) + header + pcm.astype("<i2").tobytes()
+
+        async def scenario() -> str:
+            client = SpeechClient(sock, timeout_s=60)
+            busy = asyncio.ensure_future(client.recognize(long_one, MENU, "en-US"))
+            await asyncio.sleep(0.2)  # the one process is recognising the long utterance
+            gave_up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            gave_up.connect(str(sock))
+            gave_up.sendall(request(operator))
+            gave_up.close()  # as a worker whose timeout expired while this waited
+            after = await client.recognize(operator, MENU, "en-US")
+            await busy
+            return after[0].text if after else ""
+
+        assert asyncio.run(scenario()) == "operator"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert proc.stderr is not None
+    log = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert log.count("the worker gave up waiting before recognition began") == 1, log

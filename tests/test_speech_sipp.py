@@ -154,3 +154,20 @@ def test_a_key_still_chooses_in_the_speech_menu(speech_worker: WorkerProcess,
     assert result.ok, result.output + result.errors
     row, _ = ended_call(speech_worker.db)
     assert row["menu_path"] == "main_menu:1"
+
+
+def test_a_spoken_yes_answers_a_yes_no_question_and_the_flow_takes_the_yes_branch(
+        speech_worker: WorkerProcess, tmp_path: Path) -> None:
+    said = sa.speech("my order")
+    yes = sa.speech("yes")
+    # "yes" while "Is this about your last order? ..." plays (it starts ~1 s after "my order")
+    caller = SpeakingCaller(speech_worker.target, tmp_path,
+                            [(1.5, said), (1.5 + said.size / 8000 + 2.5, yes)])
+    result = caller.run()
+    assert result.ok, result.output + result.errors
+    _, events = ended_call(speech_worker.db)
+    asked = [d for k, d in events if k == "speech.result" and d["node"] == "about_order"]
+    assert asked and asked[0]["answer"] == "yes", asked
+    assert ("speech.started", "about_order") in [(k, d.get("node")) for k, d in events]
+    assert [d["answer"] for k, d in events if k == "collect.done"] == ["yes"]
+    assert [d["node"] for k, d in events if k == "node"][-2:] == ["order_route", "last_order"]

@@ -15,6 +15,9 @@ States of a run::
     hangup node: PROMPTING --done--> PAUSING --timer--> ENDED
     collect:     PROMPTING --key/done--> COLLECTING --#, max digits, inter-digit timer-->
                  (valid: confirm PROMPTING/WAITING or next) (invalid: retry PROMPTING)
+    collect, kind yes_no: PROMPTING --yes/no key or utterance--> (unsure: "you said yes?"
+                 PROMPTING/WAITING) --> next, var "yes"/"no"   (other key, no-match, silence:
+                 retry PROMPTING; ivr/flow/yes_no.py)
     record:      PROMPTING(+beep) --done--> RECORDING --#, silence, max_s--> BUSY
                  --recording done--> (review WAITING or next)
     lookup, queue, transfer: BUSY --result (or timer)--> (next node or its fallback)
@@ -46,6 +49,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..hours import is_open
+from . import yes_no
 from .callback import PHASES as _CALLBACK_PHASES
 from .callback import CallbackDialogue
 from .emergency import EmergencyNotices
@@ -288,6 +292,7 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
         self.music = False  # StartMusic given and not stopped since
         self.listening = False  # Listen given, no result or StopListening since
         self._spoken_target = ""  # a low-confidence choice waiting for "did you say ...?"
+        self._answer = ""  # a yes/no collect's answer, while it is confirmed
 
     # -- public --------------------------------------------------------------------
 
@@ -857,8 +862,10 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
 
     def _collect_prompt_done(self, node: CollectNode, now: float) -> None:
         if self._phase == "confirm":
-            assert node.confirm is not None
-            self._wait_key(node.confirm.timeout_ms, now)
+            confirm = node.confirm or node.speech_confirm
+            assert confirm is not None
+            self._wait_key(confirm.timeout_ms, now)
+            self._collect_listen(node)
             return
         self._set_state(RunState.COLLECTING)
         timeout = node.inter_digit_timeout_ms if self._digits else node.first_digit_timeout_ms
@@ -872,6 +879,9 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
                 return
 
     def _collect_key(self, node: CollectNode, digit: str, now: float) -> None:
+        if node.kind == "yes_no":
+            self._yes_no_key(node, digit, now)
+            return
         if node.sensitive:
             self._took_sensitive = True
         if self._phase == "confirm":
@@ -940,6 +950,12 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
         self._collect_accept(node, now)
 
     def _collect_accept(self, node: CollectNode, now: float) -> None:
+        if node.kind == "yes_no":
+            answer, self._answer = self._answer, ""
+            self.vars[node.var] = answer
+            self._note("collect.done", node=self.node_name, var=node.var, answer=answer)
+            self._goto(node.next, now)
+            return
         digits = "".join(self._digits)
         self.vars[node.var] = digits
         self._note("collect.done", node=self.node_name, var=node.var,
@@ -956,6 +972,7 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             count = self._invalid
         self._note(f"collect.{why}", node=self.node_name, count=count, **details)
         self._digits = []
+        self._answer = ""
         self._phase = "digits"
         if count > node.max_retries:
             self._note("collect.failed", node=self.node_name, why=why)
@@ -1125,14 +1142,20 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
 
     def _collect_listen(self, node: CollectNode) -> None:
         kind = node.speech.get(self.language)
-        if kind is None or self.listening or self._phase != "digits":
+        if kind is None or self.listening or self._phase not in ("digits", "confirm"):
             return
+        if self._phase == "confirm" and kind != "yes_no":
+            return  # a digits read-back is answered with keys
         self.listening = True
-        self._emit(Listen(VOICE_COLLECT_PHRASES[kind], self.language, node.end_silence_ms,
-                          node.max_utterance_ms, repeat=True))
+        end_silence_ms, max_utterance_ms = node.listen_ms()
+        self._emit(Listen(VOICE_COLLECT_PHRASES[kind], self.language, end_silence_ms,
+                          max_utterance_ms, repeat=kind == "digits"))
 
     def _collect_spoken(self, node: CollectNode, text: str, confidence: float,
                         now: float) -> None:
+        if node.kind == "yes_no":
+            self._yes_no_spoken(node, text, confidence, now)
+            return
         if self._phase != "digits" or self._digits:
             return  # keys came first: they win
         digits = spoken_digits(text)[: node.max_digits]
@@ -1144,6 +1167,74 @@ class FlowRun(CallbackDialogue, EmergencyNotices):
             return
         self._digits = list(digits)
         self._collect_finish(node, now)
+
+    # -- a yes/no question: collect with kind yes_no (ivr/flow/yes_no.py) --------------
+
+    def _yes_no_key(self, node: CollectNode, digit: str, now: float) -> None:
+        if self._phase == "confirm":
+            assert node.speech_confirm is not None
+            confirm = node.speech_confirm
+            if digit in (confirm.yes_key, confirm.no_key):
+                if self.state is RunState.PROMPTING:
+                    self._emit(StopPlayback())
+                self._yes_no_confirmed(node, digit == confirm.yes_key, "key", now)
+            return  # another key neither cuts the confirmation nor answers it
+        if self.state is RunState.PROMPTING:
+            if not node.barge_in:
+                self.typeahead.append(digit)
+                return
+            self._emit(StopPlayback())
+        answer = yes_no.key_answer(digit, node.yes_key, node.no_key)
+        if answer is None:
+            self._collect_retry(node, now, why="invalid", prompts=node.invalid_prompts,
+                                key=digit, problem=f"neither {node.yes_key} (yes) nor "
+                                f"{node.no_key} (no)")
+            return
+        self._answer = answer
+        self._collect_accept(node, now)
+
+    def _yes_no_spoken(self, node: CollectNode, text: str, confidence: float,
+                       now: float) -> None:
+        answer = yes_no.spoken_answer(text)
+        if self._phase == "confirm":  # "you said yes, right?": anything but a yes is a no
+            self._note("speech.confirm", node=self.node_name, text=text,
+                       confidence=round(confidence, 3))
+            if self.state is RunState.PROMPTING:
+                self._emit(StopPlayback())
+            self._yes_no_confirmed(node, answer == "yes", "speech", now)
+            return
+        if self._phase != "digits":
+            return
+        confirm = node.speech_confirm
+        decision = yes_no.decide(answer, confidence, node.confidence,
+                                 confirm.prompts if confirm is not None else None)
+        self._note("speech.result", node=self.node_name, text=text,
+                   confidence=round(confidence, 3), answer=answer or "", decision=decision)
+        if self.state is RunState.PROMPTING:
+            self._emit(StopPlayback())
+        if decision == "no_match" or answer is None:
+            self._collect_retry(node, now, why="no_match",
+                                prompts=node.no_match_prompts or node.invalid_prompts)
+        elif decision == "confirm" and confirm is not None:
+            self._answer = answer
+            self._phase = "confirm"
+            self.deadline = None
+            self._prompt(confirm.prompts[answer])
+            if node.barge_in:
+                self._collect_listen(node)
+        else:
+            self._answer = answer
+            self._collect_accept(node, now)
+
+    def _yes_no_confirmed(self, node: CollectNode, yes: bool, how: str, now: float) -> None:
+        if self.listening:
+            self.listening = False
+            self._emit(StopListening())
+        if yes:
+            self._collect_accept(node, now)
+        else:
+            self._note("collect.rejected", node=self.node_name, answer=self._answer, by=how)
+            self._collect_retry(node, now, why="not_confirmed", prompts=[])
 
     def _menu_prompt(self, node: MenuNode, prompts: list[str]) -> None:
         self._prompt(prompts)

@@ -31,7 +31,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..yamlsrc import SourceMap, YamlError, load_yaml, parse_yaml
-from .speech import MenuSpeechFields, check_speech
+from . import yes_no
+from .speech import Confidence, MenuSpeechFields, SpeechConfirm, check_speech
 
 DTMF_KEYS = "0123456789*#ABCD"
 _NODE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
@@ -199,13 +200,54 @@ class CollectNode(_Node):
     # Card numbers, PINs: the digits are masked in the logs and the store (see docs/flows.md)
     sensitive: bool = False
     # Digits by voice too, per language: {en-US: digits} ("four one five five")
-    speech: dict[str, Literal["digits"]] = {}
+    speech: dict[str, Literal["digits", "yes_no"]] = {}
     end_silence_ms: int = Field(default=1200, ge=200, le=5000)  # pauses between digit groups
     max_utterance_ms: int = Field(default=15000, ge=1000, le=60000)
+    # A yes/no question instead of digits (ivr/flow/yes_no.py): var gets "yes" or "no"
+    kind: Literal["digits", "yes_no"] = "digits"
+    yes_key: str = "1"
+    no_key: str = "2"
+    confidence: Confidence = Confidence()
+    speech_confirm: SpeechConfirm | None = None  # prompts per answer: {"yes": [...]}
+    no_match_prompts: list[str] = []  # default: invalid_prompts
     next: str
     on_failure: str
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("yes_key", "no_key")
+    @classmethod
+    def _answer_key(cls, v: str) -> str:
+        if len(v) != 1 or v.upper() not in DTMF_KEYS:
+            raise ValueError(f"{v!r} is not a DTMF key (0-9, *, #, A-D)")
+        return v.upper()
+
+    @field_validator("speech_confirm", mode="before")
+    @classmethod
+    def _yaml_yes_no(cls, v: object) -> object:
+        # YAML reads an unquoted yes/no key as a boolean: {yes: [...]} means "yes"
+        if isinstance(v, dict) and isinstance(v.get("prompts"), dict):
+            names = {True: "yes", False: "no"}
+            v = {**v, "prompts": {names.get(k, k) if isinstance(k, bool) else k: p
+                                  for k, p in v["prompts"].items()}}
+        return v
+
+    @model_validator(mode="after")
+    def _yes_no_fields(self) -> CollectNode:
+        yes_no.check_fields(self.kind, self.model_fields_set, dict(self.speech),
+                            self.yes_key, self.no_key,
+                            self.speech_confirm.prompts if self.speech_confirm else ())
+        return self
+
+    def listen_ms(self) -> tuple[int, int]:
+        """(end of speech silence, longest utterance) for collect by voice: a yes/no has
+        shorter defaults than a digit string."""
+        if self.kind != "yes_no":
+            return self.end_silence_ms, self.max_utterance_ms
+        given = self.model_fields_set
+        return (self.end_silence_ms if "end_silence_ms" in given else yes_no.END_SILENCE_MS,
+                self.max_utterance_ms if "max_utterance_ms" in given
+                else yes_no.MAX_UTTERANCE_MS)
 
     @model_validator(mode="after")
     def _sensitive_not_read_back(self) -> CollectNode:
@@ -239,6 +281,10 @@ class CollectNode(_Node):
         if self.confirm is not None:
             yield from self.confirm.prompts
             yield from self.confirm.after_prompts
+        yield from self.no_match_prompts
+        if self.speech_confirm is not None:
+            for prompts in self.speech_confirm.prompts.values():
+                yield from prompts
 
 
 SAY_KINDS = ("number", "digits", "money", "date", "time", "datetime", "queue_position",

@@ -32,13 +32,13 @@ YES_PHRASES = ("yes", "yeah", "yes please", "correct", "right")
 # collect by voice, digits (en-US): "four one five five", "oh" for zero as people say it
 DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4",
                "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}
-VOICE_COLLECT_PHRASES = {"digits": tuple(DIGIT_WORDS)}
+NO_PHRASES = ("no", "nope", "no thanks", "wrong")
+VOICE_COLLECT_PHRASES = {"digits": tuple(DIGIT_WORDS), "yes_no": (*YES_PHRASES, *NO_PHRASES)}
 
 
 def spoken_digits(text: str) -> str:
     """"four one five five" -> "4155"; words that are not digits are skipped."""
     return "".join(DIGIT_WORDS[w] for w in text.split() if w in DIGIT_WORDS)
-NO_PHRASES = ("no", "nope", "no thanks", "wrong")
 
 
 class _Sub(BaseModel):
@@ -130,6 +130,12 @@ class MenuSpeechFields(BaseModel):
         return self.barge_in in ("dtmf", "both")
 
 
+def flow_listens(nodes: Iterable[object]) -> bool:
+    """Whether any node listens to the caller: a speech menu or a collect by voice (digits,
+    yes/no). Then the stack needs the speech service and ``ivr flow check`` the recogniser."""
+    return any(getattr(n, "speech", None) for n in nodes)
+
+
 def check_speech(
     nodes: Mapping[str, object],
     smap: SourceMap,
@@ -147,8 +153,9 @@ def check_speech(
             for language, kind in collect_speech.items():
                 phrases = list(VOICE_COLLECT_PHRASES[kind])
                 if language != "en-US":
+                    words = "digit words" if kind == "digits" else "yes/no words"
                     issues.append((line, name, f"collect by voice ({kind}) is in en-US only "
-                                   f"(digit words of other languages are not built in), "
+                                   f"({words} of other languages are not built in), "
                                    f"not {language}"))
                 elif language not in flow_languages:
                     issues.append((line, name, f"speech in {language}, a language this "
@@ -159,8 +166,9 @@ def check_speech(
                                    "(speech.models)"))
                 elif unknown_words is not None:
                     for word in unknown_words(phrases, language):
-                        issues.append((line, name, f"digit word {word!r} ({language}) is "
-                                       "not in the recogniser's dictionary"))
+                        issues.append((line, name, f"{'digit' if kind == 'digits' else 'yes/no'} "
+                                       f"word {word!r} ({language}) is not in the "
+                                       "recogniser's dictionary"))
             continue
         if not isinstance(node, MenuSpeechFields) or not node.speech:
             continue
