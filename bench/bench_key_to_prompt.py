@@ -8,9 +8,10 @@ tcpdump, and places ``--calls`` harness calls one after the other
 (``bench/scenarios/language_menu.yaml``: hear the language menu, press 1, hear the welcome).
 From the capture, per call:
 
-* **wire**: the key's first RFC 4733 packet (caller -> IVR) to the first RTP packet back
-  whose payload is not silence (a µ-law byte other than the two zeros); and to the first
-  *voiced* packet (above -40 dBFS, what a listener hears as the prompt's start);
+* **wire**: the key's first RFC 4733 packet (caller -> IVR) to the RTP packet back that
+  carries the first 20 ms of the prompt (the file the stack plays, found by content), and to
+  the one that carries its first *voiced* 20 ms (above -40 dBFS: what a listener hears as
+  the prompt's start; the file's leading silence lies between the two);
 * **harness**: the call's ``key_to_prompt_ms`` as ``ivr-harness`` reported it, and its
   ``jitter_buffer_ms``.
 
@@ -197,7 +198,11 @@ def main(argv: list[str]) -> int:
             stack.stop()
         if args.keep:
             shutil.copy(pcap, args.keep)
-        keys = key_to_prompt(read_rtp(pcap), prompt_frames(PROMPT))
+        # the prompt as the stack plays it (converted at load, its lead trimmed)
+        played = tmp / "var" / "cache" / "prompts" / PROMPT.parent.name / \
+            f"{PROMPT.stem}.8000.wav"
+        keys = key_to_prompt(read_rtp(pcap), prompt_frames(played if played.is_file()
+                                                             else PROMPT))
         sound = [(s - k) * 1000 for k, s, _ in keys if s is not None]
         voiced = [(v - k) * 1000 for k, _, v in keys if v is not None]
     out.append(f"# stack env: {env or 'defaults'}; {args.calls} calls, one at a time")

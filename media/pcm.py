@@ -89,15 +89,54 @@ def resample(samples: Pcm16, from_hz: int, to_hz: int) -> Pcm16:
     return out
 
 
+# Silence, for trimming a prompt's lead: a 10 ms frame whose RMS is below -50 dBFS (the
+# prompt loader's rule, ivr/prompt_store.py). A caller waits through a prompt's leading
+# silence as if the IVR were slow, so all but LEAD_KEEP_S of it goes when prompts are loaded.
+SILENCE_DBFS = -50.0
+SILENCE_FRAME_S = 0.010
+LEAD_KEEP_S = 0.020
+
+
+def sound_start(samples: Pcm16, sample_rate_hz: int) -> int:
+    """Index of the first sample of the first 10 ms frame above SILENCE_DBFS (the prompt's
+    sound begins there); ``samples.size`` when every frame is silent."""
+    n = max(1, int(round(sample_rate_hz * SILENCE_FRAME_S)))
+    frames = -(-samples.size // n)
+    if frames == 0:
+        return 0
+    x = np.zeros(frames * n)
+    x[: samples.size] = samples
+    power = np.mean(x.reshape(frames, n) ** 2, axis=1) / 32768.0**2
+    loud = np.flatnonzero(power >= 10 ** (SILENCE_DBFS / 10))
+    return int(loud[0]) * n if loud.size else int(samples.size)
+
+
+def trim_lead(samples: Pcm16, sample_rate_hz: int, keep_s: float = LEAD_KEEP_S) -> Pcm16:
+    """``samples`` without their leading silence but the last ``keep_s`` of it (a clip that
+    is silence throughout is kept whole: the loaders refuse those)."""
+    start = sound_start(samples, sample_rate_hz)
+    if start >= samples.size:
+        return samples
+    return samples[max(0, start - int(round(keep_s * sample_rate_hz))):]
+
+
+def _lead_within_keep(path: Path, sample_rate_hz: int) -> bool:
+    samples, _ = read_wav_mono16(path)
+    return sound_start(samples, sample_rate_hz) <= round(LEAD_KEEP_S * sample_rate_hz)
+
+
 def convert_prompt(src: Path, dst: Path, clock_rate_hz: int) -> WavInfo:
-    """Convert ``src`` to mono 16-bit at ``clock_rate_hz`` in ``dst`` (skipped if up to date)."""
+    """Convert ``src`` to mono 16-bit at ``clock_rate_hz`` in ``dst``, its leading silence
+    trimmed to ``LEAD_KEEP_S`` (skipped if ``dst`` is up to date; a ``dst`` converted before
+    leads were trimmed, with more silence than that, is converted again)."""
     if dst.exists() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns:
         info = wav_info(dst)
-        if info.sample_rate_hz == clock_rate_hz and info.channels == 1:
+        if info.sample_rate_hz == clock_rate_hz and info.channels == 1 and \
+                _lead_within_keep(dst, clock_rate_hz):
             return info
     samples, rate = read_wav_mono16(src)
     if samples.size == 0:
         raise PromptError(f"{src}: the file holds no audio")
-    out = resample(samples, rate, clock_rate_hz)
+    out = resample(trim_lead(samples, rate), rate, clock_rate_hz)
     write_wav_mono16(dst, out, clock_rate_hz)
     return wav_info(dst)
