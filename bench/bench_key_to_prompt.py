@@ -9,9 +9,10 @@ tcpdump, and places ``--calls`` harness calls one after the other
 From the capture, per call:
 
 * **wire**: the key's first RFC 4733 packet (caller -> IVR) to the RTP packet back that
-  carries the first 20 ms of the prompt (the file the stack plays, found by content), and to
-  the one that carries its first *voiced* 20 ms (above -40 dBFS: what a listener hears as
-  the prompt's start; the file's leading silence lies between the two);
+  carries the first 20 ms of the prompt (the file the stack plays, found by content); to
+  the one that carries the start of its sound (the first 10 ms above -50 dBFS,
+  ``media.pcm.sound_start``: what the harness times); and to its first *voiced* 20 ms
+  (above -40 dBFS);
 * **harness**: the call's ``key_to_prompt_ms`` as ``ivr-harness`` reported it, and its
   ``jitter_buffer_ms``.
 
@@ -36,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from media.pcm import read_wav_mono16, sound_start  # noqa: E402
 from tests.conftest import start_stack  # noqa: E402
 
 SCENARIO = ROOT / "bench" / "scenarios" / "language_menu.yaml"
@@ -119,29 +121,30 @@ def _voiced(frame: bytes) -> bool:
     return 20 * np.log10(max(rms, 1e-9) / 32768) > _VOICED_DBFS
 
 
-def key_to_prompt(packets: list[Packet], prompt: list[bytes]
-                  ) -> list[tuple[float, float | None, float | None]]:
-    """(key sent at, packet carrying the prompt's first frame, packet carrying its first
-    voiced frame), per key. The key is the first packet of an RFC 4733 event (4-byte
-    payload, marker bit: RFC 4733 section 2.5.1.3). The prompt is found by content: the
-    first packet back whose payload is the prompt's first frame that is not digital
-    silence; the packet carrying its frame 0 is that many packets earlier in the stream."""
+def key_to_prompt(packets: list[Packet], prompt: list[bytes], sound_frame: int
+                  ) -> list[tuple[float, list[float | None]]]:
+    """Per key: (key sent at, [arrival of the packet carrying the prompt's frame 0, its
+    ``sound_frame`` (where its sound begins, media.pcm.sound_start), its first voiced
+    frame]). The key is the first packet of an RFC 4733 event (4-byte payload, marker bit:
+    RFC 4733 section 2.5.1.3). The prompt is found by content: the first packet back whose
+    payload is the prompt's first frame that is not digital silence; the packet carrying
+    frame k is k packets after frame 0's in the stream."""
     k0 = next(i for i, f in enumerate(prompt) if any(b not in _ULAW_ZEROS for b in f))
     kv = next(i for i, f in enumerate(prompt) if _voiced(f))
-    out: list[tuple[float, float | None, float | None]] = []
+    out: list[tuple[float, list[float | None]]] = []
     for i, p in enumerate(packets):
         if len(p.payload) != 4 or p.payload_type < 96 or not p.marker:
             continue
         back = [q for q in packets[i + 1:] if q.src == p.dst and q.dst == p.src
                 and len(q.payload) == 160][:500]
-        start = voiced = None
+        times: list[float | None] = [None, None, None]
         for j, q in enumerate(back):
-            if _same(q.payload, prompt[k0]) and j >= k0:
-                start = back[j - k0].at_s
-                if kv - k0 < len(back) - j:
-                    voiced = back[j + kv - k0].at_s
+            if j >= k0 and _same(q.payload, prompt[k0]):
+                first = j - k0
+                times = [back[first + k].at_s if first + k < len(back) else None
+                         for k in (0, sound_frame, kv)]
                 break
-        out.append((p.at_s, start, voiced))
+        out.append((p.at_s, times))
     return out
 
 
@@ -201,14 +204,21 @@ def main(argv: list[str]) -> int:
         # the prompt as the stack plays it (converted at load, its lead trimmed)
         played = tmp / "var" / "cache" / "prompts" / PROMPT.parent.name / \
             f"{PROMPT.stem}.8000.wav"
-        keys = key_to_prompt(read_rtp(pcap), prompt_frames(played if played.is_file()
-                                                             else PROMPT))
-        sound = [(s - k) * 1000 for k, s, _ in keys if s is not None]
-        voiced = [(v - k) * 1000 for k, _, v in keys if v is not None]
+        played = played if played.is_file() else PROMPT
+        pcm, _ = read_wav_mono16(played)
+        keys = key_to_prompt(read_rtp(pcap), prompt_frames(played),
+                             sound_start(pcm, 8000) // 160)
+        wire = [[(t - k) * 1000 for k, times in keys if (t := times[i]) is not None]
+                for i in range(3)]
     out.append(f"# stack env: {env or 'defaults'}; {args.calls} calls, one at a time")
-    out.append(summary("wire key -> prompt's first packet", sound))
-    out.append(summary("wire key -> prompt's first voiced", voiced))
+    out.append(summary("wire key -> prompt's first packet", wire[0]))
+    out.append(summary("wire key -> prompt's first sound", wire[1]))
+    out.append(summary("wire key -> prompt's first voiced", wire[2]))
     out.append(summary("harness key_to_prompt_ms", harness))
+    if len(harness) == len(keys):  # one key a call, in order: the harness's error per call
+        paired = [h - (t - k) * 1000 for h, (k, times) in zip(harness, keys, strict=True)
+                  if (t := times[1]) is not None]
+        out.append(summary("harness - wire (first sound)", paired))
     out.append(summary("harness jitter_buffer_ms", jb))
     print("\n".join(out))
     if args.out:

@@ -51,7 +51,7 @@ import numpy.typing as npt
 import yaml
 
 from media.errors import PromptError
-from media.pcm import LEAD_KEEP_S, wav_info, write_wav_mono16
+from media.pcm import DIGITAL_SILENCE, LEAD_KEEP_S, lead_end, wav_info, write_wav_mono16
 
 from .flow.model import Flow, FlowError, load_flow
 from .yamlsrc import YamlError, parse_yaml
@@ -78,7 +78,8 @@ SILENCE_DBFS = -50.0  # a 10 ms frame whose RMS is below this is silence
 MIN_LEVEL_DBFS = -40.0  # RMS of the sound (silent frames left out) must be within these
 MAX_LEVEL_DBFS = -6.0
 MAX_EDGE_SILENCE_S = 0.2  # trailing silence is trimmed to this (not refused)
-# Leading silence is trimmed to this: a caller hears it as the IVR being slow to answer a key
+# Of leading silence, digital silence goes and at most this of a quiet lead-in stays: a caller
+# hears it as the IVR being slow to answer a key (media.pcm.trim_lead)
 MAX_LEAD_SILENCE_S = LEAD_KEEP_S
 TRUNCATED_MIN_S = 0.25  # decoded this much (and 5 %) shorter than the header says: damaged
 TRUNCATED_SHARE = 0.05
@@ -911,7 +912,9 @@ def _check_and_convert(
     if problems:
         return None, problems
     first, last = int(loud[0]) * n, min(mono.size, (int(loud[-1]) + 1) * n)
-    start = max(0, first - int(round(MAX_LEAD_SILENCE_S * rate)))
+    nonzero = np.flatnonzero(np.abs(mono[:first]) > DIGITAL_SILENCE / 32768)
+    start = lead_end(first, int(nonzero[0]) if nonzero.size else first, rate,
+                     MAX_LEAD_SILENCE_S)
     end = min(mono.size, last + int(round(MAX_EDGE_SILENCE_S * rate)))
     trimmed = mono[start:end]
     try:

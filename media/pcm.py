@@ -91,10 +91,12 @@ def resample(samples: Pcm16, from_hz: int, to_hz: int) -> Pcm16:
 
 # Silence, for trimming a prompt's lead: a 10 ms frame whose RMS is below -50 dBFS (the
 # prompt loader's rule, ivr/prompt_store.py). A caller waits through a prompt's leading
-# silence as if the IVR were slow, so all but LEAD_KEEP_S of it goes when prompts are loaded.
+# silence as if the IVR were slow, so it goes when prompts are loaded: digital silence
+# whole, and a quiet lead-in (room tone, a breath, a soft onset) but its last LEAD_KEEP_S.
 SILENCE_DBFS = -50.0
 SILENCE_FRAME_S = 0.010
 LEAD_KEEP_S = 0.020
+DIGITAL_SILENCE = 2  # |sample| at most this (16-bit): nothing (dither at most)
 
 
 def sound_start(samples: Pcm16, sample_rate_hz: int) -> int:
@@ -111,24 +113,34 @@ def sound_start(samples: Pcm16, sample_rate_hz: int) -> int:
     return int(loud[0]) * n if loud.size else int(samples.size)
 
 
+def lead_end(sound_at: int, first_nonzero: int, sample_rate_hz: int,
+             keep_s: float = LEAD_KEEP_S) -> int:
+    """Where a trimmed prompt begins: ``keep_s`` before its sound (``sound_at``), but never
+    in the digital silence before its first sample that is not (``first_nonzero``)."""
+    return max(0, sound_at - int(round(keep_s * sample_rate_hz)), min(first_nonzero, sound_at))
+
+
 def trim_lead(samples: Pcm16, sample_rate_hz: int, keep_s: float = LEAD_KEEP_S) -> Pcm16:
-    """``samples`` without their leading silence but the last ``keep_s`` of it (a clip that
-    is silence throughout is kept whole: the loaders refuse those)."""
+    """``samples`` without their leading silence: none of its digital silence, at most
+    ``keep_s`` of a quiet lead-in (a clip that is silence throughout is kept whole: the
+    loaders refuse those)."""
     start = sound_start(samples, sample_rate_hz)
     if start >= samples.size:
         return samples
-    return samples[max(0, start - int(round(keep_s * sample_rate_hz))):]
+    nonzero = np.flatnonzero(np.abs(samples[:start].astype(np.int32)) > DIGITAL_SILENCE)
+    first = int(nonzero[0]) if nonzero.size else start
+    return samples[lead_end(start, first, sample_rate_hz, keep_s):]
 
 
 def _lead_within_keep(path: Path, sample_rate_hz: int) -> bool:
     samples, _ = read_wav_mono16(path)
-    return sound_start(samples, sample_rate_hz) <= round(LEAD_KEEP_S * sample_rate_hz)
+    return trim_lead(samples, sample_rate_hz).size == samples.size
 
 
 def convert_prompt(src: Path, dst: Path, clock_rate_hz: int) -> WavInfo:
     """Convert ``src`` to mono 16-bit at ``clock_rate_hz`` in ``dst``, its leading silence
-    trimmed to ``LEAD_KEEP_S`` (skipped if ``dst`` is up to date; a ``dst`` converted before
-    leads were trimmed, with more silence than that, is converted again)."""
+    trimmed (``trim_lead``; skipped if ``dst`` is up to date; a ``dst`` converted before
+    leads were trimmed is converted again)."""
     if dst.exists() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns:
         info = wav_info(dst)
         if info.sample_rate_hz == clock_rate_hz and info.channels == 1 and \

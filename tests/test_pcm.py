@@ -127,10 +127,15 @@ def test_convert_prompt_trims_leading_silence_to_20_ms_and_keeps_the_sound_whole
 def test_trim_lead_keeps_a_soft_onset_and_a_clip_with_no_silence() -> None:
     soft = tone(300, 8000, 0.1, amplitude=10 ** (-45 / 20) * 1.5)  # about -45 dBFS RMS
     loud = tone(1000, 8000, 0.3)
-    pcm = np.concatenate([np.zeros(800, np.int16), soft, loud])
-    trimmed = trim_lead(pcm, 8000)
+    hiss = (np.where(np.arange(800) % 2, 1, -1) * 60).astype(np.int16)  # ~ -55 dBFS
+    pcm = np.concatenate([np.zeros(800, np.int16), hiss, soft, loud])
+    trimmed = trim_lead(pcm, 8000)  # 20 ms of the hiss before the soft onset stay
     assert trimmed.size == int(LEAD_KEEP_S * 8000) + soft.size + loud.size
+    assert np.array_equal(trimmed[-(soft.size + loud.size):], np.concatenate([soft, loud]))
     assert np.array_equal(trim_lead(loud, 8000), loud)
+    # digital silence (the prompt build's 50 ms pad) goes whole: it cannot hold an onset
+    assert np.array_equal(trim_lead(np.concatenate([np.zeros(400, np.int16), loud]), 8000),
+                          loud)
     quiet = np.zeros(800, np.int16)
     assert np.array_equal(trim_lead(quiet, 8000), quiet)  # all silence: not ours to refuse
 
