@@ -695,10 +695,10 @@ class Phone:
             ua = ep_cfg.uaConfig
             ua.threadCnt = 0
             # No SIP threads: SIP callbacks run on the pump, which alone polls SIP. Not
-            # mainThreadOnly: pjsua2 would queue what PJMEDIA's threads report (RFC 4733
+            # mainThreadOnly: with it, pjsua2 queues what PJMEDIA's threads report (RFC 4733
             # digits, PJSIP's log lines) for the pump's next turn, up to pump_timeout_ms
-            # late; a digit is then handed to the loop straight from the media thread
-            # (_on_dtmf only posts an event), tests/test_media_dtmf_handover.py.
+            # late; without, a digit goes to the loop straight from the media thread
+            # (_on_dtmf only posts an event; tests/test_media_dtmf_handover.py).
             ua.mainThreadOnly = False
             ua.maxCalls = cfg.max_calls
             ua.userAgent = cfg.user_agent
