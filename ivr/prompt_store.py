@@ -51,7 +51,7 @@ import numpy.typing as npt
 import yaml
 
 from media.errors import PromptError
-from media.pcm import wav_info, write_wav_mono16
+from media.pcm import DIGITAL_SILENCE, LEAD_KEEP_S, lead_end, wav_info, write_wav_mono16
 
 from .flow.model import Flow, FlowError, load_flow
 from .yamlsrc import YamlError, parse_yaml
@@ -77,7 +77,10 @@ MAX_CLIPPED_SHARE = 0.001  # more than 0.1 % of the samples clipped: refused as 
 SILENCE_DBFS = -50.0  # a 10 ms frame whose RMS is below this is silence
 MIN_LEVEL_DBFS = -40.0  # RMS of the sound (silent frames left out) must be within these
 MAX_LEVEL_DBFS = -6.0
-MAX_EDGE_SILENCE_S = 0.2  # leading/trailing silence is trimmed to this (not refused)
+MAX_EDGE_SILENCE_S = 0.2  # trailing silence is trimmed to this (not refused)
+# Of leading silence, digital silence goes and at most this of a quiet lead-in stays: a caller
+# hears it as the IVR being slow to answer a key (media.pcm.trim_lead)
+MAX_LEAD_SILENCE_S = LEAD_KEEP_S
 TRUNCATED_MIN_S = 0.25  # decoded this much (and 5 %) shorter than the header says: damaged
 TRUNCATED_SHARE = 0.05
 TOOL_TIMEOUT_S = 60.0  # one ffprobe/ffmpeg run
@@ -908,10 +911,11 @@ def _check_and_convert(
                                    f"{MAX_LEVEL_DBFS:.0f} dBFS"))
     if problems:
         return None, problems
-    keep = int(round(MAX_EDGE_SILENCE_S * rate))
     first, last = int(loud[0]) * n, min(mono.size, (int(loud[-1]) + 1) * n)
-    start = max(0, first - keep)
-    end = min(mono.size, last + keep)
+    nonzero = np.flatnonzero(np.abs(mono[:first]) > DIGITAL_SILENCE / 32768)
+    start = lead_end(first, int(nonzero[0]) if nonzero.size else first, rate,
+                     MAX_LEAD_SILENCE_S)
+    end = min(mono.size, last + int(round(MAX_EDGE_SILENCE_S * rate)))
     trimmed = mono[start:end]
     try:
         for to_hz in RATES_HZ:

@@ -1,7 +1,8 @@
 """Prompt sets: a manifest of named prompts per language, converted once at load.
 
 ``prompts/<set>/manifest.yaml`` lists each prompt's text and file (see ``prompts/README.md``).
-At load every file is checked and converted to the media clock rate (mono, 16-bit PCM) under
+At load every file is checked and converted to the media clock rate (mono, 16-bit PCM), its
+leading silence cut (``media.pcm.trim_lead``: a caller waits through it), under
 ``var/cache/prompts/<set>/``; PJMEDIA then plays those files as they are, so no call ever
 decodes or resamples a prompt.
 """

@@ -89,15 +89,66 @@ def resample(samples: Pcm16, from_hz: int, to_hz: int) -> Pcm16:
     return out
 
 
+# Silence, for trimming a prompt's lead: a 10 ms frame whose RMS is below -50 dBFS (the
+# prompt loader's rule, ivr/prompt_store.py). A caller waits through a prompt's leading
+# silence as if the IVR were slow, so it goes when prompts are loaded: digital silence
+# whole, and a quiet lead-in (room tone, a breath, a soft onset) but its last LEAD_KEEP_S.
+SILENCE_DBFS = -50.0
+SILENCE_FRAME_S = 0.010
+LEAD_KEEP_S = 0.020
+DIGITAL_SILENCE = 2  # |sample| at most this (16-bit): nothing (dither at most)
+
+
+def sound_start(samples: Pcm16, sample_rate_hz: int) -> int:
+    """Index of the first sample of the first 10 ms frame above SILENCE_DBFS (the prompt's
+    sound begins there); ``samples.size`` when every frame is silent."""
+    n = max(1, int(round(sample_rate_hz * SILENCE_FRAME_S)))
+    frames = -(-samples.size // n)
+    if frames == 0:
+        return 0
+    x = np.zeros(frames * n)
+    x[: samples.size] = samples
+    power = np.mean(x.reshape(frames, n) ** 2, axis=1) / 32768.0**2
+    loud = np.flatnonzero(power >= 10 ** (SILENCE_DBFS / 10))
+    return int(loud[0]) * n if loud.size else int(samples.size)
+
+
+def lead_end(sound_at: int, first_nonzero: int, sample_rate_hz: int,
+             keep_s: float = LEAD_KEEP_S) -> int:
+    """Where a trimmed prompt begins: ``keep_s`` before its sound (``sound_at``), but never
+    in the digital silence before its first sample that is not (``first_nonzero``)."""
+    return max(0, sound_at - int(round(keep_s * sample_rate_hz)), min(first_nonzero, sound_at))
+
+
+def trim_lead(samples: Pcm16, sample_rate_hz: int, keep_s: float = LEAD_KEEP_S) -> Pcm16:
+    """``samples`` without their leading silence: none of its digital silence, at most
+    ``keep_s`` of a quiet lead-in (a clip that is silence throughout is kept whole: the
+    loaders refuse those)."""
+    start = sound_start(samples, sample_rate_hz)
+    if start >= samples.size:
+        return samples
+    nonzero = np.flatnonzero(np.abs(samples[:start].astype(np.int32)) > DIGITAL_SILENCE)
+    first = int(nonzero[0]) if nonzero.size else start
+    return samples[lead_end(start, first, sample_rate_hz, keep_s):]
+
+
+def _lead_within_keep(path: Path, sample_rate_hz: int) -> bool:
+    samples, _ = read_wav_mono16(path)
+    return trim_lead(samples, sample_rate_hz).size == samples.size
+
+
 def convert_prompt(src: Path, dst: Path, clock_rate_hz: int) -> WavInfo:
-    """Convert ``src`` to mono 16-bit at ``clock_rate_hz`` in ``dst`` (skipped if up to date)."""
+    """Convert ``src`` to mono 16-bit at ``clock_rate_hz`` in ``dst``, its leading silence
+    trimmed (``trim_lead``; skipped if ``dst`` is up to date; a ``dst`` converted before
+    leads were trimmed is converted again)."""
     if dst.exists() and dst.stat().st_mtime_ns >= src.stat().st_mtime_ns:
         info = wav_info(dst)
-        if info.sample_rate_hz == clock_rate_hz and info.channels == 1:
+        if info.sample_rate_hz == clock_rate_hz and info.channels == 1 and \
+                _lead_within_keep(dst, clock_rate_hz):
             return info
     samples, rate = read_wav_mono16(src)
     if samples.size == 0:
         raise PromptError(f"{src}: the file holds no audio")
-    out = resample(samples, rate, clock_rate_hz)
+    out = resample(trim_lead(samples, rate), rate, clock_rate_hz)
     write_wav_mono16(dst, out, clock_rate_hz)
     return wav_info(dst)

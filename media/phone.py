@@ -2,7 +2,8 @@
 
 Thread model (docs/architecture.md):
 
-* PJSIP runs no SIP threads of its own (``threadCnt = 0``, ``mainThreadOnly = True``).
+* PJSIP runs no SIP threads of its own (``threadCnt = 0``); ``mainThreadOnly`` is off, so an
+  RFC 4733 digit is posted from PJMEDIA's media thread as it is decoded.
 * One *pump thread*, started by :meth:`Phone.start`, creates the ``pjsua2.Endpoint``, owns
   every pjsua2 object and loops on ``libHandleEvents(pump_timeout_ms)``; pjsua2 releases the
   GIL while it waits in ``select()``.
@@ -693,7 +694,12 @@ class Phone:
             ep_cfg = pj.EpConfig()
             ua = ep_cfg.uaConfig
             ua.threadCnt = 0
-            ua.mainThreadOnly = True
+            # No SIP threads: SIP callbacks run on the pump, which alone polls SIP. Not
+            # mainThreadOnly: with it, pjsua2 queues what PJMEDIA's threads report (RFC 4733
+            # digits, PJSIP's log lines) for the pump's next turn, up to pump_timeout_ms
+            # late; without, a digit goes to the loop straight from the media thread
+            # (_on_dtmf only posts an event; tests/test_media_dtmf_handover.py).
+            ua.mainThreadOnly = False
             ua.maxCalls = cfg.max_calls
             ua.userAgent = cfg.user_agent
             self._log_writer = _PjLogWriter(verbose=cfg.pjsip_log_level >= _PJ_VERBOSE_LEVEL)
@@ -1124,6 +1130,7 @@ class Phone:
         return tap
 
     def _on_dtmf(self, call: _PjCall, digit: str, method: int) -> None:
+        """On PJMEDIA's media thread (RFC 4733) or the pump (SIP INFO): post, nothing else."""
         state = call.state
         if state is None or state.leg is None:
             return

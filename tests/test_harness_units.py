@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ivr.harness import analysis
-from ivr.harness.call import CallResult, StepResult
+from ivr.harness.call import CallContext, CallResult, StepResult
 from ivr.harness.fingerprint import (
     EARLY_FRAMES,
     HOP_SAMPLES,
@@ -24,7 +24,8 @@ from ivr.harness.prompt_index import PromptIndex, text_similarity
 from ivr.harness.results import junit_xml
 from ivr.harness.scenario import ScenarioError, check_prompts, load_scenario
 from media.g711 import ulaw_decode, ulaw_encode
-from media.pcm import read_wav_mono16
+from media.pcm import read_wav_mono16, sound_start, trim_lead
+from media.probe import StreamStats
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ROOT / "prompts"
@@ -87,6 +88,31 @@ def test_the_first_prompt_is_found_when_the_stream_began_after_it(index: PromptI
     assert PromptSearch(prompt.print, 0).poll(sf) is None
     match = PromptSearch(prompt.print, -EARLY_FRAMES).poll(sf)
     assert match is not None and -EARLY_FRAMES < match.frame < 0 and match.ber < 0.2
+
+
+def test_a_prompt_is_timed_from_where_its_sound_begins_trimmed_or_not(index: PromptIndex
+                                                                      ) -> None:
+    # The print starts at the prompt's first voiced window; key -> prompt is timed from the
+    # first sound (media.pcm.sound_start), which the stack plays after 20 ms of its lead.
+    prompt = index.get("en-US", "welcome")
+    assert prompt is not None
+    clip = _clip("en-US", "welcome")
+    for played in (clip, trim_lead(clip, 8000)):
+        for lead in (0, 77):
+            sf = _heard(np.zeros(4000 + lead), played, np.zeros(4000))
+            match = PromptSearch(prompt.print, 0).poll(sf)
+            assert match is not None
+            sound_at = match.frame * HOP_SAMPLES - prompt.sound_lead_samples
+            expected = 4000 + lead + sound_start(played, 8000)
+            assert abs(sound_at - expected) <= 2 * HOP_SAMPLES, (played.size, lead)
+
+
+def test_a_heard_sample_is_timed_at_its_packets_arrival_before_the_jitter_buffer() -> None:
+    ctx = CallContext(None, None, None, Path("."), None, None)  # type: ignore[arg-type]
+    ctx.frame_times = [100.0 + 0.02 * k for k in range(50)]  # frames left the buffer then
+    ctx.stats = StreamStats(50, 0, 1.0, 50, 0.0, jitter_buffer_ms=60.0)
+    assert ctx.rtp_time(5 * 160 + 7) == pytest.approx(100.1 - 0.06)
+    assert ctx.rtp_time(-80) == pytest.approx(100.0 - 0.01 - 0.06)  # before the ear came
 
 
 def test_another_prompt_is_not_found_and_near_twins_are_told_apart(index: PromptIndex

@@ -13,7 +13,16 @@ import pytest
 import media.pcm
 from media.errors import PromptError
 from media.g711 import ulaw_decode, ulaw_encode
-from media.pcm import convert_prompt, read_wav_mono16, resample, wav_info, write_wav_mono16
+from media.pcm import (
+    LEAD_KEEP_S,
+    convert_prompt,
+    read_wav_mono16,
+    resample,
+    sound_start,
+    trim_lead,
+    wav_info,
+    write_wav_mono16,
+)
 
 Pcm16 = npt.NDArray[np.int16]
 EDGE = 64  # samples at each end where the resampling kernel runs off the signal
@@ -95,6 +104,42 @@ def test_convert_prompt_writes_mono_16bit_at_the_target_rate(tmp_path: Path) -> 
     assert not (tmp_path / "cache" / "hello.16000.wav.tmp").exists()
 
 
+def test_convert_prompt_trims_leading_silence_to_20_ms_and_keeps_the_sound_whole(
+        tmp_path: Path) -> None:
+    # 300 ms of digital silence, 100 ms of hiss under the -50 dBFS silence rule, a tone,
+    # 100 ms of silence after: a caller would wait the first 400 ms as if the IVR were slow
+    hiss = np.full(800, 80, dtype=np.int16) * np.where(np.arange(800) % 2, 1, -1)
+    sound = tone(1000, 8000, 0.5)
+    pcm = np.concatenate([np.zeros(2400, np.int16), hiss.astype(np.int16), sound,
+                          np.zeros(800, np.int16)])
+    src = write_wav(tmp_path / "hello.wav", pcm.astype("<i2").tobytes())
+    dst = tmp_path / "cache" / "hello.8000.wav"
+
+    convert_prompt(src, dst, 8000)
+
+    out, _ = read_wav_mono16(dst)
+    keep = int(LEAD_KEEP_S * 8000)
+    assert sound_start(out, 8000) == keep  # 20 ms of the silence before the sound
+    assert out.size == keep + sound.size + 800  # the sound and the trailing silence stay
+    assert np.array_equal(out[keep: keep + sound.size], sound)
+
+
+def test_trim_lead_keeps_a_soft_onset_and_a_clip_with_no_silence() -> None:
+    soft = tone(300, 8000, 0.1, amplitude=10 ** (-45 / 20) * 1.5)  # about -45 dBFS RMS
+    loud = tone(1000, 8000, 0.3)
+    hiss = (np.where(np.arange(800) % 2, 1, -1) * 60).astype(np.int16)  # ~ -55 dBFS
+    pcm = np.concatenate([np.zeros(800, np.int16), hiss, soft, loud])
+    trimmed = trim_lead(pcm, 8000)  # 20 ms of the hiss before the soft onset stay
+    assert trimmed.size == int(LEAD_KEEP_S * 8000) + soft.size + loud.size
+    assert np.array_equal(trimmed[-(soft.size + loud.size):], np.concatenate([soft, loud]))
+    assert np.array_equal(trim_lead(loud, 8000), loud)
+    # digital silence (the prompt build's 50 ms pad) goes whole: it cannot hold an onset
+    assert np.array_equal(trim_lead(np.concatenate([np.zeros(400, np.int16), loud]), 8000),
+                          loud)
+    quiet = np.zeros(800, np.int16)
+    assert np.array_equal(trim_lead(quiet, 8000), quiet)  # all silence: not ours to refuse
+
+
 def test_convert_prompt_skips_work_when_the_output_is_up_to_date(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -124,6 +169,14 @@ def test_convert_prompt_skips_work_when_the_output_is_up_to_date(
     convert_prompt(src, dst, 8000)  # newer, but at another rate: converted again
     assert calls == [(8000, 16000), (8000, 8000)]
     assert wav_info(dst).sample_rate_hz == 8000
+
+    # a cache written before leading silence was trimmed: converted again, trimmed
+    write_wav_mono16(dst, np.concatenate([np.zeros(400, np.int16), tone(1000, 8000, 0.2)]),
+                     8000)
+    os.utime(dst, ns=(5_000_000_000, 5_000_000_000))
+    convert_prompt(src, dst, 8000)
+    assert calls == [(8000, 16000), (8000, 8000), (8000, 8000)]
+    assert sound_start(read_wav_mono16(dst)[0], 8000) == 0
 
 
 def test_write_and_read_wav_mono16_round_trip(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ arrival times (``time.monotonic()``) that turn a frame into a moment.
 
 Timings (ms): post-dial delay (INVITE to the first 18x, or to the answer), time to first
 audio (answer to the first frame above -40 dBFS), key to prompt (the last key of a press to
-the first frame of the prompt matched next).
+the RTP packet that brought the beginning of the next prompt's sound: :meth:`CallContext.rtp_time`).
 """
 
 from __future__ import annotations
@@ -124,6 +124,20 @@ class CallContext:
         if frame < 0:  # a prompt that began before the ear was attached
             return self.frame_times[0] + frame * HOP_SAMPLES / analysis.SAMPLE_RATE_HZ
         return self.frame_times[min(k, len(self.frame_times) - 1)]
+
+    def rtp_time(self, sample: int) -> float:
+        """time.monotonic() at which the RTP packet carrying heard sample ``sample`` arrived:
+        its 20 ms frame left our jitter buffer (``frame_times``) PJMEDIA's mean delay of a
+        frame in that buffer (``jitter_buffer_ms``, read every second) after the packet came."""
+        if not self.frame_times:
+            at = time.monotonic()
+        elif sample < 0:  # before the ear was attached
+            at = self.frame_times[0] + sample / analysis.SAMPLE_RATE_HZ
+        else:
+            at = self.frame_times[min(sample // analysis.FRAME_SAMPLES,
+                                      len(self.frame_times) - 1)]
+        delay_ms = self.stats.jitter_buffer_ms if self.stats is not None else 0.0
+        return at - delay_ms / 1000
 
     def now_frame(self) -> int:
         return self.heard.frames

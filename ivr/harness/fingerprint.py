@@ -99,6 +99,9 @@ class Fingerprint:
 
     bits: npt.NDArray[np.uint16]
     voiced: npt.NDArray[np.bool_]
+    # where frame 0's window begins in the clip it was taken from (a whole prompt's print
+    # starts at its first voiced window, not at the clip's first sample)
+    start_sample: int = 0
 
     @property
     def frames(self) -> int:
@@ -120,7 +123,8 @@ def fingerprint(samples: npt.NDArray[np.int16]) -> Fingerprint:
     if idx.size == 0:
         return Fingerprint(np.zeros(0, np.uint16), np.zeros(0, bool))
     lo, hi = int(idx[0]), int(idx[-1]) + 1
-    return Fingerprint(bits[lo:hi].copy(), voiced[lo:hi].copy())
+    # bits[j] and voiced[j] are of window j + 1 (window 0 only seeds the differences)
+    return Fingerprint(bits[lo:hi].copy(), voiced[lo:hi].copy(), (lo + 1) * HOP_SAMPLES)
 
 
 class StreamFingerprint:

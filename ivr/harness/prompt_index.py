@@ -22,7 +22,7 @@ import numpy.typing as npt
 import yaml
 
 from ivr.speech.recognizer import Hypothesis
-from media.pcm import read_wav_mono16, resample
+from media.pcm import read_wav_mono16, resample, sound_start
 
 from .fingerprint import (
     _POPCOUNT16,
@@ -61,10 +61,17 @@ class KnownPrompt:
     name: str
     text: str
     print: Fingerprint
+    sound_sample: int = 0  # where the prompt's sound begins (media.pcm.sound_start)
 
     @property
     def key(self) -> str:
         return f"{self.set}:{self.name}"
+
+    @property
+    def sound_lead_samples(self) -> int:
+        """How many samples before the print's frame 0 the prompt's sound begins: a call
+        hears the sound begin that long before the place where the prompt matched."""
+        return self.print.start_sample - self.sound_sample
 
 
 _WORDS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
@@ -221,5 +228,6 @@ def _load_set(manifest: Path) -> list[KnownPrompt]:
         if rate != SAMPLE_RATE_HZ:
             pcm = resample(pcm, rate, SAMPLE_RATE_HZ)
         text = str(entry.get("text") or "")
-        out.append(KnownPrompt(set_name, str(name), text, fingerprint(pcm)))
+        out.append(KnownPrompt(set_name, str(name), text, fingerprint(pcm),
+                               sound_start(pcm, SAMPLE_RATE_HZ)))
     return out

@@ -111,7 +111,9 @@ async def expect_prompt(ctx: CallContext, step: ExpectPrompt) -> str:
                     best[0] < match.ber - _TWIN_MARGIN:
                 raise _failed(f"expected {what}, heard {best[1].key} (BER {best[0]:.2f} "
                               f"against {match.ber:.2f})")
-            at = ctx.frame_time(match.frame)
+            # the prompt's sound begins sound_lead_samples before the match (its print
+            # starts at its first voiced window)
+            at = ctx.rtp_time(match.frame * HOP_SAMPLES - prompt.sound_lead_samples)
             late_ms = (at - max(started, ctx.last_key_at or 0)) * 1000
             if ctx.last_key_at is not None:
                 ctx.key_to_prompt_ms.append((at - ctx.last_key_at) * 1000)
@@ -160,7 +162,7 @@ async def _expect_by_transcript(ctx: CallContext, step: ExpectPrompt) -> str:
     heard = await asyncio.get_running_loop().run_in_executor(
         None, ctx.transcriber.hears, pcm, analysis.SAMPLE_RATE_HZ, step.text)
     ok, said = verdict(step.text, heard, step.min_confidence)
-    at = ctx.frame_time(first)
+    at = ctx.rtp_time(first * HOP_SAMPLES)
     if ctx.last_key_at is not None:
         ctx.key_to_prompt_ms.append((at - ctx.last_key_at) * 1000)
         ctx.last_key_at = None
