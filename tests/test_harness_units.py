@@ -13,7 +13,9 @@ import pytest
 from ivr.harness import analysis
 from ivr.harness.call import CallResult, StepResult
 from ivr.harness.fingerprint import (
+    BITS,
     EARLY_FRAMES,
+    MIN_HEARD_SHARE,
     HOP_SAMPLES,
     PromptSearch,
     StreamFingerprint,
@@ -87,6 +89,59 @@ def test_the_first_prompt_is_found_when_the_stream_began_after_it(index: PromptI
     assert PromptSearch(prompt.print, 0).poll(sf) is None
     match = PromptSearch(prompt.print, -EARLY_FRAMES).poll(sf)
     assert match is not None and -EARLY_FRAMES < match.frame < 0 and match.ber < 0.2
+
+
+def test_the_offsets_before_the_stream_are_scored_at_once(index: PromptIndex,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The first prompt's offsets before the stream began (up to EARLY_FRAMES) are scored in
+    one pass, not one offset at a time (that was a harness call's largest analysis cost),
+    and each is the BER of the prompt's heard tail."""
+    from ivr.harness import fingerprint
+
+    menu = _clip("en-US", "language_menu")
+    sf = _heard(menu[1200:], np.zeros(4000))
+    prompt = index.get("en-US", "language_menu")
+    assert prompt is not None
+    passes: list[int] = []
+    real = fingerprint._errors_by_offset
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        passes.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fingerprint, "_errors_by_offset", counting)
+    early = ber_by_offset(sf, prompt.print, -EARLY_FRAMES, 0)
+    assert len(passes) <= 1 and early.size == EARLY_FRAMES
+    p, bits, quiet = prompt.print, sf.bits, sf.quiet
+    for o in (-EARLY_FRAMES, -38, -1):  # what was heard of the prompt begun -o frames early
+        tail_bits, tail_voiced = p.bits[-o:], p.voiced[-o:]
+        errors = np.array([BITS if quiet[j] else bin(int(bits[j] ^ b)).count("1")
+                           for j, b in enumerate(tail_bits)])
+        if tail_voiced.sum() >= MIN_HEARD_SHARE * p.voiced.sum():
+            want = errors[tail_voiced].sum() / (tail_voiced.sum() * BITS)
+        else:
+            want = 1.0
+        assert early[o + EARLY_FRAMES] == pytest.approx(want), o
+
+
+def test_the_ear_times_each_20_ms_frame_of_a_batch_the_bridge_hands_over() -> None:
+    """The ear's port takes 100 ms at a time (five bridge ticks, one call into Python):
+    each 20 ms frame of a batch is timed 20 ms before the one after it, the last at the
+    hand-over."""
+    from media.probe import EAR_FRAME_MS, Ear
+
+    ear = Ear()
+    frames = EAR_FRAME_MS // 20
+    pcm = np.arange(frames * 160, dtype="<i2")
+    ear.push(pcm.tobytes())
+    ear.push(np.zeros(160, "<i2").tobytes())  # a lone 20 ms frame
+    samples, times = ear.drain()
+    assert samples.size == (frames + 1) * 160 and (samples[: pcm.size] == pcm).all()
+    assert len(times) == frames + 1
+    gaps = np.diff(times[:frames])
+    assert gaps == pytest.approx([0.02] * (frames - 1))
+    assert times[frames] >= times[frames - 1]
 
 
 def test_another_prompt_is_not_found_and_near_twins_are_told_apart(index: PromptIndex

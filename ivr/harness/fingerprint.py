@@ -240,13 +240,27 @@ EARLY_FRAMES = 75  # 300 ms
 MIN_HEARD_SHARE = 0.7
 
 
-def _ber_clipped(heard: StreamFingerprint, prompt: Fingerprint, offset: int) -> float:
-    """BER of ``prompt`` begun ``-offset`` frames before the stream, over what was heard."""
-    tail = Fingerprint(prompt.bits[-offset:], prompt.voiced[-offset:])
-    voiced = int(tail.voiced.sum())
-    if voiced < MIN_HEARD_SHARE * int(prompt.voiced.sum()) or heard.frames < tail.frames:
-        return 1.0
-    return float(_errors_by_offset(heard.bits, heard.quiet, tail, 0, 1)[0]) / (voiced * BITS)
+def _ber_early(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: int
+               ) -> npt.NDArray[np.float64]:
+    """BER of ``prompt`` begun ``-o`` frames before the stream, for each offset ``o`` in
+    ``[start, stop)`` (all negative), over what was heard of it; 1.0 where that holds under
+    MIN_HEARD_SHARE of the prompt's voiced frames. All offsets at once: the stream is padded
+    in front with frames that count neither as errors nor as voiced."""
+    m = prompt.frames
+    if stop <= start or heard.frames < m:
+        return np.zeros(0)
+    pad = -start
+    bits = np.concatenate((np.zeros(pad, np.uint16), heard.bits[:m]))
+    quiet = np.concatenate((np.zeros(pad, bool), heard.quiet[:m]))
+    heard_mask = np.concatenate((np.zeros(pad, bool), np.ones(m, bool)))
+    k = stop - start  # offsets start..stop-1 are windows 0..k-1 of the padded stream
+    win = _windows(bits, m)[:k]
+    counted = _windows(heard_mask, m)[:k] & prompt.voiced[None, :]
+    errors = np.where(_windows(quiet, m)[:k], BITS, _POPCOUNT16[win ^ prompt.bits[None, :]])
+    wrong = (errors * counted).sum(axis=1)
+    voiced = counted.sum(axis=1)
+    enough = voiced >= MIN_HEARD_SHARE * int(prompt.voiced.sum())
+    return np.where(enough, wrong / np.maximum(voiced * BITS, 1), 1.0)
 
 
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
@@ -258,8 +272,7 @@ def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
         if prompt.frames > heard.frames:
             return np.zeros(0)
         end = 0 if stop is None else min(0, stop)
-        early = np.array([_ber_clipped(heard, prompt, o)
-                          for o in range(max(start, -EARLY_FRAMES), end)])
+        early = _ber_early(heard, prompt, max(start, -EARLY_FRAMES), end)
         if stop is not None and stop <= 0:
             return early
         return np.concatenate((early, ber_by_offset(heard, prompt, 0, stop)))
