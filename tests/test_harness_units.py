@@ -217,6 +217,47 @@ def test_a_new_prompt_set_is_recognised_as_loaded_without_training(tmp_path: Pat
     assert _search(sf, idx, "fr-FR:bonjour")[0] is not None
 
 
+def test_fingerprints_are_cached_on_disk_until_a_wav_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second load reads the fingerprints from the cache (a harness start spent ~1.5 s of
+    CPU on them); a WAV replaced is fingerprinted again; a broken cache is ignored."""
+    from ivr.harness import prompt_index
+
+    prompts, cache = tmp_path / "prompts", tmp_path / "cache"
+    s = prompts / "fr-FR"
+    s.mkdir(parents=True)
+    for name in ("goodbye", "welcome"):
+        (s / f"{name}.wav").write_bytes((PROMPTS / "en-US" / f"{name}.wav").read_bytes())
+    (s / "manifest.yaml").write_text(
+        "language: fr-FR\nprompts:\n  a: {file: goodbye.wav}\n  b: {file: welcome.wav}\n")
+    computed: list[int] = []
+    real = prompt_index.fingerprint
+
+    def counting(pcm):  # type: ignore[no-untyped-def]
+        computed.append(1)
+        return real(pcm)
+
+    monkeypatch.setattr(prompt_index, "fingerprint", counting)
+    first = PromptIndex.load(prompts, cache)
+    assert len(computed) == 2
+    again = PromptIndex.load(prompts, cache)
+    assert len(computed) == 2  # both from the cache
+    for a, b in zip(first.prompts, again.prompts, strict=True):
+        assert (a.print.bits == b.print.bits).all() and (a.print.voiced == b.print.voiced).all()
+    (s / "welcome.wav").write_bytes((PROMPTS / "en-US" / "sales.wav").read_bytes())
+    changed = PromptIndex.load(prompts, cache)
+    assert len(computed) == 3
+    sales = PromptIndex.load(PROMPTS).get("en-US", "sales")
+    assert sales is not None
+    got = changed.get("fr-FR", "b")
+    assert got is not None and (got.print.bits == sales.print.bits).all()
+    for f in cache.iterdir():
+        f.write_bytes(b"not a cache")
+    before = len(computed)
+    PromptIndex.load(prompts, cache)
+    assert len(computed) == before + 2
+
+
 def test_prompt_text_is_resolved_by_similarity_with_digits_read_as_words(
         index: PromptIndex) -> None:
     assert text_similarity("press two for support", "For support, press 2.") == 0.5

@@ -39,6 +39,9 @@ HEARD_SILENCE_DBFS = -55.0  # below G.711 speech pauses' hiss, above digital sil
 # A frame whose RMS is below this (dBFS, full-scale square wave = 0) is silence: its bits are
 # noise. The same threshold as media.inband.VOICE_THRESHOLD_DBFS.
 SILENCE_DBFS = -40.0
+# Bump when a fingerprint of the same audio would come out otherwise: cached prints
+# (ivr/harness/print_cache.py) carry it and are recomputed when it changed.
+VERSION = f"1-{WINDOW_SAMPLES}-{HOP_SAMPLES}-{BANDS}-{LOW_HZ:g}-{HIGH_HZ:g}-{SILENCE_DBFS:g}"
 _FULL_SCALE = 32768.0
 
 _POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
