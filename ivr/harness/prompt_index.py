@@ -25,16 +25,17 @@ from ivr.speech.recognizer import Hypothesis
 from media.pcm import read_wav_mono16, resample
 
 from .fingerprint import (
-    _POPCOUNT16,
     BITS,
     CHUNK_FRAMES,
     HOP_MS,
+    OPENING_BER,
     SAMPLE_RATE_HZ,
     Fingerprint,
     StreamFingerprint,
     ber_at,
     ber_by_offset,
     fingerprint,
+    popcount,
 )
 from .print_cache import PrintCache, wav_key
 
@@ -167,7 +168,7 @@ class PromptIndex:
         quiet = heard.quiet[lo: hi + CHUNK_FRAMES - 1]
         windows = np.lib.stride_tricks.sliding_window_view(bits, CHUNK_FRAMES)  # K x C
         quiet_w = np.lib.stride_tricks.sliding_window_view(quiet, CHUNK_FRAMES)
-        errors = _POPCOUNT16[windows[None, :, :] ^ head_bits[:, None, :]]  # P x K x C
+        errors = popcount(windows[None, :, :] ^ head_bits[:, None, :])  # P x K x C
         errors = np.where(quiet_w[None, :, :], BITS, errors) * head_voiced[:, None, :]
         ber = errors.sum(axis=2) / (head_voiced.sum(axis=1)[:, None] * BITS)
         off = np.flatnonzero(ber.min(axis=1) > OPENING_BER)
@@ -205,9 +206,8 @@ class PromptIndex:
 
 
 MIN_PART_FRAMES = 250  # a prompt's first second is enough to name it
-# A prompt whose first CHUNK_FRAMES (0.5 s) are this far off the audio is not its twin:
-# unrelated audio scores near 0.5, a prompt against itself at most 0.15 (fingerprint.py).
-OPENING_BER = 0.4
+# A prompt whose first CHUNK_FRAMES (0.5 s) are this far off the audio is not its twin
+# (fingerprint.OPENING_BER, imported above).
 
 
 def _load_set(manifest: Path, cache: PrintCache) -> list[KnownPrompt]:
