@@ -125,6 +125,34 @@ def test_the_offsets_before_the_stream_are_scored_at_once(index: PromptIndex,
         assert early[o + EARLY_FRAMES] == pytest.approx(want), o
 
 
+def test_heard_silence_is_not_transformed_and_sound_is_fingerprinted_as_before(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heard window below HEARD_SILENCE_DBFS scores as all bits wrong whatever its bits,
+    so the stream does not transform it (a call hears seconds of it); the frames of sound
+    get the bits a whole-clip fingerprint gives them."""
+    from ivr.harness import fingerprint
+
+    clip = _clip("en-US", "welcome")
+    pcm = np.concatenate([np.zeros(8000, np.int16), clip, np.zeros(8000, np.int16)])
+    rows: list[int] = []
+    real = fingerprint._power
+
+    def counting(frames):  # type: ignore[no-untyped-def]
+        rows.append(frames.shape[0])
+        return real(frames)
+
+    monkeypatch.setattr(fingerprint, "_power", counting)
+    sf = StreamFingerprint()
+    for i in range(0, pcm.size, 800):
+        sf.feed(pcm[i: i + 800])
+    sound = ~sf.quiet
+    assert sum(rows) <= sound.sum() + 2 * len(rows)  # sound, each frame before it, the last
+    assert sf.quiet[:200].all() and sf.quiet[-200:].all()
+    whole, _ = fingerprint._band_energies(pcm)  # every window transformed
+    ref = fingerprint._bits(whole[1:], whole[0])
+    assert (sf.bits[1:][sound[1:]] == ref[sound[1:]]).all()
+
+
 def test_the_ear_times_each_20_ms_frame_of_a_batch_the_bridge_hands_over() -> None:
     """The ear's port takes 100 ms at a time (five bridge ticks, one call into Python):
     each 20 ms frame of a batch is timed 20 ms before the one after it, the last at the

@@ -76,23 +76,42 @@ def frame_level_dbfs(samples: npt.NDArray[np.int16], frame_samples: int) -> npt.
     return np.asarray(20 * np.log10(np.maximum(rms, 1e-3) / _FULL_SCALE))
 
 
-def _band_energies(samples: npt.NDArray[np.int16]) -> tuple[npt.NDArray[np.float64],
-                                                            npt.NDArray[np.float64]]:
-    """Band energies (frames x BANDS) and RMS level (dBFS) of each window."""
+def _band_energies(samples: npt.NDArray[np.int16], skip_quiet: bool = False
+                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Band energies (frames x BANDS) and RMS level (dBFS) of each window. ``skip_quiet``
+    (heard audio): no transform of a window below :data:`HEARD_SILENCE_DBFS` (its bits are
+    scored as all wrong) unless the next one is sound (its bits difference against it), nor
+    of the last (the next piece's first frame does); their energies are left 0."""
     n = (samples.size - WINDOW_SAMPLES) // HOP_SAMPLES + 1
     if n <= 0:
         return np.zeros((0, BANDS)), np.zeros(0)
     x = samples.astype(np.float64)
-    view = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)
-    frames = view[::HOP_SAMPLES][:n]
-    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)
-    energies = (spectrum.real ** 2 + spectrum.imag ** 2) @ _WEIGHTS  # |X|^2 without a sqrt
     # each window's energy from running sums of the squares: no second pass over the windows
     sq = np.concatenate(([0.0], np.cumsum(x * x)))
     starts = np.arange(n) * HOP_SAMPLES
     rms = np.sqrt(np.maximum(sq[starts + WINDOW_SAMPLES] - sq[starts], 0.0) / WINDOW_SAMPLES)
     level = 20 * np.log10(np.maximum(rms, 1e-3) / _FULL_SCALE)
+    step = x.strides[0]
+    frames = np.lib.stride_tricks.as_strided(x, (n, WINDOW_SAMPLES), (HOP_SAMPLES * step, step),
+                                             writeable=False)
+    if not skip_quiet:
+        return _power(frames), level
+    need = level >= HEARD_SILENCE_DBFS
+    need[:-1] |= need[1:]
+    need[-1] = True
+    if need.all():
+        return _power(frames), level
+    energies = np.zeros((n, BANDS))
+    rows = np.flatnonzero(need)
+    energies[rows] = _power(frames[rows])
     return energies, level
+
+
+def _power(frames: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Band energies of windows (rows of WINDOW_SAMPLES)."""
+    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)
+    out: npt.NDArray[np.float64] = (spectrum.real ** 2 + spectrum.imag ** 2) @ _WEIGHTS
+    return out  # |X|^2 without a sqrt
 
 
 def _bits(energies: npt.NDArray[np.float64], previous: npt.NDArray[np.float64]
@@ -158,7 +177,7 @@ class StreamFingerprint:
 
     def feed(self, samples: npt.NDArray[np.int16]) -> None:
         buf = np.concatenate((self._pending, samples)) if self._pending.size else samples
-        energies, level = _band_energies(buf)
+        energies, level = _band_energies(buf, skip_quiet=True)
         n = energies.shape[0]
         if n == 0:
             self._pending = buf.copy()
