@@ -296,6 +296,34 @@ def _ber_early(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: 
     return np.where(enough, wrong / np.maximum(voiced * BITS, 1), 1.0)
 
 
+# A prompt the call's end cut short by up to this much (100 ms: the ear's batch the bridge
+# had not handed over yet, and what the jitter buffer held) is still found once the call is
+# over, scored on what was heard of it (at least MIN_HEARD_SHARE of its voiced frames).
+LATE_FRAMES = 25
+
+
+def _ber_late(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: int
+              ) -> npt.NDArray[np.float64]:
+    """BER of ``prompt`` at offsets ``[start, stop)`` (``start`` >= 0) over the part of it
+    heard before the stream's end; 1.0 where that holds under MIN_HEARD_SHARE of its voiced
+    frames. The stream is padded at its end with frames that count neither way."""
+    m = prompt.frames
+    if stop <= start or start >= heard.frames or m == 0:
+        return np.zeros(0)
+    pad = max(0, stop - 1 + m - heard.frames)
+    bits = np.concatenate((heard.bits[start:], np.zeros(pad, np.uint16)))
+    quiet = np.concatenate((heard.quiet[start:], np.zeros(pad, bool)))
+    heard_mask = np.concatenate((np.ones(heard.frames - start, bool), np.zeros(pad, bool)))
+    k = stop - start
+    counted = _windows(heard_mask, m)[:k] & prompt.voiced[None, :]
+    errors = np.where(_windows(quiet, m)[:k], BITS,
+                      popcount(_windows(bits, m)[:k] ^ prompt.bits[None, :]))
+    wrong = (errors * counted).sum(axis=1)
+    voiced = counted.sum(axis=1)
+    enough = voiced >= MIN_HEARD_SHARE * int(prompt.voiced.sum())
+    return np.where(enough, wrong / np.maximum(voiced * BITS, 1), 1.0)
+
+
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
                   stop: int | None = None) -> npt.NDArray[np.float64]:
     """BER of ``prompt`` at each offset of ``heard`` in ``[start, stop)`` where it fits whole
@@ -381,6 +409,8 @@ class PromptSearch:
         match found is taken without waiting for the offsets after it."""
         ber = self._scores(heard)
         if ber.size == 0:
+            if final and self._candidate is None:
+                return self._cut_short(heard)
             return self._candidate if final else None
         base = self._next
         self._next += ber.size
@@ -388,7 +418,7 @@ class PromptSearch:
         if self._candidate is None:
             below = np.flatnonzero(ber < self.max_ber)
             if below.size == 0:
-                return None
+                return self._cut_short(heard) if final else None
             k = int(below[0])
             self._candidate = Match(base + k, float(ber[k]))
         cand = self._candidate
@@ -401,6 +431,19 @@ class PromptSearch:
         if final or self._next >= cand.frame + REFINE_FRAMES:
             return cand
         return None
+
+    def _cut_short(self, heard: StreamFingerprint) -> Match | None:
+        """Once the call is over: the prompt at an offset where it would run past the end of
+        what was heard by up to LATE_FRAMES (see :func:`_ber_late`)."""
+        start = max(self._next, 0)
+        ber = _ber_late(heard, self.prompt, start,
+                        heard.frames - self.prompt.frames + 1 + LATE_FRAMES)
+        below = np.flatnonzero(ber < self.max_ber)
+        if below.size == 0:
+            return None
+        k0 = int(below[0])
+        k = k0 + int(np.argmin(ber[k0: k0 + REFINE_FRAMES]))
+        return Match(start + k, float(ber[k]))
 
 
 def ber_at(heard: StreamFingerprint, prompt: Fingerprint, frame: int, slack: int = REFINE_FRAMES
