@@ -29,7 +29,6 @@ from .framebytes import vector_bytes
 from .inband import TAP_CLOCK_RATE_HZ, TAP_FRAME_MS
 from .leg import SipCallLeg
 
-
 # The ear port's frame: PJMEDIA's bridge buffers a port whose frame is longer than its own
 # 20 ms tick and hands it the audio once this much has gathered.
 EAR_FRAME_MS = 100

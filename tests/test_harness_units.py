@@ -15,8 +15,8 @@ from ivr.harness.call import CallResult, StepResult
 from ivr.harness.fingerprint import (
     BITS,
     EARLY_FRAMES,
-    MIN_HEARD_SHARE,
     HOP_SAMPLES,
+    MIN_HEARD_SHARE,
     PromptSearch,
     StreamFingerprint,
     ber_at,
