@@ -131,16 +131,14 @@ async def stream_stats(leg: SipCallLeg) -> StreamStats | None:
     def read() -> StreamStats | None:
         if handle.disconnected or handle.call is None or handle.audio_index < 0:
             return None
-        try:
-            stat = handle.call.getStreamStat(handle.audio_index).rtcp
+        try:  # one read of the stream's figures (pjsua2 copies them all each time)
+            whole = handle.call.getStreamStat(handle.audio_index)
         except pj.Error:
             return None
+        stat = whole.rtcp
         rx, tx = stat.rxStat, stat.txStat
         rtt = stat.rttUsec.mean / 1000 if stat.rttUsec.n else 0.0
-        try:
-            jb = float(handle.call.getStreamStat(handle.audio_index).jbuf.avgDelayMsec)
-        except pj.Error:
-            jb = 0.0
+        jb = float(whole.jbuf.avgDelayMsec)
         return StreamStats(rx.pkt, rx.loss, rx.jitterUsec.mean / 1000, tx.pkt, rtt, jb)
 
     return await phone.submit(read)
