@@ -161,11 +161,15 @@ class StreamFingerprint:
 
     :meth:`feed` takes samples in order; :attr:`bits` and :attr:`level_dbfs` grow by one
     entry per ``HOP_SAMPLES``; frame ``i`` covers samples from ``i * HOP_SAMPLES`` of the
-    stream. Fed in batches (a poll every ~100 ms), not per sample.
+    stream. Fed in batches (a poll every ~100 ms), not per sample; what was fed is analysed
+    when it is first read (:attr:`frames`, :attr:`bits`, ...), in one pass however many
+    batches came since (each pass has a fixed cost: a call's pump feeds twice as often as a
+    step reads).
     """
 
     def __init__(self) -> None:
         self._pending = np.zeros(0, np.int16)
+        self._unfed: list[npt.NDArray[np.int16]] = []
         self._previous: npt.NDArray[np.float64] | None = None
         self._bit_parts: list[npt.NDArray[np.uint16]] = []
         self._level_parts: list[npt.NDArray[np.float64]] = []
@@ -173,10 +177,23 @@ class StreamFingerprint:
         self._levels = np.zeros(0)
         self._quiet = np.zeros(0, bool)
         self._joined = 0  # frames in _bits/_levels/_quiet (their capacity may be larger)
-        self.frames = 0
+        self._frames = 0
 
     def feed(self, samples: npt.NDArray[np.int16]) -> None:
-        buf = np.concatenate((self._pending, samples)) if self._pending.size else samples
+        if samples.size:
+            self._unfed.append(samples)
+
+    @property
+    def frames(self) -> int:
+        self._analyse()
+        return self._frames
+
+    def _analyse(self) -> None:
+        if not self._unfed:
+            return
+        buf = np.concatenate([self._pending, *self._unfed]) if self._pending.size or \
+            len(self._unfed) > 1 else self._unfed[0]
+        self._unfed = []
         energies, level = _band_energies(buf, skip_quiet=True)
         n = energies.shape[0]
         if n == 0:
@@ -188,15 +205,16 @@ class StreamFingerprint:
         self._level_parts.append(level)
         self._previous = energies[-1]
         self._pending = buf[n * HOP_SAMPLES:].copy()
-        self.frames += n
+        self._frames += n
 
     def _join(self) -> None:
         """Move the fed parts into the arrays, which grow by doubling: joining is then
         proportional to what was fed since, not to the whole call (it runs every poll)."""
+        self._analyse()
         if not self._bit_parts:
             return
-        if self.frames > self._bits.size:
-            cap = max(self.frames, 2 * self._bits.size, 1024)
+        if self._frames > self._bits.size:
+            cap = max(self._frames, 2 * self._bits.size, 1024)
             for name in ("_bits", "_levels", "_quiet"):
                 old = getattr(self, name)
                 new = np.empty(cap, old.dtype)
@@ -214,18 +232,18 @@ class StreamFingerprint:
     @property
     def bits(self) -> npt.NDArray[np.uint16]:
         self._join()
-        return self._bits[: self.frames]
+        return self._bits[: self._frames]
 
     @property
     def level_dbfs(self) -> npt.NDArray[np.float64]:
         self._join()
-        return self._levels[: self.frames]
+        return self._levels[: self._frames]
 
     @property
     def quiet(self) -> npt.NDArray[np.bool_]:
         """Per frame: below :data:`HEARD_SILENCE_DBFS` (scored as all bits wrong)."""
         self._join()
-        return self._quiet[: self.frames]
+        return self._quiet[: self._frames]
 
 
 @dataclass(frozen=True)
@@ -296,10 +314,11 @@ def _ber_early(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: 
     return np.where(enough, wrong / np.maximum(voiced * BITS, 1), 1.0)
 
 
-# A prompt the call's end cut short by up to this much (100 ms: the ear's batch the bridge
-# had not handed over yet, and what the jitter buffer held) is still found once the call is
-# over, scored on what was heard of it (at least MIN_HEARD_SHARE of its voiced frames).
-LATE_FRAMES = 25
+# A prompt the call's end cut short by up to this much (200 ms: the ear's batch the bridge
+# had not handed over yet, up to 80 ms, and what the jitter buffer held) is still found once
+# the call is over, scored on what was heard of it (at least MIN_HEARD_SHARE of its voiced
+# frames).
+LATE_FRAMES = 50
 
 
 def _ber_late(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: int
