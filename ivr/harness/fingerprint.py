@@ -321,28 +321,6 @@ def _ber_early(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: 
 LATE_FRAMES = 50
 
 
-def _ber_late(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: int
-              ) -> npt.NDArray[np.float64]:
-    """BER of ``prompt`` at offsets ``[start, stop)`` (``start`` >= 0) over the part of it
-    heard before the stream's end; 1.0 where that holds under MIN_HEARD_SHARE of its voiced
-    frames. The stream is padded at its end with frames that count neither way."""
-    m = prompt.frames
-    if stop <= start or start >= heard.frames or m == 0:
-        return np.zeros(0)
-    pad = max(0, stop - 1 + m - heard.frames)
-    bits = np.concatenate((heard.bits[start:], np.zeros(pad, np.uint16)))
-    quiet = np.concatenate((heard.quiet[start:], np.zeros(pad, bool)))
-    heard_mask = np.concatenate((np.ones(heard.frames - start, bool), np.zeros(pad, bool)))
-    k = stop - start
-    counted = _windows(heard_mask, m)[:k] & prompt.voiced[None, :]
-    errors = np.where(_windows(quiet, m)[:k], BITS,
-                      popcount(_windows(bits, m)[:k] ^ prompt.bits[None, :]))
-    wrong = (errors * counted).sum(axis=1)
-    voiced = counted.sum(axis=1)
-    enough = voiced >= MIN_HEARD_SHARE * int(prompt.voiced.sum())
-    return np.where(enough, wrong / np.maximum(voiced * BITS, 1), 1.0)
-
-
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
                   stop: int | None = None) -> npt.NDArray[np.float64]:
     """BER of ``prompt`` at each offset of ``heard`` in ``[start, stop)`` where it fits whole
@@ -452,17 +430,26 @@ class PromptSearch:
         return None
 
     def _cut_short(self, heard: StreamFingerprint) -> Match | None:
-        """Once the call is over: the prompt at an offset where it would run past the end of
-        what was heard by up to LATE_FRAMES (see :func:`_ber_late`)."""
-        start = max(self._next, 0)
-        ber = _ber_late(heard, self.prompt, start,
-                        heard.frames - self.prompt.frames + 1 + LATE_FRAMES)
-        below = np.flatnonzero(ber < self.max_ber)
-        if below.size == 0:
-            return None
-        k0 = int(below[0])
-        k = k0 + int(np.argmin(ber[k0: k0 + REFINE_FRAMES]))
-        return Match(start + k, float(ber[k]))
+        """Once the call is over: the prompt as if it ended up to LATE_FRAMES early, at the
+        end of what was heard. Each shortened prompt (every 2 frames, while it keeps
+        MIN_HEARD_SHARE of the voiced frames) is scored where it ends in the last
+        REFINE_FRAMES of the stream, chunk by chunk as a whole one (a frame dropped in it
+        does not fail it); the lowest BER under the threshold wins."""
+        p, start = self.prompt, max(self._next, 0)
+        need = MIN_HEARD_SHARE * int(p.voiced.sum())
+        best: Match | None = None
+        for cut in range(1, LATE_FRAMES + 1, 2):
+            m = p.frames - cut
+            if m <= 0 or int(p.voiced[:m].sum()) < need:
+                break
+            lo = max(start, heard.frames - m + 1 - REFINE_FRAMES)
+            ber = ber_by_offset(heard, Fingerprint(p.bits[:m], p.voiced[:m]), lo)
+            if ber.size == 0:
+                continue
+            k = int(np.argmin(ber))
+            if ber[k] < self.max_ber and (best is None or ber[k] < best.ber):
+                best = Match(lo + k, float(ber[k]))
+        return best
 
 
 def ber_at(heard: StreamFingerprint, prompt: Fingerprint, frame: int, slack: int = REFINE_FRAMES
