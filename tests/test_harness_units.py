@@ -295,7 +295,7 @@ def test_a_new_prompt_set_is_recognised_as_loaded_without_training(tmp_path: Pat
 
 
 def test_fingerprints_are_cached_on_disk_until_a_wav_changes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        index: PromptIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second load reads the fingerprints from the cache (a harness start spent ~1.5 s of
     CPU on them); a WAV replaced is fingerprinted again; a broken cache is ignored."""
     from ivr.harness import prompt_index
@@ -324,7 +324,7 @@ def test_fingerprints_are_cached_on_disk_until_a_wav_changes(
     (s / "welcome.wav").write_bytes((PROMPTS / "en-US" / "sales.wav").read_bytes())
     changed = PromptIndex.load(prompts, cache)
     assert len(computed) == 3
-    sales = PromptIndex.load(PROMPTS).get("en-US", "sales")
+    sales = index.get("en-US", "sales")
     assert sales is not None
     got = changed.get("fr-FR", "b")
     assert got is not None and (got.print.bits == sales.print.bits).all()
