@@ -17,7 +17,6 @@ from ivr.harness.fingerprint import (
     EARLY_FRAMES,
     HOP_SAMPLES,
     MIN_HEARD_SHARE,
-    PromptSearch,
     StreamFingerprint,
     ber_at,
     ber_by_offset,
@@ -25,6 +24,7 @@ from ivr.harness.fingerprint import (
 from ivr.harness.prompt_index import PromptIndex, text_similarity
 from ivr.harness.results import junit_xml
 from ivr.harness.scenario import ScenarioError, check_prompts, load_scenario
+from ivr.harness.search import PromptSearch
 from media.g711 import ulaw_decode, ulaw_encode
 from media.pcm import read_wav_mono16
 

@@ -28,7 +28,6 @@ from .fingerprint import (
     BITS,
     CHUNK_FRAMES,
     HOP_MS,
-    OPENING_BER,
     SAMPLE_RATE_HZ,
     Fingerprint,
     StreamFingerprint,
@@ -38,6 +37,7 @@ from .fingerprint import (
     popcount,
 )
 from .print_cache import PrintCache, wav_key
+from .search import OPENING_BER
 
 
 class PromptSetError(Exception):
@@ -207,7 +207,7 @@ class PromptIndex:
 
 MIN_PART_FRAMES = 250  # a prompt's first second is enough to name it
 # A prompt whose first CHUNK_FRAMES (0.5 s) are this far off the audio is not its twin
-# (fingerprint.OPENING_BER, imported above).
+# (search.OPENING_BER, imported above).
 
 
 def _load_set(manifest: Path, cache: PrintCache) -> list[KnownPrompt]:
