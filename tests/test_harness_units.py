@@ -203,6 +203,33 @@ def test_the_ear_times_each_20_ms_frame_of_a_batch_the_bridge_hands_over() -> No
     assert times[frames] >= times[frames - 1]
 
 
+def test_a_long_prompt_is_scored_whole_only_where_its_opening_fits(
+        index: PromptIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over audio that is another prompt, a long prompt's search scores its 0.5 s opening
+    only; where it is played, it is scored whole around there and found."""
+    from ivr.harness import search
+
+    prompt = index.get("en-US", "main_menu")
+    assert prompt is not None and prompt.print.frames > 500
+    scored: list[int] = []
+    real = search.ber_by_offset
+
+    def recording(heard, p, start=0, stop=None):  # type: ignore[no-untyped-def]
+        out = real(heard, p, start, stop)
+        if p.frames == prompt.print.frames:
+            scored.append(out.size)
+        return out
+
+    monkeypatch.setattr(search, "ber_by_offset", recording)
+    other = _heard(np.zeros(2000), _clip("zh-CN", "main_menu"), np.zeros(4000))
+    s = PromptSearch(prompt.print, 0)
+    assert s.poll(other) is None and scored == []
+    played = _heard(np.zeros(2000), _clip("en-US", "main_menu"), np.zeros(4000))
+    match = PromptSearch(prompt.print, 0).poll(played)
+    assert match is not None and match.ber < 0.2
+    assert 0 < sum(scored) < 100  # offsets near the match only
+
+
 def test_a_prompt_the_hang_up_cut_short_is_found_once_the_call_is_over(index: PromptIndex
                                                                         ) -> None:
     """The IVR says goodbye and hangs up: the last 200 ms of it may never reach the harness
