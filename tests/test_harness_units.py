@@ -13,9 +13,10 @@ import pytest
 from ivr.harness import analysis
 from ivr.harness.call import CallContext, CallResult, StepResult
 from ivr.harness.fingerprint import (
+    BITS,
     EARLY_FRAMES,
     HOP_SAMPLES,
-    PromptSearch,
+    MIN_HEARD_SHARE,
     StreamFingerprint,
     ber_at,
     ber_by_offset,
@@ -23,6 +24,7 @@ from ivr.harness.fingerprint import (
 from ivr.harness.prompt_index import PromptIndex, text_similarity
 from ivr.harness.results import junit_xml
 from ivr.harness.scenario import ScenarioError, check_prompts, load_scenario
+from ivr.harness.search import PromptSearch
 from media.g711 import ulaw_decode, ulaw_encode
 from media.pcm import read_wav_mono16, sound_start, trim_lead
 from media.probe import StreamStats
@@ -113,6 +115,161 @@ def test_a_heard_sample_is_timed_at_its_packets_arrival_before_the_jitter_buffer
     ctx.stats = StreamStats(50, 0, 1.0, 50, 0.0, jitter_buffer_ms=60.0)
     assert ctx.rtp_time(5 * 160 + 7) == pytest.approx(100.1 - 0.06)
     assert ctx.rtp_time(-80) == pytest.approx(100.0 - 0.01 - 0.06)  # before the ear came
+def test_the_offsets_before_the_stream_are_scored_at_once(index: PromptIndex,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """The first prompt's offsets before the stream began (up to EARLY_FRAMES) are scored in
+    one pass, not one offset at a time (that was a harness call's largest analysis cost),
+    and each is the BER of the prompt's heard tail."""
+    from ivr.harness import fingerprint
+
+    menu = _clip("en-US", "language_menu")
+    sf = _heard(menu[1200:], np.zeros(4000))
+    prompt = index.get("en-US", "language_menu")
+    assert prompt is not None
+    passes: list[int] = []
+    real = fingerprint._errors_by_offset
+
+    def counting(*args):  # type: ignore[no-untyped-def]
+        passes.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fingerprint, "_errors_by_offset", counting)
+    early = ber_by_offset(sf, prompt.print, -EARLY_FRAMES, 0)
+    assert len(passes) <= 1 and early.size == EARLY_FRAMES
+    p, bits, quiet = prompt.print, sf.bits, sf.quiet
+    for o in (-EARLY_FRAMES, -38, -1):  # what was heard of the prompt begun -o frames early
+        tail_bits, tail_voiced = p.bits[-o:], p.voiced[-o:]
+        errors = np.array([BITS if quiet[j] else bin(int(bits[j] ^ b)).count("1")
+                           for j, b in enumerate(tail_bits)])
+        if tail_voiced.sum() >= MIN_HEARD_SHARE * p.voiced.sum():
+            want = errors[tail_voiced].sum() / (tail_voiced.sum() * BITS)
+        else:
+            want = 1.0
+        assert early[o + EARLY_FRAMES] == pytest.approx(want), o
+
+
+def test_heard_silence_is_not_transformed_and_sound_is_fingerprinted_as_before(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heard window below HEARD_SILENCE_DBFS scores as all bits wrong whatever its bits,
+    so the stream does not transform it (a call hears seconds of it); the frames of sound
+    get the bits a whole-clip fingerprint gives them."""
+    from ivr.harness import fingerprint
+
+    clip = _clip("en-US", "welcome")
+    pcm = np.concatenate([np.zeros(8000, np.int16), clip, np.zeros(8000, np.int16)])
+    rows: list[int] = []
+    real = fingerprint._power
+
+    def counting(frames):  # type: ignore[no-untyped-def]
+        rows.append(frames.shape[0])
+        return real(frames)
+
+    monkeypatch.setattr(fingerprint, "_power", counting)
+    sf = StreamFingerprint()
+    for i in range(0, pcm.size, 800):
+        sf.feed(pcm[i: i + 800])
+    sound = ~sf.quiet
+    assert sum(rows) <= sound.sum() + 2 * len(rows)  # sound, each frame before it, the last
+    assert sf.quiet[:200].all() and sf.quiet[-200:].all()
+    whole, _ = fingerprint._band_energies(pcm)  # every window transformed
+    ref = fingerprint._bits(whole[1:], whole[0])
+    assert (sf.bits[1:][sound[1:]] == ref[sound[1:]]).all()
+
+
+def test_what_was_fed_is_analysed_once_when_read_as_if_fed_whole(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call's pump feeds every 100 ms, a step reads every 200 ms: the pieces fed between
+    two reads are analysed in one pass, and the frames come out as from one piece."""
+    from ivr.harness import fingerprint
+
+    clip = _clip("en-US", "welcome")
+    whole = StreamFingerprint()
+    whole.feed(clip)
+    assert whole.frames > 0
+    passes: list[int] = []
+    real = fingerprint._band_energies
+
+    def counting(samples, skip_quiet=False):  # type: ignore[no-untyped-def]
+        passes.append(1)
+        return real(samples, skip_quiet)
+
+    monkeypatch.setattr(fingerprint, "_band_energies", counting)
+    pieces = StreamFingerprint()
+    for i in range(0, clip.size, 800):
+        pieces.feed(clip[i: i + 800])
+        if (i // 800) % 4 == 3:
+            assert pieces.frames > 0  # a read: what was fed so far is analysed
+    reads = clip.size // 3200
+    assert len(passes) == reads
+    sound = ~whole.quiet
+    assert pieces.frames == whole.frames and (pieces.quiet == whole.quiet).all()
+    assert (pieces.bits[sound] == whole.bits[sound]).all()
+    assert len(passes) == reads + 1  # the last pieces, analysed for the reads above
+
+
+def test_the_ear_times_each_20_ms_frame_of_a_batch_the_bridge_hands_over() -> None:
+    """The ear's port takes 100 ms at a time (five bridge ticks, one call into Python):
+    each 20 ms frame of a batch is timed 20 ms before the one after it, the last at the
+    hand-over."""
+    from media.probe import EAR_FRAME_MS, Ear
+
+    ear = Ear()
+    frames = EAR_FRAME_MS // 20
+    pcm = np.arange(frames * 160, dtype="<i2")
+    ear.push(pcm.tobytes())
+    ear.push(np.zeros(160, "<i2").tobytes())  # a lone 20 ms frame
+    samples, times = ear.drain()
+    assert samples.size == (frames + 1) * 160 and (samples[: pcm.size] == pcm).all()
+    assert len(times) == frames + 1
+    gaps = np.diff(times[:frames])
+    assert gaps == pytest.approx([0.02] * (frames - 1))
+    assert times[frames] >= times[frames - 1]
+
+
+def test_a_long_prompt_is_scored_whole_only_where_its_opening_fits(
+        index: PromptIndex, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over audio that is another prompt, a long prompt's search scores its 0.5 s opening
+    only; where it is played, it is scored whole around there and found."""
+    from ivr.harness import search
+
+    prompt = index.get("en-US", "main_menu")
+    assert prompt is not None and prompt.print.frames > 500
+    scored: list[int] = []
+    real = search.ber_by_offset
+
+    def recording(heard, p, start=0, stop=None):  # type: ignore[no-untyped-def]
+        out = real(heard, p, start, stop)
+        if p.frames == prompt.print.frames:
+            scored.append(out.size)
+        return out
+
+    monkeypatch.setattr(search, "ber_by_offset", recording)
+    other = _heard(np.zeros(2000), _clip("zh-CN", "main_menu"), np.zeros(4000))
+    s = PromptSearch(prompt.print, 0)
+    assert s.poll(other) is None and scored == []
+    played = _heard(np.zeros(2000), _clip("en-US", "main_menu"), np.zeros(4000))
+    match = PromptSearch(prompt.print, 0).poll(played)
+    assert match is not None and match.ber < 0.2
+    assert 0 < sum(scored) < 100  # offsets near the match only
+
+
+def test_a_prompt_the_hang_up_cut_short_is_found_once_the_call_is_over(index: PromptIndex
+                                                                        ) -> None:
+    """The IVR says goodbye and hangs up: the last 200 ms of it may never reach the harness
+    (the ear's batch the bridge had not handed over, the jitter buffer). Once the call is
+    over the prompt is found where it began, scored on what was heard; more cut is not."""
+    prompt = index.get("en-US", "goodbye")
+    assert prompt is not None
+    whole = _clip("en-US", "goodbye")
+    dropped = np.concatenate([whole[:8000], whole[8160:]])  # a 20 ms frame lost in it
+    for clip, cut_ms, found in ((whole, 20, True), (whole, 100, True), (whole, 180, True),
+                                (dropped, 60, True), (whole, 260, False)):
+        sf = _heard(np.zeros(8000), clip[: clip.size - cut_ms * 8])
+        match = PromptSearch(prompt.print, 0).poll(sf, final=True)
+        assert (match is not None) == found, cut_ms
+        if match is not None:  # where it began (8000 samples of silence, lead trimmed)
+            assert abs(match.frame * HOP_SAMPLES - 8000) < 8000 * 0.1 and match.ber < 0.15
 
 
 def test_another_prompt_is_not_found_and_near_twins_are_told_apart(index: PromptIndex
@@ -186,6 +343,47 @@ def test_a_new_prompt_set_is_recognised_as_loaded_without_training(tmp_path: Pat
     assert idx.sets() == {"fr-FR"}
     sf = _heard(np.zeros(3000), _clip("en-US", "goodbye"), np.zeros(3000))
     assert _search(sf, idx, "fr-FR:bonjour")[0] is not None
+
+
+def test_fingerprints_are_cached_on_disk_until_a_wav_changes(
+        index: PromptIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second load reads the fingerprints from the cache (a harness start spent ~1.5 s of
+    CPU on them); a WAV replaced is fingerprinted again; a broken cache is ignored."""
+    from ivr.harness import prompt_index
+
+    prompts, cache = tmp_path / "prompts", tmp_path / "cache"
+    s = prompts / "fr-FR"
+    s.mkdir(parents=True)
+    for name in ("goodbye", "welcome"):
+        (s / f"{name}.wav").write_bytes((PROMPTS / "en-US" / f"{name}.wav").read_bytes())
+    (s / "manifest.yaml").write_text(
+        "language: fr-FR\nprompts:\n  a: {file: goodbye.wav}\n  b: {file: welcome.wav}\n")
+    computed: list[int] = []
+    real = prompt_index.fingerprint
+
+    def counting(pcm):  # type: ignore[no-untyped-def]
+        computed.append(1)
+        return real(pcm)
+
+    monkeypatch.setattr(prompt_index, "fingerprint", counting)
+    first = PromptIndex.load(prompts, cache)
+    assert len(computed) == 2
+    again = PromptIndex.load(prompts, cache)
+    assert len(computed) == 2  # both from the cache
+    for a, b in zip(first.prompts, again.prompts, strict=True):
+        assert (a.print.bits == b.print.bits).all() and (a.print.voiced == b.print.voiced).all()
+    (s / "welcome.wav").write_bytes((PROMPTS / "en-US" / "sales.wav").read_bytes())
+    changed = PromptIndex.load(prompts, cache)
+    assert len(computed) == 3
+    sales = index.get("en-US", "sales")
+    assert sales is not None
+    got = changed.get("fr-FR", "b")
+    assert got is not None and (got.print.bits == sales.print.bits).all()
+    for f in cache.iterdir():
+        f.write_bytes(b"not a cache")
+    before = len(computed)
+    PromptIndex.load(prompts, cache)
+    assert len(computed) == before + 2
 
 
 def test_prompt_text_is_resolved_by_similarity_with_digits_read_as_words(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .load import LoadPlan, LoadStats
+from .print_cache import default_cache_dir
 from .prompt_index import PromptIndex, PromptSetError, Transcriber
 from .scenario import Scenario, ScenarioError, check_prompts, load_scenario, scenario_files
 
@@ -57,7 +58,7 @@ def _prompts_dir(args: argparse.Namespace) -> Path:
 def cmd_check(args: argparse.Namespace) -> int:
     scenarios, problems = _load_all(args.targets)
     try:
-        index = PromptIndex.load(_prompts_dir(args))
+        index = PromptIndex.load(_prompts_dir(args), default_cache_dir())
     except PromptSetError as exc:
         problems.append(str(exc))
     else:
@@ -147,7 +148,7 @@ async def _run(args: argparse.Namespace, scenarios: list[Scenario], index: Promp
 def cmd_run(args: argparse.Namespace) -> int:
     scenarios, problems = _load_all(args.targets)
     try:
-        index = PromptIndex.load(_prompts_dir(args))
+        index = PromptIndex.load(_prompts_dir(args), default_cache_dir())
     except PromptSetError as exc:
         problems.append(str(exc))
         index = None
@@ -210,7 +211,7 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     scenarios, problems = _load_all([args.scenario])
     try:
-        index = PromptIndex.load(_prompts_dir(args))
+        index = PromptIndex.load(_prompts_dir(args), default_cache_dir())
     except PromptSetError as exc:
         problems.append(str(exc))
         index = None

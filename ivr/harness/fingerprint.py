@@ -39,9 +39,22 @@ HEARD_SILENCE_DBFS = -55.0  # below G.711 speech pauses' hiss, above digital sil
 # A frame whose RMS is below this (dBFS, full-scale square wave = 0) is silence: its bits are
 # noise. The same threshold as media.inband.VOICE_THRESHOLD_DBFS.
 SILENCE_DBFS = -40.0
+# Bump when a fingerprint of the same audio would come out otherwise: cached prints
+# (ivr/harness/print_cache.py) carry it and are recomputed when it changed.
+VERSION = f"1-{WINDOW_SAMPLES}-{HOP_SAMPLES}-{BANDS}-{LOW_HZ:g}-{HIGH_HZ:g}-{SILENCE_DBFS:g}"
 _FULL_SCALE = 32768.0
 
-_POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
+
+def _popcount_table(x: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint8]:
+    out: npt.NDArray[np.uint8] = _POPCOUNT16[x]
+    return out
+
+
+_POPCOUNT16 = np.unpackbits(np.arange(1 << 16, dtype=">u2").view(np.uint8).reshape(-1, 2),
+                            axis=1).sum(axis=1).astype(np.uint8)
+# Set bits per frame (uint16 in, uint8 out): numpy's ufunc where it has one (numpy >= 2.0,
+# some 7 times faster than the table: it runs for every offset scored), else the table.
+popcount = getattr(np, "bitwise_count", _popcount_table)
 _WINDOW = np.hanning(WINDOW_SAMPLES).astype(np.float64)
 _EDGES_HZ = np.geomspace(LOW_HZ, HIGH_HZ, BANDS + 1)
 _BIN_HZ = SAMPLE_RATE_HZ / WINDOW_SAMPLES
@@ -62,23 +75,42 @@ def frame_level_dbfs(samples: npt.NDArray[np.int16], frame_samples: int) -> npt.
     return np.asarray(20 * np.log10(np.maximum(rms, 1e-3) / _FULL_SCALE))
 
 
-def _band_energies(samples: npt.NDArray[np.int16]) -> tuple[npt.NDArray[np.float64],
-                                                            npt.NDArray[np.float64]]:
-    """Band energies (frames x BANDS) and RMS level (dBFS) of each window."""
+def _band_energies(samples: npt.NDArray[np.int16], skip_quiet: bool = False
+                   ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Band energies (frames x BANDS) and RMS level (dBFS) of each window. ``skip_quiet``
+    (heard audio): no transform of a window below :data:`HEARD_SILENCE_DBFS` (its bits are
+    scored as all wrong) unless the next one is sound (its bits difference against it), nor
+    of the last (the next piece's first frame does); their energies are left 0."""
     n = (samples.size - WINDOW_SAMPLES) // HOP_SAMPLES + 1
     if n <= 0:
         return np.zeros((0, BANDS)), np.zeros(0)
     x = samples.astype(np.float64)
-    view = np.lib.stride_tricks.sliding_window_view(x, WINDOW_SAMPLES)
-    frames = view[::HOP_SAMPLES][:n]
-    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)
-    energies = (spectrum.real ** 2 + spectrum.imag ** 2) @ _WEIGHTS  # |X|^2 without a sqrt
     # each window's energy from running sums of the squares: no second pass over the windows
     sq = np.concatenate(([0.0], np.cumsum(x * x)))
     starts = np.arange(n) * HOP_SAMPLES
     rms = np.sqrt(np.maximum(sq[starts + WINDOW_SAMPLES] - sq[starts], 0.0) / WINDOW_SAMPLES)
     level = 20 * np.log10(np.maximum(rms, 1e-3) / _FULL_SCALE)
+    step = x.strides[0]
+    frames = np.lib.stride_tricks.as_strided(x, (n, WINDOW_SAMPLES), (HOP_SAMPLES * step, step),
+                                             writeable=False)
+    if not skip_quiet:
+        return _power(frames), level
+    need = level >= HEARD_SILENCE_DBFS
+    need[:-1] |= need[1:]
+    need[-1] = True
+    if need.all():
+        return _power(frames), level
+    energies = np.zeros((n, BANDS))
+    rows = np.flatnonzero(need)
+    energies[rows] = _power(frames[rows])
     return energies, level
+
+
+def _power(frames: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Band energies of windows (rows of WINDOW_SAMPLES)."""
+    spectrum = np.fft.rfft(frames * _WINDOW, axis=1)
+    out: npt.NDArray[np.float64] = (spectrum.real ** 2 + spectrum.imag ** 2) @ _WEIGHTS
+    return out  # |X|^2 without a sqrt
 
 
 def _bits(energies: npt.NDArray[np.float64], previous: npt.NDArray[np.float64]
@@ -132,11 +164,15 @@ class StreamFingerprint:
 
     :meth:`feed` takes samples in order; :attr:`bits` and :attr:`level_dbfs` grow by one
     entry per ``HOP_SAMPLES``; frame ``i`` covers samples from ``i * HOP_SAMPLES`` of the
-    stream. Fed in batches (a poll every ~100 ms), not per sample.
+    stream. Fed in batches (a poll every ~100 ms), not per sample; what was fed is analysed
+    when it is first read (:attr:`frames`, :attr:`bits`, ...), in one pass however many
+    batches came since (each pass has a fixed cost: a call's pump feeds twice as often as a
+    step reads).
     """
 
     def __init__(self) -> None:
         self._pending = np.zeros(0, np.int16)
+        self._unfed: list[npt.NDArray[np.int16]] = []
         self._previous: npt.NDArray[np.float64] | None = None
         self._bit_parts: list[npt.NDArray[np.uint16]] = []
         self._level_parts: list[npt.NDArray[np.float64]] = []
@@ -144,11 +180,24 @@ class StreamFingerprint:
         self._levels = np.zeros(0)
         self._quiet = np.zeros(0, bool)
         self._joined = 0  # frames in _bits/_levels/_quiet (their capacity may be larger)
-        self.frames = 0
+        self._frames = 0
 
     def feed(self, samples: npt.NDArray[np.int16]) -> None:
-        buf = np.concatenate((self._pending, samples)) if self._pending.size else samples
-        energies, level = _band_energies(buf)
+        if samples.size:
+            self._unfed.append(samples)
+
+    @property
+    def frames(self) -> int:
+        self._analyse()
+        return self._frames
+
+    def _analyse(self) -> None:
+        if not self._unfed:
+            return
+        buf = np.concatenate([self._pending, *self._unfed]) if self._pending.size or \
+            len(self._unfed) > 1 else self._unfed[0]
+        self._unfed = []
+        energies, level = _band_energies(buf, skip_quiet=True)
         n = energies.shape[0]
         if n == 0:
             self._pending = buf.copy()
@@ -159,15 +208,16 @@ class StreamFingerprint:
         self._level_parts.append(level)
         self._previous = energies[-1]
         self._pending = buf[n * HOP_SAMPLES:].copy()
-        self.frames += n
+        self._frames += n
 
     def _join(self) -> None:
         """Move the fed parts into the arrays, which grow by doubling: joining is then
         proportional to what was fed since, not to the whole call (it runs every poll)."""
+        self._analyse()
         if not self._bit_parts:
             return
-        if self.frames > self._bits.size:
-            cap = max(self.frames, 2 * self._bits.size, 1024)
+        if self._frames > self._bits.size:
+            cap = max(self._frames, 2 * self._bits.size, 1024)
             for name in ("_bits", "_levels", "_quiet"):
                 old = getattr(self, name)
                 new = np.empty(cap, old.dtype)
@@ -185,18 +235,18 @@ class StreamFingerprint:
     @property
     def bits(self) -> npt.NDArray[np.uint16]:
         self._join()
-        return self._bits[: self.frames]
+        return self._bits[: self._frames]
 
     @property
     def level_dbfs(self) -> npt.NDArray[np.float64]:
         self._join()
-        return self._levels[: self.frames]
+        return self._levels[: self._frames]
 
     @property
     def quiet(self) -> npt.NDArray[np.bool_]:
         """Per frame: below :data:`HEARD_SILENCE_DBFS` (scored as all bits wrong)."""
         self._join()
-        return self._quiet[: self.frames]
+        return self._quiet[: self._frames]
 
 
 @dataclass(frozen=True)
@@ -224,7 +274,7 @@ def _errors_by_offset(bits: npt.NDArray[np.uint16], quiet: npt.NDArray[np.bool_]
     a, b = max(lo, 0), min(hi, bits.size - m + 1)
     if b > a:
         windows = _windows(bits[a: b + m - 1], m)
-        errors = _POPCOUNT16[windows ^ prompt.bits[None, :]].astype(np.int32)
+        errors = popcount(windows ^ prompt.bits[None, :]).astype(np.int32)
         errors[_windows(quiet[a: b + m - 1], m)] = BITS
         out[a - lo: b - lo] = errors[:, prompt.voiced].sum(axis=1)
     return out
@@ -244,13 +294,27 @@ EARLY_FRAMES = 75  # 300 ms
 MIN_HEARD_SHARE = 0.7
 
 
-def _ber_clipped(heard: StreamFingerprint, prompt: Fingerprint, offset: int) -> float:
-    """BER of ``prompt`` begun ``-offset`` frames before the stream, over what was heard."""
-    tail = Fingerprint(prompt.bits[-offset:], prompt.voiced[-offset:])
-    voiced = int(tail.voiced.sum())
-    if voiced < MIN_HEARD_SHARE * int(prompt.voiced.sum()) or heard.frames < tail.frames:
-        return 1.0
-    return float(_errors_by_offset(heard.bits, heard.quiet, tail, 0, 1)[0]) / (voiced * BITS)
+def _ber_early(heard: StreamFingerprint, prompt: Fingerprint, start: int, stop: int
+               ) -> npt.NDArray[np.float64]:
+    """BER of ``prompt`` begun ``-o`` frames before the stream, for each offset ``o`` in
+    ``[start, stop)`` (all negative), over what was heard of it; 1.0 where that holds under
+    MIN_HEARD_SHARE of the prompt's voiced frames. All offsets at once: the stream is padded
+    in front with frames that count neither as errors nor as voiced."""
+    m = prompt.frames
+    if stop <= start or heard.frames < m:
+        return np.zeros(0)
+    pad = -start
+    bits = np.concatenate((np.zeros(pad, np.uint16), heard.bits[:m]))
+    quiet = np.concatenate((np.zeros(pad, bool), heard.quiet[:m]))
+    heard_mask = np.concatenate((np.zeros(pad, bool), np.ones(m, bool)))
+    k = stop - start  # offsets start..stop-1 are windows 0..k-1 of the padded stream
+    win = _windows(bits, m)[:k]
+    counted = _windows(heard_mask, m)[:k] & prompt.voiced[None, :]
+    errors = np.where(_windows(quiet, m)[:k], BITS, popcount(win ^ prompt.bits[None, :]))
+    wrong = (errors * counted).sum(axis=1)
+    voiced = counted.sum(axis=1)
+    enough = voiced >= MIN_HEARD_SHARE * int(prompt.voiced.sum())
+    return np.where(enough, wrong / np.maximum(voiced * BITS, 1), 1.0)
 
 
 def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
@@ -262,8 +326,7 @@ def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
         if prompt.frames > heard.frames:
             return np.zeros(0)
         end = 0 if stop is None else min(0, stop)
-        early = np.array([_ber_clipped(heard, prompt, o)
-                          for o in range(max(start, -EARLY_FRAMES), end)])
+        early = _ber_early(heard, prompt, max(start, -EARLY_FRAMES), end)
         if stop is not None and stop <= 0:
             return early
         return np.concatenate((early, ber_by_offset(heard, prompt, 0, stop)))
@@ -292,46 +355,6 @@ def ber_by_offset(heard: StreamFingerprint, prompt: Fingerprint, start: int = 0,
 
 # Once a BER under the threshold is seen, the best offset is looked for this far on (100 ms).
 REFINE_FRAMES = 25
-
-
-class PromptSearch:
-    """Looks for one prompt in a growing stream from frame ``start``, a few new offsets per
-    :meth:`poll` (each offset is scored once)."""
-
-    def __init__(self, prompt: Fingerprint, start: int, max_ber: float = MATCH_BER) -> None:
-        self.prompt = prompt
-        self.start = start
-        self.max_ber = max_ber
-        self._next = start
-        self._candidate: Match | None = None
-        self.best_ber = 1.0  # lowest BER seen so far (for "what was heard instead")
-
-    def poll(self, heard: StreamFingerprint, final: bool = False) -> Match | None:
-        """The match once it is certain (the best offset near the first one under the
-        threshold), else None. ``final``: the stream has ended (the call is over), so a
-        match found is taken without waiting for the offsets after it."""
-        ber = ber_by_offset(heard, self.prompt, self._next)
-        if ber.size == 0:
-            return self._candidate if final else None
-        base = self._next
-        self._next += ber.size
-        self.best_ber = min(self.best_ber, float(ber.min()))
-        if self._candidate is None:
-            below = np.flatnonzero(ber < self.max_ber)
-            if below.size == 0:
-                return None
-            k = int(below[0])
-            self._candidate = Match(base + k, float(ber[k]))
-        cand = self._candidate
-        lo = max(0, cand.frame - base)
-        hi = min(ber.size, cand.frame + REFINE_FRAMES - base)
-        if lo < hi:
-            k = lo + int(np.argmin(ber[lo:hi]))
-            if ber[k] < cand.ber:
-                self._candidate = cand = Match(base + k, float(ber[k]))
-        if final or self._next >= cand.frame + REFINE_FRAMES:
-            return cand
-        return None
 
 
 def ber_at(heard: StreamFingerprint, prompt: Fingerprint, frame: int, slack: int = REFINE_FRAMES

@@ -26,6 +26,8 @@ TIMINGS = ("key_to_prompt_ms", "time_to_first_audio_ms", "post_dial_delay_ms",
            "jitter_buffer_ms")
 WINDOW_S = 5.0  # the report's time axis: percentiles per window
 _MAX_US = 600_000_000  # 10 minutes
+# The parent's turn: starts due are sent at most this late (the Pacer keeps the rate).
+PACE_S = 0.05
 
 
 def _histogram() -> HdrHistogram:
@@ -194,7 +196,7 @@ async def run_load(plan: LoadPlan, callers: list[Any], stats: LoadStats,
             streams[callers.index(c)][1].write(b"call\n")
         if on_tick is not None:
             on_tick(now - t0, active)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(PACE_S)
     for _, writer in streams:
         writer.write(b"stop\n")
     while any(not t.done() for t in done_reading):

@@ -25,7 +25,6 @@ from ivr.speech.recognizer import Hypothesis
 from media.pcm import read_wav_mono16, resample, sound_start
 
 from .fingerprint import (
-    _POPCOUNT16,
     BITS,
     CHUNK_FRAMES,
     HOP_MS,
@@ -35,7 +34,10 @@ from .fingerprint import (
     ber_at,
     ber_by_offset,
     fingerprint,
+    popcount,
 )
+from .print_cache import PrintCache, wav_key
+from .search import OPENING_BER
 
 
 class PromptSetError(Exception):
@@ -114,12 +116,14 @@ class PromptIndex:
             dtype=bool).reshape(len(self._long), CHUNK_FRAMES)
 
     @classmethod
-    def load(cls, prompts_dir: Path) -> PromptIndex:
+    def load(cls, prompts_dir: Path, cache_dir: Path | None = None) -> PromptIndex:
+        """The sets under ``prompts_dir``; with ``cache_dir``, fingerprints of WAVs that did
+        not change since the last load are read from there (:mod:`.print_cache`)."""
         if not prompts_dir.is_dir():
             raise PromptSetError(f"{prompts_dir}: no such prompts directory")
         found: list[KnownPrompt] = []
         for manifest in sorted(prompts_dir.glob("*/manifest.yaml")):
-            found.extend(_load_set(manifest))
+            found.extend(_load_set(manifest, PrintCache(cache_dir, manifest)))
         if not found:
             raise PromptSetError(f"{prompts_dir}: no prompt sets (*/manifest.yaml)")
         return cls(found)
@@ -142,10 +146,11 @@ class PromptIndex:
         """The known prompt that fits the audio at ``frame`` best (lowest BER), among those
         of about ``length_frames`` (within 30 %) when given."""
         best: tuple[float, KnownPrompt] | None = None
-        skip = self._openings_off(heard, frame, slack)
-        for i, p in enumerate(self.prompts):
-            if length_frames and abs(p.print.frames - length_frames) > 0.3 * length_frames:
-                continue
+        alike = [i for i, p in enumerate(self.prompts) if not length_frames
+                 or abs(p.print.frames - length_frames) <= 0.3 * length_frames]
+        skip = self._openings_off(heard, frame, slack, alike)
+        for i in alike:
+            p = self.prompts[i]
             if i in skip:
                 continue
             ber = ber_at(heard, p.print, frame, slack)
@@ -153,23 +158,28 @@ class PromptIndex:
                 best = (ber, p)
         return best
 
-    def _openings_off(self, heard: StreamFingerprint, frame: int, slack: int) -> set[int]:
-        """Prompts (by position) whose opening BER is above :data:`OPENING_BER` at every
-        offset within ``slack`` of ``frame``: they cannot be the audio there (vectorised
-        over all prompts; the whole-prompt BER is computed for the rest only)."""
+    def _openings_off(self, heard: StreamFingerprint, frame: int, slack: int,
+                      among: list[int]) -> set[int]:
+        """Prompts (by position, of those ``among``) whose opening BER is above
+        :data:`OPENING_BER` at every offset within ``slack`` of ``frame``: they cannot be the
+        audio there (vectorised over those prompts; the whole-prompt BER is computed for the
+        rest only)."""
         lo = max(0, frame - slack)
         hi = min(frame + slack + 1, heard.frames - CHUNK_FRAMES + 1)
-        if hi <= lo or not self._long:
+        wanted = set(among)
+        rows = [k for k, i in enumerate(self._long) if i in wanted]
+        if hi <= lo or not rows:
             return set()
+        head_bits, head_voiced = self._head_bits[rows], self._head_voiced[rows]
         bits = heard.bits[lo: hi + CHUNK_FRAMES - 1]
         quiet = heard.quiet[lo: hi + CHUNK_FRAMES - 1]
         windows = np.lib.stride_tricks.sliding_window_view(bits, CHUNK_FRAMES)  # K x C
         quiet_w = np.lib.stride_tricks.sliding_window_view(quiet, CHUNK_FRAMES)
-        errors = _POPCOUNT16[windows[None, :, :] ^ self._head_bits[:, None, :]]  # P x K x C
-        errors = np.where(quiet_w[None, :, :], BITS, errors) * self._head_voiced[:, None, :]
-        ber = errors.sum(axis=2) / (self._head_voiced.sum(axis=1)[:, None] * BITS)
+        errors = popcount(windows[None, :, :] ^ head_bits[:, None, :])  # P x K x C
+        errors = np.where(quiet_w[None, :, :], BITS, errors) * head_voiced[:, None, :]
+        ber = errors.sum(axis=2) / (head_voiced.sum(axis=1)[:, None] * BITS)
         off = np.flatnonzero(ber.min(axis=1) > OPENING_BER)
-        return {self._long[int(k)] for k in off}
+        return {self._long[rows[int(k)]] for k in off}
 
     def identify(self, heard: StreamFingerprint, start: int, max_ber: float
                  ) -> list[tuple[int, str]]:
@@ -203,12 +213,11 @@ class PromptIndex:
 
 
 MIN_PART_FRAMES = 250  # a prompt's first second is enough to name it
-# A prompt whose first CHUNK_FRAMES (0.5 s) are this far off the audio is not its twin:
-# unrelated audio scores near 0.5, a prompt against itself at most 0.15 (fingerprint.py).
-OPENING_BER = 0.4
+# A prompt whose first CHUNK_FRAMES (0.5 s) are this far off the audio is not its twin
+# (search.OPENING_BER, imported above).
 
 
-def _load_set(manifest: Path) -> list[KnownPrompt]:
+def _load_set(manifest: Path, cache: PrintCache) -> list[KnownPrompt]:
     try:
         data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -217,17 +226,24 @@ def _load_set(manifest: Path) -> list[KnownPrompt]:
         raise PromptSetError(f"{manifest}: no 'prompts' mapping")
     set_name = str(data.get("language") or manifest.parent.name)
     out = []
+    keys: set[str] = set()
     for name, entry in data["prompts"].items():
         if not isinstance(entry, dict) or "file" not in entry:
             continue
         wav = manifest.parent / str(entry["file"])
-        try:
-            pcm, rate = read_wav_mono16(wav)
-        except (OSError, ValueError) as exc:
-            raise PromptSetError(f"{wav}: cannot read prompt {name!r}: {exc}") from exc
-        if rate != SAMPLE_RATE_HZ:
-            pcm = resample(pcm, rate, SAMPLE_RATE_HZ)
+        key = wav_key(wav)
+        keys.add(key)
+        cached = cache.get(key)
+        if cached is None:
+            try:
+                pcm, rate = read_wav_mono16(wav)
+            except (OSError, ValueError) as exc:
+                raise PromptSetError(f"{wav}: cannot read prompt {name!r}: {exc}") from exc
+            if rate != SAMPLE_RATE_HZ:
+                pcm = resample(pcm, rate, SAMPLE_RATE_HZ)
+            cached = fingerprint(pcm), sound_start(pcm, SAMPLE_RATE_HZ)
+            cache.put(key, *cached)
         text = str(entry.get("text") or "")
-        out.append(KnownPrompt(set_name, str(name), text, fingerprint(pcm),
-                               sound_start(pcm, SAMPLE_RATE_HZ)))
+        out.append(KnownPrompt(set_name, str(name), text, *cached))
+    cache.save(keys)
     return out

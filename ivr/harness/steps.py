@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import analysis
-from .fingerprint import EARLY_FRAMES, HOP_MS, HOP_SAMPLES, MATCH_BER, PromptSearch
+from .fingerprint import EARLY_FRAMES, HOP_MS, HOP_SAMPLES, MATCH_BER
 from .prompt_index import KnownPrompt
 from .scenario import (
     Check,
@@ -31,6 +31,7 @@ from .scenario import (
     Say,
     Wait,
 )
+from .search import PromptSearch
 
 if TYPE_CHECKING:
     from .call import CallContext
