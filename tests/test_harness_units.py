@@ -372,6 +372,9 @@ def test_fingerprints_are_cached_on_disk_until_a_wav_changes(
     assert len(computed) == 2  # both from the cache
     for a, b in zip(first.prompts, again.prompts, strict=True):
         assert (a.print.bits == b.print.bits).all() and (a.print.voiced == b.print.voiced).all()
+        # and what key -> prompt is timed by: where the print and the prompt's sound begin
+        assert (a.print.start_sample, a.sound_sample) == (b.print.start_sample, b.sound_sample)
+        assert a.print.start_sample > 0
     (s / "welcome.wav").write_bytes((PROMPTS / "en-US" / "sales.wav").read_bytes())
     changed = PromptIndex.load(prompts, cache)
     assert len(computed) == 3
