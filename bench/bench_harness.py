@@ -10,7 +10,10 @@ enough for the highest level):
   ``--duration-s``: every call hears the language menu, presses 1, hears the welcome, hangs
   up. Reported: key -> first frame of the next prompt (p50/p99), time to first audio,
   failures, and the harness's own CPU (user+system of the load process and its callers, from
-  getrusage after they exit) as % of one core per 100 calls up.
+  getrusage after they exit) as % of one core per 100 calls up, where calls up is the mean
+  over the run (the calls' durations added up over its wall time, start-up included: a
+  level the rate or the machine cannot fill is not credited with calls it never had).
+  The rate is ``--rate`` or, by default, enough to hold N calls of the scenario's ~4 s.
 * **sipp**: the same concurrency from sipp (calls that stay ``--sipp-call-s`` with RTP
   silence), with 4 harness probe calls at once beside them measuring the same timings: what
   the IVR does for callers when the load is not the harness's own.
@@ -80,7 +83,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--levels", default="10,20,40")
     ap.add_argument("--duration-s", type=float, default=40)
-    ap.add_argument("--rate", type=float, default=10, help="calls started per second")
+    ap.add_argument("--rate", type=float, help="calls started per second (default: N/3.5)")
     ap.add_argument("--sipp-call-s", type=float, default=30)
     ap.add_argument("--only", choices=("harness", "sipp"))
     ap.add_argument("--out", type=Path)
@@ -97,11 +100,14 @@ def main(argv: list[str]) -> int:
         try:
             for n in levels:
                 if args.only != "sipp":
-                    data, cpu, wall = harness_load(dial, n, args.rate, args.duration_s,
+                    rate = args.rate or max(2.0, n / 3.5)
+                    data, cpu, wall = harness_load(dial, n, rate, args.duration_s,
                                                    tmp / f"h{n}", 19700, 40000)
-                    per100 = 100 * (cpu / wall) / max(1, n) * 100
+                    up = float(data.get("call_seconds", 0.0)) / wall
+                    per100 = 100 * (cpu / wall) / max(up, 1e-9) * 100
                     out.append(line("harness", n, data,
-                                    f"  harness CPU {per100:.1f} % of a core per 100 calls"))
+                                    f"  {up:.1f} calls up (mean)  harness CPU {per100:.1f} % "
+                                    "of a core per 100 calls up"))
                     print(out[-1], flush=True)
                 if args.only != "harness":
                     caller = sipp.Caller("bench_sipp").pause(int(args.sipp_call_s * 1000))
@@ -116,7 +122,8 @@ def main(argv: list[str]) -> int:
                     t = threading.Thread(target=load, daemon=True)
                     t.start()
                     time.sleep(n / 50 + 2)  # sipp starts 50 calls/s
-                    probe, _, _ = harness_load(dial, 4, 2, min(args.duration_s,
+                    rate = args.rate or 2.0
+                    probe, _, _ = harness_load(dial, 4, rate, min(args.duration_s,
                                                                args.sipp_call_s - 5),
                                                tmp / f"s{n}", 19800, 41000)
                     t.join(timeout=args.sipp_call_s + 120)

@@ -516,3 +516,13 @@ def test_check_passes_the_shipped_scenarios_and_fails_a_bad_one_with_exit_2(
     bad = _write(tmp_path, "name: b\ndial: sip:ivr@127.0.0.1\nsteps:\n  - press: '#x'\n")
     assert main(["check", str(bad)]) == 2
     assert capsys.readouterr().err.startswith(f"{bad}:4: step 1 (press): ")
+
+
+def test_a_load_report_adds_up_its_calls_durations_failed_calls_included() -> None:
+    from ivr.harness.load import LoadStats
+
+    stats = LoadStats()
+    stats.add({"ok": True, "duration_s": 3.5, "sip_call_id": "a"})
+    stats.add({"ok": False, "duration_s": 1.25, "failure": "x", "failed_step": "dial"})
+    stats.add({"ok": False, "failure": "harness error", "failed_step": "harness"})
+    assert stats.as_dict()["call_seconds"] == 4.8  # 4.75, to the report's 0.1 s

@@ -54,6 +54,7 @@ class LoadStats:
                                                                     for t in TIMINGS})
     windows: dict[int, dict[str, HdrHistogram]] = field(default_factory=dict)
     start_s: float = 0.0  # wall clock of the run's start
+    call_s: float = 0.0  # the calls' durations added up: over the run's wall time, calls up
 
     def add(self, result: dict[str, Any]) -> None:
         if result.get("ok"):
@@ -64,6 +65,7 @@ class LoadStats:
             group = (str(result.get("failed_step", "")), _cause(message))
             self.failures[group] += 1
             self.examples.setdefault(group, message)
+        self.call_s += float(result.get("duration_s") or 0.0)
         if result.get("sip_call_id"):
             self.sip_call_ids.append(str(result["sip_call_id"]))
         k = int((float(result.get("started_at", self.start_s)) - self.start_s) // WINDOW_S)
@@ -89,6 +91,7 @@ class LoadStats:
     def as_dict(self) -> dict[str, Any]:
         return {
             "started": self.started, "passed": self.passed, "failed": self.failed,
+            "call_seconds": round(self.call_s, 1),
             "timings_ms": {t: self.summary(h) for t, h in self.whole.items()},
             "failures": [{"step": s, "cause": c, "count": n, "example": self.examples[(s, c)]}
                          for (s, c), n in self.failures.most_common()],
