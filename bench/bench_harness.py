@@ -94,8 +94,12 @@ def main(argv: list[str]) -> int:
     print(out[0], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp_s:
         tmp = Path(tmp_s)
-        workers = math.ceil(max(levels) / 2) + 2
-        stack = start_stack(tmp, workers=workers, env={"IVR_POOL_MIN_IDLE_WORKERS": "2"})
+        # 4 calls per worker and a few spare; every call comes from 127.0.0.1 (sipp and the
+        # harness alike), as from a carrier's trunk: no per-source limit
+        workers = math.ceil(max(levels) / 4) + 4
+        stack = start_stack(tmp, workers=workers, env={
+            "IVR_POOL_MIN_IDLE_WORKERS": "2", "IVR_POOL_MAX_WORKERS": str(workers + 4),
+            "IVR_FRONT_MAX_CALLS_PER_SOURCE": "0"})
         dial = f"sip:ivr@127.0.0.1:{stack.port}"
         try:
             for n in levels:
@@ -118,7 +122,7 @@ def main(argv: list[str]) -> int:
                         result["r"] = sipp.run(
                             caller.caller_hangs_up(), f"127.0.0.1:{stack.port}", tmp,
                             calls=n, concurrent=n,
-                            timeout_s=int(args.sipp_call_s + n / args.rate + 60))
+                            timeout_s=int(args.sipp_call_s + n / 50 + 60))
                     t = threading.Thread(target=load, daemon=True)
                     t.start()
                     time.sleep(n / 50 + 2)  # sipp starts 50 calls/s
