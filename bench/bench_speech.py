@@ -18,7 +18,7 @@ condition it prints:
 * false accepts: out-of-grammar speech that would be taken or confirmed (a phrase at or
   above ``reject_below``);
 * for the tuned backend (ours: the utterance cut by our VAD with 300 ms of pre-roll, FFT
-  upsampling plus the -60 dBFS noise fill) and for untuned PocketSphinx (its stock JSGF
+  upsampling plus the noise fill) and for untuned PocketSphinx (its stock JSGF
   grammar mode on the same audio, FFT-upsampled, the whole clip with digital silence);
 * the confidence distributions (right intents, out-of-grammar) the thresholds come from;
 * digit strings (the digit-loop grammar, whole string right), VAD speech start after onset
