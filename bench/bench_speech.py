@@ -162,7 +162,7 @@ def run_part(part: str, voices: list[str], node: MenuNode, meter: Meter, stock, 
     say(f" {part}: {len(phrases)} phrases x {len(voices)} voices ({', '.join(voices)}) x "
         f"{len(SPEEDS)} speeds = {len(clips)}; {len(OUT_OF_GRAMMAR[part])} out-of-grammar "
         f"utterances x {len(voices)} voices = {len(oog)}")
-    thresholds = sorted({reject, confirm, 0.1, 0.3})
+    thresholds = sorted({reject, confirm, 0.02, 0.1, 0.2, 0.3, 0.5, 0.7, 0.8, 0.9})
     for snr in SNRS:
         ok = stock_ok = missed = 0
         right_conf: list[float] = []  # confidence of each right intent
@@ -205,7 +205,7 @@ def run_part(part: str, voices: list[str], node: MenuNode, meter: Meter, stock, 
             f"{missed}), untuned {100 * stock_ok / n:5.1f} % ({stock_ok}/{n}); false accepts "
             f"tuned {100 * fa / m:5.1f} % ({fa}/{m}), untuned {100 * stock_fa / m:5.1f} % "
             f"({stock_fa}/{m})")
-        say("              with reject_below " + ", ".join(
+        say("              confidence at or above " + ", ".join(
             f"{t}: {100 * sum(c >= t for c in right_conf) / n:.1f} % right / "
             f"{100 * sum(c >= t for c in oog_conf) / m:.1f} % false" for t in thresholds))
         say(f"              confidence of right intents: {quartiles(right_conf)}; of "
