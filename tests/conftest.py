@@ -278,9 +278,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """After the summary: a non-daemon thread a test left running would keep the interpreter
-    waiting for it at exit, for ever (seen once after a failed run). Give such threads a
-    moment, then print where each one is stuck and leave with pytest's own exit status."""
+    """After the summary, leave at once with pytest's own exit status. A non-daemon thread a
+    test left running would keep the interpreter waiting for it at exit, and objects torn
+    down at interpreter exit (a pjsua2 endpoint a test left alive) may wait for threads of
+    their own: both were seen to hold a finished run for many minutes. A thread still running
+    is named, with every thread's stack, so it can be found and fixed."""
     import faulthandler
 
     stray = [t for t in threading.enumerate()
@@ -288,13 +290,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for t in stray:
         t.join(timeout=2)
     stray = [t for t in stray if t.is_alive()]
-    if not stray:
-        return
-    names = ", ".join(t.name for t in stray)
-    sys.stderr.write(f"\nconftest: {len(stray)} thread(s) still running after the tests "
-                     f"({names}); their stacks follow, then the run exits\n")
-    sys.stderr.flush()
-    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    if stray:
+        names = ", ".join(t.name for t in stray)
+        sys.stderr.write(f"\nconftest: {len(stray)} thread(s) still running after the tests "
+                         f"({names}); their stacks follow, then the run exits\n")
+        sys.stderr.flush()
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status[-1] if _exit_status else 1)
