@@ -94,9 +94,10 @@ def main(argv: list[str]) -> int:
     print(out[0], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp_s:
         tmp = Path(tmp_s)
-        # 4 calls per worker and a few spare; every call comes from 127.0.0.1 (sipp and the
-        # harness alike), as from a carrier's trunk: no per-source limit
-        workers = math.ceil(max(levels) / 4) + 4
+        # the default flow has queues: a worker keeps a leg per caller for the agent, so 2
+        # callers each; every call comes from 127.0.0.1 (sipp and the harness alike), as
+        # from a carrier's trunk: no per-source limit
+        workers = math.ceil(max(levels) / 2) + 4
         stack = start_stack(tmp, workers=workers, env={
             "IVR_POOL_MIN_IDLE_WORKERS": "2", "IVR_POOL_MAX_WORKERS": str(workers + 4),
             "IVR_FRONT_MAX_CALLS_PER_SOURCE": "0"})
