@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,14 @@ class AgentPhone(Baresip):
         """The messages it sent whose first line starts with ``start`` (``"SIP/2.0 486"``,
         ``"INVITE "``: its re-INVITEs for hold and resume)."""
         return [m for m in self.sip_trace() if not m.received and m.text.startswith(start)]
+
+    def wait_sent(self, start: str, count: int, timeout_s: float = 5.0) -> list[TracedMessage]:
+        """:meth:`sent`, once it holds ``count`` messages (baresip's trace reaches us on its
+        stdout, after the far end may already have acted on the message)."""
+        deadline = time.monotonic() + timeout_s
+        while len(found := self.sent(start)) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return found
 
     def answered(self) -> int:
         """How many INVITEs it answered 200 (initial ones and re-INVITEs)."""

@@ -88,7 +88,7 @@ async def test_the_agent_holds_with_a_sendonly_reinvite_resumes_and_hangs_up(
             await probe.wait_for(LegHeld)
             phone.resume()
             await probe.wait_for(LegResumed)
-            reinvites = phone.sent("INVITE ")
+            reinvites = phone.wait_sent("INVITE ", 2)
             assert [m.sdp_direction for m in reinvites] == ["sendonly", "sendrecv"], reinvites
             phone.hangup()  # the agent hangs up: its BYE reaches the worker
             ended = await probe.wait_for(LegHungUp)
