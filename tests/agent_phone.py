@@ -116,6 +116,11 @@ class AgentPhone(Baresip):
                                  + "".join(self.lines[-60:]))
         return found[0]
 
+    def mark(self) -> int:
+        """Where the output is now: the ``since`` for a wait on what comes next."""
+        with self._cond:
+            return len(self.lines)
+
     def count(self, text: str) -> int:
         with self._cond:
             return sum(1 for line in self.lines if text in line)
