@@ -14,9 +14,15 @@ enough for the highest level):
   over the run (the calls' durations added up over its wall time, start-up included: a
   level the rate or the machine cannot fill is not credited with calls it never had).
   The rate is ``--rate`` or, by default, enough to hold N calls of the scenario's ~4 s.
-* **sipp**: the same concurrency from sipp (calls that stay ``--sipp-call-s`` with RTP
-  silence), with 4 harness probe calls at once beside them measuring the same timings: what
+* **sipp**: the same concurrency from sipp (calls that stay ``--sipp-call-s`` and send no
+  RTP: the IVR plays to them and hears silence), with 4 harness probe calls at once beside them measuring the same timings: what
   the IVR does for callers when the load is not the harness's own.
+
+``--flow bench`` runs both against the capacity benchmark's flow (``bench/flows/bench.yaml``:
+one leg per caller, 4 callers a worker, the flow bench_capacity.py held 400 calls with) and
+times the probes with ``bench/scenarios/bench_menu.yaml`` (each key to the menu played
+again): the IVR's key -> prompt at the levels this machine can hold, which the default flow's
+queues (2 legs a caller) halve.
 
 Run it inside a loopback-only network namespace (``scripts/in-netns``); never from pytest.
 The machine's other load is not controlled: read figures from a busy machine as such.
@@ -43,7 +49,11 @@ sys.path.insert(0, str(ROOT))
 from tests import sipp  # noqa: E402
 from tests.conftest import start_stack  # noqa: E402
 
-SCENARIO = ROOT / "bench" / "scenarios" / "language_menu.yaml"
+SCENARIOS = {"default": ROOT / "bench" / "scenarios" / "language_menu.yaml",
+             "bench": ROOT / "bench" / "scenarios" / "bench_menu.yaml"}
+FLOWS = {"default": ROOT / "ivr" / "flows" / "default.yaml",
+         "bench": ROOT / "bench" / "flows" / "bench.yaml"}
+CALLERS_PER_WORKER = {"default": 2, "bench": 4}  # a queue keeps a leg for the agent
 
 
 def children_cpu_s() -> float:
@@ -51,12 +61,13 @@ def children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def harness_load(dial: str, calls: int, rate: float, duration_s: float, report: Path,
-                 sip_port: int, rtp_port: int) -> tuple[dict[str, Any], float, float]:
+def harness_load(scenario: Path, dial: str, calls: int, rate: float, duration_s: float,
+                 report: Path, sip_port: int, rtp_port: int
+                 ) -> tuple[dict[str, Any], float, float]:
     """Run ivr-harness load; (its report, its CPU seconds, its wall seconds)."""
     cpu0, t0 = children_cpu_s(), time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "ivr.harness.cli", "load", str(SCENARIO), "--dial", dial,
+        [sys.executable, "-m", "ivr.harness.cli", "load", str(scenario), "--dial", dial,
          "--calls", str(calls), "--rate", f"{rate}/s", "--duration", f"{duration_s}s",
          "--no-live", "--report", str(report), "--sip-port", str(sip_port),
          "--rtp-port", str(rtp_port)],
@@ -86,10 +97,12 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rate", type=float, help="calls started per second (default: N/3.5)")
     ap.add_argument("--sipp-call-s", type=float, default=30)
     ap.add_argument("--only", choices=("harness", "sipp"))
+    ap.add_argument("--flow", choices=tuple(FLOWS), default="default",
+                    help="the stack's flow and the harness's scenario (see above)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
-    out: list[str] = [f"# bench/bench_harness.py {' '.join(argv)}",
+    out: list[str] = [f"# bench/bench_harness.py {' '.join(argv)}  (flow: {args.flow})",
                       f"# {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores"]
     print(out[0], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-harness-") as tmp_s:
@@ -97,8 +110,9 @@ def main(argv: list[str]) -> int:
         # the default flow has queues: a worker keeps a leg per caller for the agent, so 2
         # callers each; every call comes from 127.0.0.1 (sipp and the harness alike), as
         # from a carrier's trunk: no per-source limit
-        workers = math.ceil(max(levels) / 2) + 4
-        stack = start_stack(tmp, workers=workers, env={
+        scenario = SCENARIOS[args.flow]
+        workers = math.ceil(max(levels) / CALLERS_PER_WORKER[args.flow]) + 4
+        stack = start_stack(tmp, workers=workers, flow=FLOWS[args.flow], env={
             "IVR_POOL_MIN_IDLE_WORKERS": "2", "IVR_POOL_MAX_WORKERS": str(workers + 4),
             "IVR_FRONT_MAX_CALLS_PER_SOURCE": "0"})
         dial = f"sip:ivr@127.0.0.1:{stack.port}"
@@ -106,7 +120,7 @@ def main(argv: list[str]) -> int:
             for n in levels:
                 if args.only != "sipp":
                     rate = args.rate or max(2.0, n / 3.5)
-                    data, cpu, wall = harness_load(dial, n, rate, args.duration_s,
+                    data, cpu, wall = harness_load(scenario, dial, n, rate, args.duration_s,
                                                    tmp / f"h{n}", 19700, 40000)
                     up = float(data.get("call_seconds", 0.0)) / wall
                     per100 = 100 * (cpu / wall) / max(up, 1e-9) * 100
@@ -128,7 +142,7 @@ def main(argv: list[str]) -> int:
                     t.start()
                     time.sleep(n / 50 + 2)  # sipp starts 50 calls/s
                     rate = args.rate or 2.0
-                    probe, _, _ = harness_load(dial, 4, rate, min(args.duration_s,
+                    probe, _, _ = harness_load(scenario, dial, 4, rate, min(args.duration_s,
                                                                args.sipp_call_s - 5),
                                                tmp / f"s{n}", 19800, 41000)
                     t.join(timeout=args.sipp_call_s + 120)
