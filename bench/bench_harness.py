@@ -15,8 +15,9 @@ enough for the highest level):
   level the rate or the machine cannot fill is not credited with calls it never had).
   The rate is ``--rate`` or, by default, enough to hold N calls of the scenario's ~4 s.
 * **sipp**: the same concurrency from sipp (calls that stay ``--sipp-call-s`` and send no
-  RTP: the IVR plays to them and hears silence), with 4 harness probe calls at once beside them measuring the same timings: what
-  the IVR does for callers when the load is not the harness's own.
+  RTP: the IVR plays to them and hears silence), with 4 (``--probes``) harness probe calls
+  at once beside them measuring the same timings: what the IVR does for callers when the
+  load is not the harness's own; and how busy the machine's cores were meanwhile.
 
 ``--flow bench`` runs both against the capacity benchmark's flow (``bench/flows/bench.yaml``:
 one leg per caller, 4 callers a worker, the flow bench_capacity.py held 400 calls with) and
@@ -78,6 +79,13 @@ def harness_load(scenario: Path, dial: str, calls: int, rate: float, duration_s:
     return data, cpu, wall
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def line(side: str, n: int, data: dict[str, Any], extra: str = "") -> str:
     if "error" in data:
         return f"{side:8} {n:4}  ERROR {data['error'][-300:]}"
@@ -97,6 +105,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--rate", type=float, help="calls started per second (default: N/3.5)")
     ap.add_argument("--sipp-call-s", type=float, default=30)
     ap.add_argument("--only", choices=("harness", "sipp"))
+    ap.add_argument("--probes", type=int, default=4,
+                    help="harness calls at once beside the sipp calls")
     ap.add_argument("--flow", choices=tuple(FLOWS), default="default",
                     help="the stack's flow and the harness's scenario (see above)")
     ap.add_argument("--out", type=Path)
@@ -141,14 +151,18 @@ def main(argv: list[str]) -> int:
                     t = threading.Thread(target=load, daemon=True)
                     t.start()
                     time.sleep(n / 50 + 2)  # sipp starts 50 calls/s
-                    rate = args.rate or 2.0
-                    probe, _, _ = harness_load(scenario, dial, 4, rate, min(args.duration_s,
-                                                               args.sipp_call_s - 5),
+                    rate = args.rate or max(2.0, args.probes / 2)
+                    busy0 = cpu_ticks()
+                    probe, _, _ = harness_load(scenario, dial, args.probes, rate,
+                                               min(args.duration_s, args.sipp_call_s - 5),
                                                tmp / f"s{n}", 19800, 41000)
+                    busy1 = cpu_ticks()
+                    busy = 100 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
                     t.join(timeout=args.sipp_call_s + 120)
                     r = result.get("r")
                     ok = "sipp ok" if r is not None and r.ok else "sipp FAILED"
-                    out.append(line("sipp+4", n, probe, f"  ({n} sipp calls: {ok})"))
+                    out.append(line(f"sipp+{args.probes}", n, probe,
+                                    f"  ({n} sipp calls: {ok}; machine busy {busy:.0f} %)"))
                     print(out[-1], flush=True)
         finally:
             stack.stop()
