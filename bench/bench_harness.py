@@ -20,7 +20,7 @@ enough for the highest level):
   load is not the harness's own; and how busy the machine's cores were meanwhile.
 
 ``--flow bench`` runs both against the capacity benchmark's flow (``bench/flows/bench.yaml``:
-one leg per caller, 4 callers a worker, the flow bench_capacity.py held 400 calls with) and
+one leg per caller, 4 callers a worker: the flow of docs/architecture.md's capacity figures) and
 times the probes with ``bench/scenarios/bench_menu.yaml`` (each key to the menu played
 again): the IVR's key -> prompt at the levels this machine can hold, which the default flow's
 queues (2 legs a caller) halve.
@@ -111,6 +111,8 @@ def main(argv: list[str]) -> int:
                     help="the stack's flow and the harness's scenario (see above)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    if args.probes < 1:
+        ap.error(f"--probes {args.probes}: give 1 or more harness calls")
     levels = [int(x) for x in args.levels.split(",")]
     out: list[str] = [f"# bench/bench_harness.py {' '.join(argv)}  (flow: {args.flow})",
                       f"# {time.strftime('%Y-%m-%d %H:%M:%S')} on {os.cpu_count()} cores"]
