@@ -49,8 +49,11 @@ class SpeechServiceRunner:
 
     async def start(self) -> bool:
         """Start the service and wait until it listens; False (logged) if it did not."""
+        # its own session, as the pool's and Kamailio's: a Ctrl-C at the terminal reaches the
+        # controller only, which stops the service in order (it dies with the controller)
         proc = await asyncio.create_subprocess_exec(*self.command(),
-                                                    stdout=asyncio.subprocess.PIPE)
+                                                    stdout=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
         self.proc = proc
         assert proc.stdout is not None
         try:

@@ -5,6 +5,7 @@ rather than stopping the stack."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 from ivr.config import load_settings
@@ -48,6 +49,8 @@ def test_the_service_starts_answers_on_the_run_dir_socket_and_stops(tmp_path: Pa
     async def scenario() -> tuple[bool, str, bool]:
         runner = SpeechServiceRunner(s)
         started = await runner.start()
+        assert runner.proc is not None  # its own session: a terminal's Ctrl-C skips it
+        assert os.getsid(runner.proc.pid) == runner.proc.pid != os.getsid(0)
         pcm = sa.concat(sa.silence(0.3), sa.speech("technical support"), sa.silence(0.3))
         hyps = await SpeechClient(runner.socket_path).recognize(
             pcm, Grammar.of(["sales", "technical support"]), "en-US")

@@ -102,6 +102,24 @@ def test_sigterm_stops_the_service_and_its_children(tmp_path: Path) -> None:
     assert not sock.exists()
 
 
+def test_ctrl_c_on_its_process_group_stops_it_quietly(tmp_path: Path) -> None:
+    sock = tmp_path / "s.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "ivr.speech.service", "--socket", str(sock),
+                             "--processes", "2"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout is not None and "ready" in proc.stdout.readline()
+    kids = children_of(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, err = proc.communicate(timeout=10)
+    proc.stdout.close()
+    assert proc.returncode == 0
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    for kid in kids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(kid, 0)
+    assert not sock.exists()
+
+
 def test_a_request_whose_worker_gave_up_waiting_is_skipped_not_recognised(
         tmp_path: Path) -> None:
     """Under overload a request can wait in the queue past the worker's timeout; the service

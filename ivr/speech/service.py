@@ -140,6 +140,9 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 def _child_loop(recognizer: Recognizer, listener: socket.socket) -> None:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    # a Ctrl-C reaches the whole process group: the parent stops the children (SIGTERM);
+    # here it would only print a KeyboardInterrupt traceback from accept()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     while True:
         conn, _ = listener.accept()
